@@ -1,0 +1,391 @@
+//! The apply thread: the only writer of mirrored keys. It takes `Update`s in
+//! order from the session thread and writes each in bounded batches, one hold
+//! of the Redis lock per batch, replicated to replicas and the AOF.
+
+use crate::config::{self, MirrorSpec};
+use crate::error::Error;
+use crate::mirror::index::{Index, INDEX};
+use crate::mirror::{stat_zxid, Node, Op, Update};
+use crate::reply::{Pending, Reply};
+use crate::status::STATUS;
+use crossbeam_channel::{Receiver, Sender};
+use redis_module::{
+    raw, CallOptions, CallOptionsBuilder, CallReply, CallResult, Context, ContextFlags, DetachedFromClient,
+    ThreadSafeContext,
+};
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Key writes per hold of the Redis lock: ~100 keeps Redis's latency near 2 ms
+/// during a large sync (FIELD-NOTES).
+const BATCH: usize = 128;
+/// Keys examined per SCAN step of a sweep.
+const SCAN_COUNT: &str = "1000";
+
+pub fn start() -> Result<Sender<Update>, String> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::Builder::new()
+        .name("zksync-apply".into())
+        .spawn(move || {
+            Applier {
+                ctx: ThreadSafeContext::new(),
+                rx,
+            }
+            .run()
+        })
+        .map_err(|e| format!("cannot start the apply thread: {e}"))?;
+    Ok(tx)
+}
+
+struct Applier {
+    ctx: ThreadSafeContext<DetachedFromClient>,
+    rx: Receiver<Update>,
+}
+
+/// What a batch may do to the keyspace, decided under the lock.
+#[derive(Clone, Copy, PartialEq)]
+enum Access {
+    Write,
+    /// A replica: the master's mirror arrives by replication; only the index moves.
+    IndexOnly,
+}
+
+impl Applier {
+    fn run(self) {
+        while let Ok(update) = self.rx.recv() {
+            self.handle(update);
+        }
+    }
+
+    fn handle(&self, update: Update) {
+        match update {
+            Update::Mirrors(specs) => self.locked(|_, index, _| {
+                index.set_mirrors(&specs);
+                STATUS.mirrors.store(specs.len() as u64, Ordering::Relaxed);
+            }),
+            Update::Changes { root, ops } => self.changes(&root, ops),
+            Update::Resync {
+                root,
+                root_present,
+                zxid,
+                ops,
+            } => self.resync(&root, root_present, zxid, ops),
+            Update::Pull {
+                prefix,
+                path,
+                zxid,
+                nodes,
+                pending,
+            } => self.pull(&prefix, &path, zxid, nodes, pending),
+            Update::Forget => self.locked(|_, index, _| index.forget_all()),
+            Update::Reply(pending, reply) => pending.resolve(reply),
+        }
+    }
+
+    fn changes(&self, root: &str, ops: Vec<Op>) {
+        let mut ops = ops.into_iter().peekable();
+        while ops.peek().is_some() {
+            let batch: Vec<Op> = ops.by_ref().take(BATCH).collect();
+            self.locked(|ctx, index, access| {
+                let Some(spec) = healthy_mirror(index, root) else {
+                    return;
+                };
+                apply_ops(ctx, index, access, &spec, batch);
+            });
+        }
+    }
+
+    fn resync(&self, root: &str, root_present: bool, zxid: i64, ops: Vec<Op>) {
+        let proceed = self.locked(|ctx, index, _| {
+            let spec = healthy_mirror(index, root)?;
+            let entry = index.mirror_mut(root)?;
+            let reason = if zxid < entry.applied_zxid {
+                Some(format!(
+                    "ZooKeeper is behind the mirror (highest zxid {zxid:#x} < applied {:#x}): another history",
+                    entry.applied_zxid
+                ))
+            } else if !root_present && (index.stat(root).is_some() || key_exists(ctx, &spec.key(root))) {
+                Some(format!("mirror root {root} vanished together with its whole subtree"))
+            } else {
+                None
+            };
+            match reason {
+                Some(reason) => {
+                    diverge(ctx, index, root, reason);
+                    None
+                }
+                None => {
+                    if let Some(entry) = index.mirror_mut(root) {
+                        entry.applied_zxid = entry.applied_zxid.max(zxid);
+                    }
+                    Some(spec)
+                }
+            }
+        });
+        let Some(spec) = proceed else { return };
+        self.changes(root, ops);
+        self.sweep(&spec.prefix, root, |index, path| index.stat(path).is_some());
+    }
+
+    fn pull(&self, prefix: &str, path: &str, zxid: i64, nodes: Vec<Node>, pending: Pending) {
+        let written = nodes.len() as i64;
+        let live: HashSet<String> = nodes.iter().map(|n| n.path.clone()).collect();
+        // A pull inside a mirror replaces its index entries; a pull of the root
+        // is the operator's word that this ZooKeeper is the truth.
+        let mirror = self.locked(|ctx, index, access| {
+            if access == Access::IndexOnly {
+                return Err(Error::ReadOnly("zksync writes the mirror only on a master".into()));
+            }
+            let Some(entry) = index.mirror_of(path) else {
+                return Ok(None);
+            };
+            let root = entry.spec.root.clone();
+            if root == path {
+                if let Some(entry) = index.mirror_mut(&root) {
+                    if entry.diverged.take().is_some() {
+                        ctx.log_warning(&format!("zksync: mirror {root} resumes after ZKSYNC.PULL"));
+                    }
+                    entry.applied_zxid = zxid;
+                }
+                STATUS.diverged.store(index.diverged_count() as u64, Ordering::Relaxed);
+            }
+            Ok(Some(root))
+        });
+        let mirror = match mirror {
+            Ok(mirror) => mirror,
+            Err(e) => return pending.resolve(Reply::Error(e)),
+        };
+        let spec = MirrorSpec {
+            root: path.to_string(),
+            prefix: prefix.to_string(),
+        };
+        let mut ops: Vec<Op> = nodes.into_iter().map(Op::Upsert).collect();
+        if mirror.is_some() {
+            let gone = self.locked(|_, index, _| index.paths_below(path));
+            ops.extend(gone.into_iter().filter(|p| !live.contains(p)).map(Op::Delete));
+        }
+        let mut ops = ops.into_iter().peekable();
+        while ops.peek().is_some() {
+            let batch: Vec<Op> = ops.by_ref().take(BATCH).collect();
+            self.locked(|ctx, index, access| {
+                let index = if mirror.is_some() { Some(index) } else { None };
+                apply_pulled(ctx, index, access, &spec, batch);
+            });
+        }
+        self.sweep(prefix, path, |_, p| live.contains(p));
+        pending.resolve(Reply::Integer(written));
+    }
+
+    /// Deletes the keys under `prefix + root` that `keep` does not know: keys
+    /// of vanished znodes and keys written by hand.
+    fn sweep(&self, prefix: &str, root: &str, keep: impl Fn(&Index, &str) -> bool) {
+        let pattern = format!("{}*", glob_escape(&format!("{prefix}{root}")));
+        let mut cursor = "0".to_string();
+        loop {
+            let next = self.locked(|ctx, index, access| {
+                if access == Access::IndexOnly {
+                    return None;
+                }
+                let opts = CallOptionsBuilder::new().errors_as_replies().build();
+                let reply: CallResult = ctx.call_ext(
+                    "SCAN",
+                    &opts,
+                    &[cursor.as_str(), "MATCH", pattern.as_str(), "COUNT", SCAN_COUNT][..],
+                );
+                let (next, keys) = scan_reply(reply)?;
+                for key in keys {
+                    let Some(path) = key.strip_prefix(prefix.as_bytes()) else {
+                        continue;
+                    };
+                    let keep_it = match std::str::from_utf8(path) {
+                        Ok(path) => !crate::path::is_within(path, root) || keep(index, path),
+                        // Not a znode path, yet in our namespace.
+                        Err(_) => false,
+                    };
+                    if !keep_it {
+                        write(ctx, "DEL", &[&key]);
+                    }
+                }
+                Some(next)
+            });
+            match next {
+                Some(next) if next != "0" => cursor = next,
+                _ => return,
+            }
+        }
+    }
+
+    /// Runs `f` under the Redis lock, once Redis may take a replicated write:
+    /// not while loading, and not while clients are paused (Redis 7.0 asserts
+    /// if a module propagates then). Wakes the event loop afterwards so
+    /// replies and keyspace notifications leave at once.
+    fn locked<R>(&self, f: impl FnOnce(&Context, &mut Index, Access) -> R) -> R {
+        loop {
+            let guard = self.ctx.lock();
+            let flags = guard.get_flags();
+            if flags.contains(ContextFlags::LOADING) || guard.avoid_replication_traffic() {
+                drop(guard);
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            let access = if flags.contains(ContextFlags::SLAVE) {
+                Access::IndexOnly
+            } else {
+                Access::Write
+            };
+            let result = {
+                let mut index = INDEX.lock(&*guard);
+                let result = f(&guard, &mut index, access);
+                STATUS.znodes.store(index.len() as u64, Ordering::Relaxed);
+                result
+            };
+            drop(guard);
+            wake_event_loop();
+            return result;
+        }
+    }
+}
+
+/// The spec of the mirror at `root` if it is in force and not diverged.
+fn healthy_mirror(index: &Index, root: &str) -> Option<MirrorSpec> {
+    index
+        .mirrors()
+        .iter()
+        .find(|m| m.spec.root == root && m.diverged.is_none())
+        .map(|m| m.spec.clone())
+}
+
+fn diverge(ctx: &Context, index: &mut Index, root: &str, reason: String) {
+    ctx.log_warning(&format!(
+        "zksync: mirror {root} stopped applying: {reason}. Nothing was deleted; run ZKSYNC.PULL {root} to resume from this ZooKeeper."
+    ));
+    if let Some(entry) = index.mirror_mut(root) {
+        entry.diverged = Some(reason);
+    }
+    STATUS.diverged.store(index.diverged_count() as u64, Ordering::Relaxed);
+}
+
+/// Applies live or resync ops: a key never goes back to an older version.
+fn apply_ops(ctx: &Context, index: &mut Index, access: Access, spec: &MirrorSpec, ops: Vec<Op>) {
+    for op in ops {
+        match op {
+            Op::Upsert(node) => {
+                if index.stat(&node.path).is_some_and(|old| old.mzxid >= node.stat.mzxid) {
+                    continue;
+                }
+                if access == Access::Write {
+                    write(ctx, "SET", &[&spec.key(&node.path), &node.data]);
+                }
+                if let Some(entry) = index.mirror_mut(&spec.root) {
+                    entry.applied_zxid = entry.applied_zxid.max(stat_zxid(&node.stat));
+                }
+                STATUS.note_zxid(stat_zxid(&node.stat));
+                index.insert(node.path, node.stat);
+                STATUS.events_applied.fetch_add(1, Ordering::Relaxed);
+            }
+            Op::Delete(path) => {
+                if access == Access::Write {
+                    write(ctx, "DEL", &[&spec.key(&path)]);
+                }
+                if index.remove(&path).is_some() {
+                    STATUS.events_applied.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// Applies a pull unconditionally; `index` is set when the path is mirrored.
+fn apply_pulled(ctx: &Context, mut index: Option<&mut Index>, access: Access, spec: &MirrorSpec, ops: Vec<Op>) {
+    for op in ops {
+        match op {
+            Op::Upsert(node) => {
+                if access == Access::Write {
+                    write(ctx, "SET", &[&config::key(&spec.prefix, &node.path), &node.data]);
+                }
+                STATUS.note_zxid(stat_zxid(&node.stat));
+                if let Some(index) = index.as_deref_mut() {
+                    index.insert(node.path, node.stat);
+                }
+            }
+            Op::Delete(path) => {
+                if access == Access::Write {
+                    write(ctx, "DEL", &[&config::key(&spec.prefix, &path)]);
+                }
+                if let Some(index) = index.as_deref_mut() {
+                    index.remove(&path);
+                }
+            }
+        }
+    }
+}
+
+fn replicated() -> CallOptions {
+    CallOptionsBuilder::new().replicate().errors_as_replies().build()
+}
+
+/// One replicated write; a failure is logged, never fatal.
+fn write(ctx: &Context, command: &str, args: &[&[u8]]) {
+    let reply: CallResult = ctx.call_ext(command, &replicated(), args);
+    if let Err(e) = reply {
+        ctx.log_warning(&format!("zksync: {command} of a mirrored key failed: {e}"));
+    }
+}
+
+fn key_exists(ctx: &Context, key: &[u8]) -> bool {
+    let opts = CallOptionsBuilder::new().errors_as_replies().build();
+    let reply: CallResult = ctx.call_ext("EXISTS", &opts, &[key][..]);
+    matches!(reply, Ok(CallReply::I64(n)) if n.to_i64() > 0)
+}
+
+/// `(next cursor, keys)` of a SCAN reply.
+fn scan_reply(reply: CallResult) -> Option<(String, Vec<Vec<u8>>)> {
+    let Ok(CallReply::Array(parts)) = reply else {
+        return None;
+    };
+    let Some(Ok(CallReply::String(cursor))) = parts.get(0) else {
+        return None;
+    };
+    let cursor = cursor.to_string()?;
+    let Some(Ok(CallReply::Array(keys))) = parts.get(1) else {
+        return None;
+    };
+    let keys = keys
+        .iter()
+        .filter_map(|k| match k {
+            Ok(CallReply::String(s)) => Some(s.as_bytes().to_vec()),
+            _ => None,
+        })
+        .collect();
+    Some((cursor, keys))
+}
+
+/// Escapes the glob characters of SCAN MATCH.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Wakes Redis's event loop from this thread (else replies and notifications
+/// wait for the next tick, up to 100 ms).
+fn wake_event_loop() {
+    extern "C" fn nothing(_: *mut std::os::raw::c_void) {}
+    if let Some(add) = unsafe { raw::RedisModule_EventLoopAddOneShot } {
+        unsafe { add(Some(nothing), std::ptr::null_mut()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn glob_escape() {
+        assert_eq!(super::glob_escape("zk:/a*b?[c]\\"), "zk:/a\\*b\\?\\[c\\]\\\\");
+    }
+}

@@ -1,0 +1,58 @@
+//! Command handlers: parse, call into the domain, reply. One file per family.
+
+pub mod mirror;
+pub mod status;
+
+use crate::error::Error;
+use crate::path;
+use crate::reply::Pending;
+use crate::session::{self, Control, Request};
+use crate::status::{SessionState, STATUS};
+use redis_module::{Context, ContextFlags, RedisResult, RedisString, RedisValue};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// An argument that must be an absolute znode path.
+fn path_arg(arg: &RedisString) -> Result<String, Error> {
+    let text = arg
+        .try_as_str()
+        .map_err(|_| Error::BadArgs("a znode path must be valid UTF-8".into()))?;
+    path::validate(text).map_err(Error::BadArgs)?;
+    Ok(text.to_string())
+}
+
+/// The optional `VERSION v` tail of PUSH and DELETE.
+fn version_arg(rest: &[RedisString]) -> Result<Option<i32>, Error> {
+    match rest {
+        [] => Ok(None),
+        [word, v] if word.to_string_lossy().eq_ignore_ascii_case("VERSION") => v
+            .to_string_lossy()
+            .parse::<i32>()
+            .map(Some)
+            .map_err(|_| Error::BadArgs("VERSION must be an integer".into())),
+        _ => Err(Error::BadArgs("syntax error: expected [VERSION v]".into())),
+    }
+}
+
+/// Hands `request` to the session thread and blocks the client until its reply.
+fn submit(ctx: &Context, request: Request) -> RedisResult {
+    if ctx
+        .get_flags()
+        .intersects(ContextFlags::MULTI | ContextFlags::LUA | ContextFlags::DENY_BLOCKING)
+    {
+        return Err(
+            Error::BadArgs("this command waits for ZooKeeper and cannot run inside MULTI or a script".into()).into(),
+        );
+    }
+    match STATUS.state() {
+        SessionState::Connected | SessionState::AuthFailed => {}
+        state => return Err(Error::ZkDown(state.name().into()).into()),
+    }
+    // The session thread bounds each request by the session timeout; this
+    // margin lets its own answer arrive first.
+    let timeout_ms = STATUS.session_timeout_ms.load(Ordering::Relaxed).max(1000) + 500;
+    let pending = Pending::block(ctx, Duration::from_millis(timeout_ms))?;
+    // If the session thread is gone, dropping the returned request unblocks the client with ZKDOWN.
+    let _ = session::send(Control::Request(request, pending));
+    Ok(RedisValue::NoReply)
+}

@@ -1,0 +1,36 @@
+//! ZKSYNC.STATUS and the `zksync` INFO section.
+
+use crate::reply::Reply;
+use crate::status::{Field, STATUS};
+use redis_module::{Context, InfoContext, RedisError, RedisResult, RedisString};
+
+pub fn status(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if args.len() != 1 {
+        return Err(RedisError::WrongArity);
+    }
+    let fields = STATUS
+        .fields()
+        .into_iter()
+        .map(|(name, field)| {
+            let value = match field {
+                Field::Int(i) => Reply::Integer(i),
+                Field::Text(t) => Reply::text(t),
+            };
+            (name, value)
+        })
+        .collect();
+    Reply::Map(fields).into_result()
+}
+
+/// INFO zksync. Redis names a module's default section after the module and
+/// prefixes its fields with `zksync_`.
+#[allow(deprecated)] // the builder API cannot name the default section
+pub fn info(ctx: &InfoContext, _for_crash_report: bool) {
+    ctx.add_info_section(None);
+    for (name, field) in STATUS.fields() {
+        match field {
+            Field::Int(i) => ctx.add_info_field_long_long(name, i),
+            Field::Text(t) => ctx.add_info_field_str(name, &t),
+        };
+    }
+}

@@ -1,0 +1,272 @@
+//! Module configs (`zksync.*`): storage, validation, and the snapshot the
+//! background threads work from.
+//!
+//! Every string config is validated in CONFIG SET (and at load): an invalid
+//! value is refused with the reason and the old value stays in force.
+
+use crate::path;
+use redis_module::configuration::{ConfigurationContext, ConfigurationValue};
+use redis_module::{enum_configuration, RedisError, RedisString};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub const DEFAULT_PREFIX: &str = "zk:";
+
+/// A string config that is stored only once its parser accepts it.
+pub struct Checked {
+    text: Mutex<String>,
+    check: fn(&str) -> Result<(), String>,
+}
+
+impl Checked {
+    const fn new(check: fn(&str) -> Result<(), String>) -> Self {
+        Checked {
+            text: Mutex::new(String::new()),
+            check,
+        }
+    }
+
+    pub fn get(&self) -> String {
+        self.text.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl ConfigurationValue<RedisString> for Checked {
+    fn get(&self, _ctx: &ConfigurationContext) -> RedisString {
+        RedisString::create(None, self.get().as_str())
+    }
+
+    fn set(&self, _ctx: &ConfigurationContext, value: RedisString) -> Result<(), RedisError> {
+        let text = value
+            .try_as_str()
+            .map_err(|_| RedisError::Str("value must be valid UTF-8"))?;
+        (self.check)(text).map_err(RedisError::String)?;
+        *self.text.lock().unwrap_or_else(|e| e.into_inner()) = text.to_string();
+        Ok(())
+    }
+}
+
+enum_configuration! {
+    #[allow(non_camel_case_types)]
+    #[derive(Debug, PartialEq, Eq)]
+    pub enum FailoverMode {
+        auto = 0,
+        manual = 1,
+    }
+}
+
+pub static SERVERS: Checked = Checked::new(|s| parse_servers(s).map(|_| ()));
+pub static AUTH: Checked = Checked::new(|s| parse_auth(s).map(|_| ()));
+pub static MIRRORS: Checked = Checked::new(|s| parse_mirrors(s).map(|_| ()));
+pub static GROUP: Checked = Checked::new(|s| parse_group(s).map(|_| ()));
+pub static ANNOUNCE: Checked = Checked::new(|s| parse_announce(s).map(|_| ()));
+pub static SESSION_TIMEOUT_MS: AtomicI64 = AtomicI64::new(6000);
+pub static FAILOVER_MAX_LAG: AtomicI64 = AtomicI64::new(1048576);
+pub static LOAD_INTERVAL_MS: AtomicI64 = AtomicI64::new(1000);
+pub static FAILOVER: Mutex<FailoverMode> = Mutex::new(FailoverMode::auto);
+
+/// One `ROOT[=PREFIX]` entry of `zksync.mirrors`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MirrorSpec {
+    pub root: String,
+    pub prefix: String,
+}
+
+impl MirrorSpec {
+    /// The Redis key of the znode at `path`.
+    pub fn key(&self, path: &str) -> Vec<u8> {
+        key(&self.prefix, path)
+    }
+}
+
+pub fn key(prefix: &str, path: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + path.len());
+    key.extend_from_slice(prefix.as_bytes());
+    key.extend_from_slice(path.as_bytes());
+    key
+}
+
+/// `zksync.auth`, split into scheme and credentials. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Auth {
+    pub scheme: String,
+    pub credentials: Vec<u8>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:<redacted>", self.scheme)
+    }
+}
+
+/// What the ZooKeeper session is made of: a change of any of it reconnects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Connection {
+    pub servers: String,
+    pub session_timeout: Duration,
+    pub auth: Option<Auth>,
+}
+
+/// A consistent snapshot of the configs, handed to the background threads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub connection: Connection,
+    pub mirrors: Vec<MirrorSpec>,
+}
+
+impl Settings {
+    /// Reads the current values. They were validated when set, so parsing
+    /// cannot fail here; should it, the setting is treated as empty.
+    pub fn current() -> Settings {
+        let timeout_ms = SESSION_TIMEOUT_MS.load(Ordering::Relaxed).max(1) as u64;
+        Settings {
+            connection: Connection {
+                servers: SERVERS.get(),
+                session_timeout: Duration::from_millis(timeout_ms),
+                auth: parse_auth(&AUTH.get()).unwrap_or(None),
+            },
+            mirrors: parse_mirrors(&MIRRORS.get()).unwrap_or_default(),
+        }
+    }
+}
+
+/// `host:port[,host:port...][/chroot]`.
+pub fn parse_servers(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let (hosts, chroot) = match text.find('/') {
+        Some(i) => (&text[..i], Some(&text[i..])),
+        None => (text, None),
+    };
+    if hosts.is_empty() {
+        return Err("zksync.servers needs at least one host:port".to_string());
+    }
+    for server in hosts.split(',') {
+        let (host, port) = server
+            .rsplit_once(':')
+            .ok_or_else(|| format!("'{server}' is not host:port"))?;
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(format!("'{server}' has no valid host"));
+        }
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => {}
+            _ => return Err(format!("'{server}' has no valid port")),
+        }
+    }
+    if let Some(chroot) = chroot {
+        path::validate(chroot).map_err(|e| format!("bad chroot: {e}"))?;
+    }
+    Ok(text.to_string())
+}
+
+/// `scheme:credentials`, or empty for none.
+pub fn parse_auth(text: &str) -> Result<Option<Auth>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match text.split_once(':') {
+        Some((scheme, credentials)) if !scheme.is_empty() && !credentials.is_empty() => Ok(Some(Auth {
+            scheme: scheme.to_string(),
+            credentials: credentials.as_bytes().to_vec(),
+        })),
+        _ => Err("zksync.auth must be scheme:credentials, e.g. digest:user:secret".to_string()),
+    }
+}
+
+/// Whitespace-separated `ROOT[=PREFIX]`; roots absolute and not overlapping.
+pub fn parse_mirrors(text: &str) -> Result<Vec<MirrorSpec>, String> {
+    let mut mirrors: Vec<MirrorSpec> = Vec::new();
+    for spec in text.split_whitespace() {
+        let (root, prefix) = match spec.split_once('=') {
+            Some((root, prefix)) => (root, prefix),
+            None => (spec, DEFAULT_PREFIX),
+        };
+        path::validate(root).map_err(|e| format!("bad mirror root: {e}"))?;
+        if let Some(other) = mirrors
+            .iter()
+            .find(|m| path::is_within(root, &m.root) || path::is_within(&m.root, root))
+        {
+            return Err(format!("mirror roots {} and {root} overlap", other.root));
+        }
+        mirrors.push(MirrorSpec {
+            root: root.to_string(),
+            prefix: prefix.to_string(),
+        });
+    }
+    Ok(mirrors)
+}
+
+/// A group name is one znode name, or empty for none.
+pub fn parse_group(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Ok(String::new());
+    }
+    path::validate(&format!("/{text}"))
+        .ok()
+        .filter(|_| !text.contains('/'))
+        .map(|_| text.to_string())
+        .ok_or_else(|| format!("'{text}' is not a valid group name (one znode name, no '/')"))
+}
+
+/// `host:port`, or empty for `127.0.0.1:<port>`.
+pub fn parse_announce(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Ok(String::new());
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => Ok(text.to_string()),
+        _ => Err(format!("'{text}' is not host:port")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers() {
+        assert!(parse_servers("127.0.0.1:2181").is_ok());
+        assert!(parse_servers("a:1,b:2,c:3/chroot/x").is_ok());
+        for bad in ["", "host", "a:0", "a:x", ":1", "a:1/x/", "a:1//x"] {
+            assert!(parse_servers(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mirrors() {
+        let m = parse_mirrors(" /app/config  /services=svc: /x= ").unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!(
+            m[0],
+            MirrorSpec {
+                root: "/app/config".into(),
+                prefix: "zk:".into()
+            }
+        );
+        assert_eq!(m[1].prefix, "svc:");
+        assert_eq!(m[2].prefix, "");
+        assert_eq!(m[0].key("/app/config/db"), b"zk:/app/config/db");
+        assert!(parse_mirrors("").unwrap().is_empty());
+        for bad in ["relative", "/a /a/b", "/a/b /a", "/a /a=x:", "/ /a", "/a/"] {
+            assert!(parse_mirrors(bad).is_err(), "{bad}");
+        }
+        assert!(parse_mirrors("/a /ab").is_ok());
+    }
+
+    #[test]
+    fn auth_group_announce() {
+        assert_eq!(parse_auth("").unwrap(), None);
+        let auth = parse_auth("digest:u:p").unwrap().unwrap();
+        assert_eq!(
+            (auth.scheme.as_str(), auth.credentials.as_slice()),
+            ("digest", &b"u:p"[..])
+        );
+        assert!(!format!("{auth:?}").contains("u:p"));
+        assert!(parse_auth("digest").is_err());
+        assert!(parse_group("cache").is_ok());
+        assert!(parse_group("a/b").is_err());
+        assert!(parse_group("..").is_err());
+        assert!(parse_announce("10.0.0.1:6379").is_ok());
+        assert!(parse_announce("10.0.0.1").is_err());
+    }
+}

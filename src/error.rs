@@ -1,0 +1,95 @@
+//! The one error type of zksync, mapped once to the `CODE message` replies of SPEC.md.
+
+use zookeeper_client as zk;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// Wrong arguments: arity, paths, numbers, sizes.
+    BadArgs(String),
+    ZkDown(String),
+    NoNode(String),
+    NodeExists(String),
+    BadVersion(String),
+    NotEmpty(String),
+    NoAuth(String),
+    Timeout,
+    ReadOnly(String),
+    /// Anything else ZooKeeper answered: reported as is.
+    Zk {
+        path: String,
+        message: String,
+    },
+}
+
+impl Error {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::BadArgs(_) | Error::Zk { .. } => "ERR",
+            Error::ZkDown(_) => "ZKDOWN",
+            Error::NoNode(_) => "ZKNONODE",
+            Error::NodeExists(_) => "ZKNODEEXISTS",
+            Error::BadVersion(_) => "ZKBADVERSION",
+            Error::NotEmpty(_) => "ZKNOTEMPTY",
+            Error::NoAuth(_) => "ZKNOAUTH",
+            Error::Timeout => "ZKTIMEOUT",
+            Error::ReadOnly(_) => "READONLY",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Error::BadArgs(m) | Error::ReadOnly(m) => m.clone(),
+            Error::ZkDown(why) => format!("no ZooKeeper session ({why})"),
+            Error::NoNode(p) => format!("znode {p} does not exist"),
+            Error::NodeExists(p) => format!("znode {p} already exists"),
+            Error::BadVersion(p) => format!("version mismatch on znode {p}"),
+            Error::NotEmpty(p) => format!("znode {p} has children"),
+            Error::NoAuth(p) => format!("ZooKeeper refused access to {p}"),
+            Error::Timeout => "ZooKeeper did not answer in time".to_string(),
+            Error::Zk { path, message } => format!("ZooKeeper error on {path}: {message}"),
+        }
+    }
+
+    /// Maps a ZooKeeper client error on `path`.
+    pub fn from_zk(err: zk::Error, path: &str) -> Error {
+        let path = path.to_string();
+        match err {
+            zk::Error::NoNode => Error::NoNode(path),
+            zk::Error::NodeExists => Error::NodeExists(path),
+            zk::Error::BadVersion => Error::BadVersion(path),
+            zk::Error::NotEmpty => Error::NotEmpty(path),
+            zk::Error::NoAuth | zk::Error::AuthFailed => Error::NoAuth(path),
+            zk::Error::Timeout => Error::Timeout,
+            zk::Error::ConnectionLoss | zk::Error::SessionExpired | zk::Error::ClientClosed | zk::Error::NoHosts => {
+                Error::ZkDown(err.to_string())
+            }
+            other => Error::Zk {
+                path,
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+/// `CODE message`, the text of the error reply; Redis's error conversion uses it.
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.code(), self.message())
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_start_with_the_code() {
+        assert_eq!(Error::Timeout.to_string(), "ZKTIMEOUT ZooKeeper did not answer in time");
+        assert!(Error::from_zk(zk::Error::BadVersion, "/a")
+            .to_string()
+            .starts_with("ZKBADVERSION "));
+        assert!(Error::BadArgs("wrong".into()).to_string().starts_with("ERR "));
+    }
+}

@@ -1,0 +1,106 @@
+//! zksync: a Redis module that makes a Redis server a ZooKeeper citizen.
+//!
+//! This file only wires the module into Redis: commands, configs, the INFO
+//! section, server events. See README.md for the architecture.
+
+mod apply;
+mod commands;
+mod config;
+mod error;
+mod mirror;
+mod path;
+mod reply;
+mod session;
+mod status;
+
+use commands::status::info;
+use config::{
+    Settings, ANNOUNCE, AUTH, FAILOVER, FAILOVER_MAX_LAG, GROUP, LOAD_INTERVAL_MS, MIRRORS, SERVERS, SESSION_TIMEOUT_MS,
+};
+use redis_module::configuration::{ConfigurationContext, ConfigurationFlags};
+use redis_module::server_events::ServerRole;
+use redis_module::{redis_module, Context, InfoContext, RedisResult, RedisString, Status};
+use redis_module_macros::role_changed_event_handler;
+use session::Control;
+
+/// Redis's allocator inside redis-server (module memory counts in INFO); the
+/// system one for unit tests, which run outside Redis.
+#[cfg(not(test))]
+type Allocator = redis_module::alloc::RedisAlloc;
+#[cfg(test)]
+type Allocator = std::alloc::System;
+
+fn init(ctx: &Context, _args: &[RedisString]) -> Status {
+    let started = apply::start().and_then(|updates| session::start(Settings::current(), updates));
+    match started {
+        Ok(()) => Status::Ok,
+        Err(e) => {
+            ctx.log_warning(&format!("zksync: {e}"));
+            Status::Err
+        }
+    }
+}
+
+/// The session and apply threads, the tokio runtime and the client library's
+/// own I/O thread cannot be torn down cleanly: refuse MODULE UNLOAD.
+fn deinit(ctx: &Context) -> Status {
+    ctx.log_warning("zksync cannot be unloaded: its ZooKeeper threads would outlive it. Restart redis-server instead.");
+    Status::Err
+}
+
+/// Any config change: the session thread takes the new snapshot (reconnecting
+/// if the connection settings moved).
+fn on_config_changed<T>(_ctx: &ConfigurationContext, _name: &str, _value: &'static T) {
+    let _ = session::send(Control::Settings(Settings::current()));
+}
+
+/// A server promoted to master rewrites its mirror from ZooKeeper: as a
+/// replica it took whatever its master replicated.
+#[role_changed_event_handler]
+fn on_role_changed(_ctx: &Context, role: ServerRole) {
+    if role == ServerRole::Primary {
+        let _ = session::send(Control::Promoted);
+    }
+}
+
+redis_module! {
+    name: "zksync",
+    version: 1,
+    allocator: (Allocator, Allocator {}),
+    data_types: [],
+    init: init,
+    deinit: deinit,
+    info: info,
+    commands: [
+        ["zksync.pull", commands::mirror::pull, "write deny-oom", 0, 0, 0, ""],
+        ["zksync.push", commands::mirror::push, "write deny-oom", 0, 0, 0, ""],
+        ["zksync.delete", commands::mirror::delete, "write", 0, 0, 0, ""],
+        ["zksync.stat", commands::mirror::stat, "readonly fast", 0, 0, 0, ""],
+        ["zksync.ls", commands::mirror::ls, "readonly", 0, 0, 0, ""],
+        ["zksync.status", commands::status::status, "readonly fast", 0, 0, 0, ""],
+    ],
+    configurations: [
+        i64: [
+            ["session-timeout", &SESSION_TIMEOUT_MS, 6000, 500, 600_000, ConfigurationFlags::DEFAULT,
+                Some(Box::new(on_config_changed::<_>))],
+            ["failover-max-lag", &FAILOVER_MAX_LAG, 1048576, 0, i64::MAX,
+                ConfigurationFlags::DEFAULT | ConfigurationFlags::MEMORY, Some(Box::new(on_config_changed::<_>))],
+            ["load-interval", &LOAD_INTERVAL_MS, 1000, 100, 3_600_000, ConfigurationFlags::DEFAULT,
+                Some(Box::new(on_config_changed::<_>))],
+        ],
+        string: [
+            ["servers", &SERVERS, "127.0.0.1:2181", ConfigurationFlags::DEFAULT, Some(Box::new(on_config_changed::<_>))],
+            ["auth", &AUTH, "", ConfigurationFlags::DEFAULT | ConfigurationFlags::SENSITIVE,
+                Some(Box::new(on_config_changed::<_>))],
+            ["mirrors", &MIRRORS, "", ConfigurationFlags::DEFAULT, Some(Box::new(on_config_changed::<_>))],
+            ["group", &GROUP, "", ConfigurationFlags::DEFAULT, Some(Box::new(on_config_changed::<_>))],
+            ["announce", &ANNOUNCE, "", ConfigurationFlags::DEFAULT, Some(Box::new(on_config_changed::<_>))],
+        ],
+        bool: [],
+        enum: [
+            ["failover", &FAILOVER, config::FailoverMode::auto, ConfigurationFlags::DEFAULT,
+                Some(Box::new(on_config_changed::<_>))],
+        ],
+        module_args_as_configuration: true,
+    ]
+}

@@ -1,0 +1,201 @@
+//! What the keyspace holds for every mirror: the stat of each mirrored znode
+//! and each mirror's health. Written by the apply thread and read by commands,
+//! both only while holding the Redis lock.
+
+use crate::config::MirrorSpec;
+use crate::path;
+use once_cell::sync::Lazy;
+use redis_module::RedisGILGuard;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use zookeeper_client::Stat;
+
+pub struct MirrorEntry {
+    pub spec: MirrorSpec,
+    /// Why the mirror stopped applying; `None` while healthy.
+    pub diverged: Option<String>,
+    /// The highest zxid applied: a ZooKeeper below it has another history.
+    pub applied_zxid: i64,
+}
+
+#[derive(Default)]
+pub struct Index {
+    mirrors: Vec<MirrorEntry>,
+    nodes: BTreeMap<String, Stat>,
+}
+
+pub static INDEX: Lazy<RedisGILGuard<Index>> = Lazy::new(|| RedisGILGuard::new(Index::default()));
+
+impl Index {
+    /// Installs the mirrors in force. Entries of unchanged mirrors are kept;
+    /// the stats of removed ones are forgotten (their keys stay).
+    pub fn set_mirrors(&mut self, specs: &[MirrorSpec]) {
+        let mut old = std::mem::take(&mut self.mirrors);
+        for spec in specs {
+            match old.iter().position(|m| &m.spec == spec) {
+                Some(i) => self.mirrors.push(old.swap_remove(i)),
+                None => {
+                    self.forget_below(&spec.root);
+                    self.mirrors.push(MirrorEntry {
+                        spec: spec.clone(),
+                        diverged: None,
+                        applied_zxid: 0,
+                    });
+                }
+            }
+        }
+        for removed in old {
+            self.forget_below(&removed.spec.root);
+        }
+    }
+
+    pub fn mirrors(&self) -> &[MirrorEntry] {
+        &self.mirrors
+    }
+
+    /// The mirror whose subtree holds `path`.
+    pub fn mirror_of(&self, path: &str) -> Option<&MirrorEntry> {
+        self.mirrors.iter().find(|m| path::is_within(path, &m.spec.root))
+    }
+
+    pub fn mirror_mut(&mut self, root: &str) -> Option<&mut MirrorEntry> {
+        self.mirrors.iter_mut().find(|m| m.spec.root == root)
+    }
+
+    pub fn diverged_count(&self) -> usize {
+        self.mirrors.iter().filter(|m| m.diverged.is_some()).count()
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn stat(&self, path: &str) -> Option<&Stat> {
+        self.nodes.get(path)
+    }
+
+    pub fn insert(&mut self, path: String, stat: Stat) {
+        self.nodes.insert(path, stat);
+    }
+
+    pub fn remove(&mut self, path: &str) -> Option<Stat> {
+        self.nodes.remove(path)
+    }
+
+    pub fn forget_all(&mut self) {
+        self.nodes.clear();
+    }
+
+    /// Paths of the mirrored znodes at or below `root`.
+    pub fn paths_below(&self, root: &str) -> Vec<String> {
+        self.nodes
+            .range::<str, _>((Bound::Included(root), Bound::Unbounded))
+            .map(|(p, _)| p)
+            .take_while(|p| p.starts_with(root))
+            .filter(|p| path::is_within(p, root))
+            .cloned()
+            .collect()
+    }
+
+    fn forget_below(&mut self, root: &str) {
+        for p in self.paths_below(root) {
+            self.nodes.remove(&p);
+        }
+    }
+
+    /// Sorted names of the children of `parent`, `None` if it is not mirrored.
+    /// Skips each child's own subtree instead of walking it.
+    pub fn children(&self, parent: &str) -> Option<Vec<String>> {
+        self.nodes.get(parent)?;
+        let base = if parent == "/" {
+            "/".to_string()
+        } else {
+            format!("{parent}/")
+        };
+        let mut names = Vec::new();
+        let mut from = base.clone();
+        loop {
+            let next = self
+                .nodes
+                .range::<str, _>((Bound::Excluded(from.as_str()), Bound::Unbounded))
+                .next()
+                .map(|(p, _)| p);
+            let Some(p) = next.filter(|p| p.starts_with(&base)) else {
+                break;
+            };
+            let name = p[base.len()..].split('/').next().unwrap_or_default();
+            let child = format!("{base}{name}");
+            if p.len() == child.len() {
+                names.push(name.to_string());
+            }
+            // Past `child` and everything below it ("child/..." sorts before "child0").
+            from = format!("{child}0");
+            if p.len() == child.len() {
+                // A sibling "child!" sorts between "child" and "child/": step past "child" only.
+                from = child;
+            }
+        }
+        names.sort();
+        Some(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat() -> Stat {
+        Stat {
+            czxid: 1,
+            mzxid: 1,
+            pzxid: 1,
+            ctime: 0,
+            mtime: 0,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: 0,
+            data_length: 0,
+            num_children: 0,
+        }
+    }
+
+    #[test]
+    fn children_skip_subtrees() {
+        let mut index = Index::default();
+        for p in [
+            "/a",
+            "/a/x",
+            "/a/x/deep",
+            "/a/x/deep/er",
+            "/a/x!",
+            "/a/x!/y",
+            "/a/y",
+            "/ab",
+            "/a/z z",
+        ] {
+            index.insert(p.to_string(), stat());
+        }
+        assert_eq!(index.children("/a").unwrap(), ["x", "x!", "y", "z z"]);
+        assert_eq!(index.children("/a/x").unwrap(), ["deep"]);
+        assert_eq!(index.children("/a/y").unwrap(), Vec::<String>::new());
+        assert!(index.children("/nope").is_none());
+        assert_eq!(index.paths_below("/a").len(), 8);
+    }
+
+    #[test]
+    fn mirrors_keep_or_forget() {
+        let spec = |root: &str| MirrorSpec {
+            root: root.into(),
+            prefix: "zk:".into(),
+        };
+        let mut index = Index::default();
+        index.set_mirrors(&[spec("/a"), spec("/b")]);
+        index.insert("/a/1".into(), stat());
+        index.insert("/b/1".into(), stat());
+        index.set_mirrors(&[spec("/a")]);
+        assert!(index.stat("/a/1").is_some());
+        assert!(index.stat("/b/1").is_none());
+        assert_eq!(index.mirror_of("/a/1/2").map(|m| m.spec.root.as_str()), Some("/a"));
+    }
+}

@@ -1,0 +1,65 @@
+//! The mirror: ZooKeeper subtrees kept as Redis string keys.
+//!
+//! Data flows one way: the session thread reads ZooKeeper (`read`), works out
+//! what changed against what it has sent (`tree`), and hands `Update`s to the
+//! apply thread (`crate::apply`), the only writer of the keyspace and of the
+//! `index` that ZKSYNC.STAT and ZKSYNC.LS answer from.
+
+pub mod index;
+pub mod read;
+pub mod tree;
+
+use crate::config::MirrorSpec;
+use crate::reply::{Pending, Reply};
+use zookeeper_client::Stat;
+
+/// One znode as read from ZooKeeper.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    pub path: String,
+    pub data: Vec<u8>,
+    pub stat: Stat,
+}
+
+/// One change to a mirrored key.
+#[derive(Debug)]
+pub enum Op {
+    /// Write the key, unless the keyspace already holds this version or a newer one.
+    Upsert(Node),
+    /// The znode is gone.
+    Delete(String),
+}
+
+/// What the session thread hands to the apply thread, in order.
+pub enum Update {
+    /// The mirrors in force (sent at start and on every CONFIG SET).
+    Mirrors(Vec<MirrorSpec>),
+    /// Live changes to one mirror: watch events, PUSH, DELETE.
+    Changes { root: String, ops: Vec<Op> },
+    /// A full read of one mirror after a (re)connect: `ops` bring the keyspace
+    /// to it, then keys without a znode are swept. `zxid` is the highest zxid
+    /// the read saw, for the history check.
+    Resync {
+        root: String,
+        root_present: bool,
+        zxid: i64,
+        ops: Vec<Op>,
+    },
+    /// ZKSYNC.PULL: the whole subtree at `path`, replacing what the keyspace holds.
+    Pull {
+        prefix: String,
+        path: String,
+        zxid: i64,
+        nodes: Vec<Node>,
+        pending: Pending,
+    },
+    /// Forget every mirrored version (after a promotion), so the next resync rewrites every key.
+    Forget,
+    /// Answer a blocked client once everything sent before has been applied.
+    Reply(Pending, Reply),
+}
+
+/// The highest zxid a stat proves this history has reached.
+pub fn stat_zxid(stat: &Stat) -> i64 {
+    stat.mzxid.max(stat.pzxid)
+}

@@ -1,0 +1,110 @@
+//! Reading ZooKeeper for the mirror: whole subtrees level by level with
+//! multi-reads, and batches of single znodes, all pipelined.
+
+use super::{stat_zxid, Node};
+use crate::path;
+use std::future::Future;
+use zookeeper_client::{Client, Error, MultiReadResult};
+
+/// Znodes per multi-read request (two operations each for a subtree read).
+const NODES_PER_REQUEST: usize = 100;
+/// Multi-read requests in flight at once.
+const REQUESTS_IN_FLIGHT: usize = 16;
+
+pub struct Subtree {
+    /// Every znode of the subtree, parents before children; empty if the root is absent.
+    pub nodes: Vec<Node>,
+    /// The highest zxid the read saw (stats of the subtree and pzxid of the
+    /// root's ancestors): in the same history it never goes down.
+    pub zxid: i64,
+}
+
+/// Reads the subtree at `root` with its data.
+pub async fn subtree(client: &Client, root: &str) -> Result<Subtree, Error> {
+    let ancestors: Vec<_> = path::ancestors(root).map(|a| client.check_stat(a)).collect();
+    let mut zxid = 0;
+    for stat in ancestors {
+        if let Some(stat) = stat.await? {
+            zxid = zxid.max(stat.pzxid);
+        }
+    }
+    let mut nodes = Vec::new();
+    let mut level = vec![root.to_string()];
+    while !level.is_empty() {
+        let mut next = Vec::new();
+        let results = pipelined(&level, |chunk| {
+            let mut reader = client.new_multi_reader();
+            for p in chunk {
+                reader.add_get_data(p)?;
+                reader.add_get_children(p)?;
+            }
+            Ok(reader.commit())
+        })
+        .await?;
+        for (p, pair) in level.iter().zip(results.chunks(2)) {
+            match pair {
+                [MultiReadResult::Data { data, stat }, MultiReadResult::Children { children }] => {
+                    zxid = zxid.max(stat_zxid(stat));
+                    next.extend(children.iter().map(|c| path::child(p, c)));
+                    nodes.push(Node {
+                        path: p.clone(),
+                        data: data.clone(),
+                        stat: *stat,
+                    });
+                }
+                // Deleted between listing its parent and reading it.
+                [MultiReadResult::Error { err: Error::NoNode }, _] => {}
+                [MultiReadResult::Error { err }, _] | [_, MultiReadResult::Error { err }] => return Err(err.clone()),
+                _ => return Err(Error::UnexpectedError(format!("unexpected multi-read reply for {p}"))),
+            }
+        }
+        level = next;
+    }
+    Ok(Subtree { nodes, zxid })
+}
+
+/// Reads each of `paths`: `Ok(None)` for a znode that does not exist.
+pub async fn nodes(client: &Client, paths: &[String]) -> Result<Vec<Result<Option<Node>, Error>>, Error> {
+    let results = pipelined(paths, |chunk| {
+        let mut reader = client.new_multi_reader();
+        for p in chunk {
+            reader.add_get_data(p)?;
+        }
+        Ok(reader.commit())
+    })
+    .await?;
+    Ok(paths
+        .iter()
+        .zip(results)
+        .map(|(p, result)| match result {
+            MultiReadResult::Data { data, stat } => Ok(Some(Node {
+                path: p.clone(),
+                data,
+                stat,
+            })),
+            MultiReadResult::Error { err: Error::NoNode } => Ok(None),
+            MultiReadResult::Error { err } => Err(err),
+            _ => Err(Error::UnexpectedError(format!("unexpected multi-read reply for {p}"))),
+        })
+        .collect())
+}
+
+/// Sends one request per chunk of `paths`, keeping several in flight (a
+/// request is sent when its future is created), and concatenates the replies.
+async fn pipelined<F, Fut>(paths: &[String], mut request: F) -> Result<Vec<MultiReadResult>, Error>
+where
+    F: FnMut(&[String]) -> Result<Fut, Error>,
+    Fut: Future<Output = Result<Vec<MultiReadResult>, Error>>,
+{
+    let mut results = Vec::with_capacity(paths.len() * 2);
+    for window in paths.chunks(NODES_PER_REQUEST * REQUESTS_IN_FLIGHT) {
+        let in_flight = window
+            .chunks(NODES_PER_REQUEST)
+            .map(&mut request)
+            .collect::<Result<Vec<_>, _>>()?;
+        for reply in in_flight {
+            results.extend(reply.await?);
+        }
+    }
+    Ok(results)
+}

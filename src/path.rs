@@ -1,0 +1,86 @@
+//! Absolute znode paths: validation and the few relations the mirror needs.
+
+/// Checks that `path` is an absolute znode path ZooKeeper accepts: `/` or
+/// `/seg/seg...` with no empty, `.` or `..` segment, no trailing slash and no NUL.
+pub fn validate(path: &str) -> Result<(), String> {
+    if path == "/" {
+        return Ok(());
+    }
+    if !path.starts_with('/') {
+        return Err(format!("'{path}' is not an absolute znode path"));
+    }
+    if path.ends_with('/') {
+        return Err(format!("znode path '{path}' must not end with '/'"));
+    }
+    if path.contains('\0') {
+        return Err("znode path must not contain a NUL byte".to_string());
+    }
+    for segment in path[1..].split('/') {
+        match segment {
+            "" => return Err(format!("znode path '{path}' has an empty segment")),
+            "." | ".." => return Err(format!("znode path '{path}' has a relative segment")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether `path` is `root` itself or lies below it.
+pub fn is_within(path: &str, root: &str) -> bool {
+    if root == "/" {
+        return path.starts_with('/');
+    }
+    path == root || (path.starts_with(root) && path.as_bytes().get(root.len()) == Some(&b'/'))
+}
+
+/// The path of a child named `name` of `parent`.
+pub fn child(parent: &str, name: &str) -> String {
+    if parent == "/" {
+        format!("/{name}")
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+/// The parent of `path`; `None` for the root `/`.
+pub fn parent(path: &str) -> Option<&str> {
+    match path.rfind('/') {
+        Some(0) if path.len() > 1 => Some("/"),
+        Some(0) | None => None,
+        Some(i) => Some(&path[..i]),
+    }
+}
+
+/// Every proper ancestor of `path`, nearest first (`/a/b/c` → `/a/b`, `/a`, `/`).
+pub fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(parent(path), |p| parent(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_paths() {
+        for good in ["/", "/a", "/a/b c/ü/*?[]", "/a:b"] {
+            assert!(validate(good).is_ok(), "{good}");
+        }
+        for bad in ["", "foo", "/a/", "/a//b", "a/b", "/a/./b", "/..", "/a\0"] {
+            assert!(validate(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn relations() {
+        assert!(is_within("/app/x", "/app"));
+        assert!(is_within("/app", "/app"));
+        assert!(!is_within("/apple", "/app"));
+        assert!(is_within("/anything", "/"));
+        assert_eq!(child("/", "a"), "/a");
+        assert_eq!(child("/a", "b"), "/a/b");
+        assert_eq!(parent("/a/b"), Some("/a"));
+        assert_eq!(parent("/a"), Some("/"));
+        assert_eq!(parent("/"), None);
+        assert_eq!(ancestors("/a/b/c").collect::<Vec<_>>(), ["/a/b", "/a", "/"]);
+    }
+}

@@ -1,0 +1,118 @@
+//! Figures for ZKSYNC.STATUS and INFO zksync. Each field has one writer
+//! (the session thread or the apply thread); commands read a snapshot.
+
+use once_cell::sync::Lazy;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SessionState {
+    Connecting = 0,
+    Connected = 1,
+    Suspended = 2,
+    Expired = 3,
+    AuthFailed = 4,
+    Closed = 5,
+}
+
+impl SessionState {
+    pub fn name(self) -> &'static str {
+        match self {
+            SessionState::Connecting => "connecting",
+            SessionState::Connected => "connected",
+            SessionState::Suspended => "suspended",
+            SessionState::Expired => "expired",
+            SessionState::AuthFailed => "auth_failed",
+            SessionState::Closed => "closed",
+        }
+    }
+
+    fn from_u8(v: u8) -> SessionState {
+        match v {
+            1 => SessionState::Connected,
+            2 => SessionState::Suspended,
+            3 => SessionState::Expired,
+            4 => SessionState::AuthFailed,
+            5 => SessionState::Closed,
+            _ => SessionState::Connecting,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Status {
+    // Written by the session thread.
+    state: AtomicU8,
+    pub session_id: AtomicI64,
+    pub session_timeout_ms: AtomicU64,
+    pub last_zxid: AtomicI64,
+    pub resyncs: AtomicU64,
+    pub last_resync_ms: AtomicU64,
+    server: Mutex<String>,
+    // Written by the apply thread.
+    pub znodes: AtomicU64,
+    pub events_applied: AtomicU64,
+    pub mirrors: AtomicU64,
+    pub diverged: AtomicU64,
+}
+
+pub static STATUS: Lazy<Status> = Lazy::new(Status::default);
+
+impl Status {
+    pub fn state(&self) -> SessionState {
+        SessionState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    pub fn set_state(&self, state: SessionState) {
+        self.state.store(state as u8, Ordering::Relaxed);
+    }
+
+    /// The state STATUS reports: `diverged` overrides a healthy session.
+    pub fn state_name(&self) -> &'static str {
+        match self.state() {
+            SessionState::Connected if self.diverged.load(Ordering::Relaxed) > 0 => "diverged",
+            state => state.name(),
+        }
+    }
+
+    pub fn server(&self) -> String {
+        self.server.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_server(&self, server: &str) {
+        *self.server.lock().unwrap_or_else(|e| e.into_inner()) = server.to_string();
+    }
+
+    pub fn note_zxid(&self, zxid: i64) {
+        self.last_zxid.fetch_max(zxid, Ordering::Relaxed);
+    }
+
+    /// `(field, value)` pairs in the order of SPEC.md.
+    pub fn fields(&self) -> Vec<(&'static str, Field)> {
+        let int = |a: &AtomicU64| Field::Int(a.load(Ordering::Relaxed) as i64);
+        vec![
+            ("state", Field::Text(self.state_name().to_string())),
+            ("server", Field::Text(self.server())),
+            (
+                "session_id",
+                Field::Text(format!("{:#x}", self.session_id.load(Ordering::Relaxed))),
+            ),
+            ("session_timeout", int(&self.session_timeout_ms)),
+            (
+                "last_zxid",
+                Field::Text(format!("{:#x}", self.last_zxid.load(Ordering::Relaxed))),
+            ),
+            ("mirrors", int(&self.mirrors)),
+            ("znodes", int(&self.znodes)),
+            ("events_applied", int(&self.events_applied)),
+            ("resyncs", int(&self.resyncs)),
+            ("last_resync_ms", int(&self.last_resync_ms)),
+        ]
+    }
+}
+
+pub enum Field {
+    Int(i64),
+    Text(String),
+}
