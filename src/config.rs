@@ -108,11 +108,21 @@ pub struct Connection {
     pub auth: Option<Auth>,
 }
 
+/// The group this server joins (`zksync.group`, `zksync.announce`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupSpec {
+    pub name: String,
+    /// `host:port` peers use to reach this server; `None` for `127.0.0.1:<port>`.
+    pub announce: Option<String>,
+}
+
 /// A consistent snapshot of the configs, handed to the background threads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     pub connection: Connection,
     pub mirrors: Vec<MirrorSpec>,
+    pub group: Option<GroupSpec>,
+    pub load_interval: Duration,
 }
 
 impl Settings {
@@ -127,8 +137,17 @@ impl Settings {
                 auth: parse_auth(&AUTH.get()).unwrap_or(None),
             },
             mirrors: parse_mirrors(&MIRRORS.get()).unwrap_or_default(),
+            group: Some(GROUP.get()).filter(|name| !name.is_empty()).map(|name| GroupSpec {
+                name,
+                announce: Some(ANNOUNCE.get()).filter(|a| !a.is_empty()),
+            }),
+            load_interval: load_interval(),
         }
     }
+}
+
+pub fn load_interval() -> Duration {
+    Duration::from_millis(LOAD_INTERVAL_MS.load(Ordering::Relaxed).max(1) as u64)
 }
 
 /// `host:port[,host:port...][/chroot]`.

@@ -14,6 +14,8 @@ pub enum Error {
     NoAuth(String),
     Timeout,
     ReadOnly(String),
+    /// A load or failover command on a server without `zksync.group`.
+    NoGroup,
     /// Anything else ZooKeeper answered: reported as is.
     Zk {
         path: String,
@@ -33,6 +35,7 @@ impl Error {
             Error::NoAuth(_) => "ZKNOAUTH",
             Error::Timeout => "ZKTIMEOUT",
             Error::ReadOnly(_) => "READONLY",
+            Error::NoGroup => "NOGROUP",
         }
     }
 
@@ -46,6 +49,7 @@ impl Error {
             Error::NotEmpty(p) => format!("znode {p} has children"),
             Error::NoAuth(p) => format!("ZooKeeper refused access to {p}"),
             Error::Timeout => "ZooKeeper did not answer in time".to_string(),
+            Error::NoGroup => "this server is in no group (set zksync.group)".to_string(),
             Error::Zk { path, message } => format!("ZooKeeper error on {path}: {message}"),
         }
     }
@@ -71,14 +75,20 @@ impl Error {
     }
 }
 
-/// `CODE message`, the text of the error reply; Redis's error conversion uses it.
+/// `CODE message`, the text of the error reply.
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}", self.code(), self.message())
     }
 }
 
-impl std::error::Error for Error {}
+/// Not through redis-module's conversion of `std::error::Error`s, which
+/// would put `ERR` in front of our own code.
+impl From<Error> for redis_module::RedisError {
+    fn from(e: Error) -> Self {
+        redis_module::RedisError::String(e.to_string())
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@ mod apply;
 mod commands;
 mod config;
 mod error;
+mod group;
 mod mirror;
 mod path;
 mod reply;
@@ -19,9 +20,13 @@ use config::{
 };
 use redis_module::configuration::{ConfigurationContext, ConfigurationFlags};
 use redis_module::server_events::ServerRole;
-use redis_module::{redis_module, Context, InfoContext, RedisResult, RedisString, Status};
+use redis_module::{raw, redis_module, Context, ContextFlags, InfoContext, RedisResult, RedisString, Status};
 use redis_module_macros::role_changed_event_handler;
 use session::Control;
+use status::STATUS;
+use std::os::raw::c_void;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 /// Redis's allocator inside redis-server (module memory counts in INFO); the
 /// system one for unit tests, which run outside Redis.
@@ -33,7 +38,11 @@ type Allocator = std::alloc::System;
 fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     let started = apply::start().and_then(|updates| session::start(Settings::current(), updates));
     match started {
-        Ok(()) => Status::Ok,
+        Ok(()) => {
+            schedule_sample(ctx);
+            subscribe_shutdown(ctx);
+            Status::Ok
+        }
         Err(e) => {
             ctx.log_warning(&format!("zksync: {e}"));
             Status::Err
@@ -55,12 +64,46 @@ fn on_config_changed<T>(_ctx: &ConfigurationContext, _name: &str, _value: &'stat
 }
 
 /// A server promoted to master rewrites its mirror from ZooKeeper: as a
-/// replica it took whatever its master replicated.
+/// replica it took whatever its master replicated. Its group learns the new
+/// role at once.
 #[role_changed_event_handler]
-fn on_role_changed(_ctx: &Context, role: ServerRole) {
+fn on_role_changed(ctx: &Context, role: ServerRole) {
     if role == ServerRole::Primary {
         let _ = session::send(Control::Promoted);
     }
+    sample(ctx);
+}
+
+/// Samples the load figures every `zksync.load-interval` (a Redis timer: the
+/// main thread, where the figures live).
+fn schedule_sample(ctx: &Context) {
+    ctx.create_timer(
+        config::load_interval(),
+        |ctx: &Context, ()| {
+            sample(ctx);
+            schedule_sample(ctx);
+        },
+        (),
+    );
+}
+
+fn sample(ctx: &Context) {
+    STATUS.replica.store(ctx.get_flags().contains(ContextFlags::SLAVE), Ordering::Relaxed);
+    if !GROUP.get().is_empty() {
+        let _ = session::send(Control::Sample(group::load::sample(ctx)));
+    }
+}
+
+/// On a clean shutdown the session is closed, so this member's znode goes at once.
+fn subscribe_shutdown(ctx: &Context) {
+    unsafe extern "C" fn on_shutdown(_: *mut raw::RedisModuleCtx, _: raw::RedisModuleEvent, _: u64, _: *mut c_void) {
+        session::shutdown(Duration::from_secs(1));
+    }
+    let event = raw::RedisModuleEvent {
+        id: raw::REDISMODULE_EVENT_SHUTDOWN as u64,
+        dataver: 1,
+    };
+    raw::subscribe_to_server_event(ctx.ctx, event, Some(on_shutdown));
 }
 
 redis_module! {
@@ -78,6 +121,7 @@ redis_module! {
         ["zksync.stat", commands::mirror::stat, "readonly fast", 0, 0, 0, ""],
         ["zksync.ls", commands::mirror::ls, "readonly", 0, 0, 0, ""],
         ["zksync.status", commands::status::status, "readonly fast", 0, 0, 0, ""],
+        ["zksync.load", commands::load::load, "readonly", 0, 0, 0, ""],
     ],
     configurations: [
         i64: [

@@ -15,6 +15,7 @@ pub enum Reply {
     Integer(i64),
     Bulk(Vec<u8>),
     Nil,
+    Array(Vec<Reply>),
     /// A map reply (a flat field/value array in RESP2).
     Map(Vec<(&'static str, Reply)>),
     Error(Error),
@@ -37,6 +38,7 @@ impl Reply {
             Reply::Integer(i) => RedisValue::Integer(i),
             Reply::Bulk(b) => RedisValue::StringBuffer(b),
             Reply::Nil => RedisValue::Null,
+            Reply::Array(items) => RedisValue::Array(items.into_iter().map(Reply::into_value).collect()),
             Reply::Map(fields) => RedisValue::OrderedMap(
                 fields
                     .into_iter()

@@ -50,6 +50,10 @@ pub struct Status {
     pub resyncs: AtomicU64,
     pub last_resync_ms: AtomicU64,
     server: Mutex<String>,
+    /// `(group, member id)` once registered.
+    member: Mutex<Option<(String, String)>>,
+    // Written by the main thread's load sampler.
+    pub replica: std::sync::atomic::AtomicBool,
     // Written by the apply thread.
     pub znodes: AtomicU64,
     pub events_applied: AtomicU64,
@@ -84,6 +88,10 @@ impl Status {
         *self.server.lock().unwrap_or_else(|e| e.into_inner()) = server.to_string();
     }
 
+    pub fn set_member(&self, member: Option<(String, String)>) {
+        *self.member.lock().unwrap_or_else(|e| e.into_inner()) = member;
+    }
+
     pub fn note_zxid(&self, zxid: i64) {
         self.last_zxid.fetch_max(zxid, Ordering::Relaxed);
     }
@@ -91,7 +99,7 @@ impl Status {
     /// `(field, value)` pairs in the order of SPEC.md.
     pub fn fields(&self) -> Vec<(&'static str, Field)> {
         let int = |a: &AtomicU64| Field::Int(a.load(Ordering::Relaxed) as i64);
-        vec![
+        let mut fields = vec![
             ("state", Field::Text(self.state_name().to_string())),
             ("server", Field::Text(self.server())),
             (
@@ -108,7 +116,19 @@ impl Status {
             ("events_applied", int(&self.events_applied)),
             ("resyncs", int(&self.resyncs)),
             ("last_resync_ms", int(&self.last_resync_ms)),
-        ]
+        ];
+        let member = self.member.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some((group, id)) = member {
+            let role = if self.replica.load(Ordering::Relaxed) {
+                "replica"
+            } else {
+                "master"
+            };
+            fields.push(("group", Field::Text(group)));
+            fields.push(("member_id", Field::Text(id)));
+            fields.push(("role", Field::Text(role.to_string())));
+        }
+        fields
     }
 }
 

@@ -1,5 +1,6 @@
 //! Command handlers: parse, call into the domain, reply. One file per family.
 
+pub mod load;
 pub mod mirror;
 pub mod status;
 
@@ -36,14 +37,6 @@ fn version_arg(rest: &[RedisString]) -> Result<Option<i32>, Error> {
 
 /// Hands `request` to the session thread and blocks the client until its reply.
 fn submit(ctx: &Context, request: Request) -> RedisResult {
-    if ctx
-        .get_flags()
-        .intersects(ContextFlags::MULTI | ContextFlags::LUA | ContextFlags::DENY_BLOCKING)
-    {
-        return Err(
-            Error::BadArgs("this command waits for ZooKeeper and cannot run inside MULTI or a script".into()).into(),
-        );
-    }
     match STATUS.state() {
         SessionState::Connected | SessionState::AuthFailed => {}
         state => return Err(Error::ZkDown(state.name().into()).into()),
@@ -51,8 +44,21 @@ fn submit(ctx: &Context, request: Request) -> RedisResult {
     // The session thread bounds each request by the session timeout; this
     // margin lets its own answer arrive first.
     let timeout_ms = STATUS.session_timeout_ms.load(Ordering::Relaxed).max(1000) + 500;
-    let pending = Pending::block(ctx, Duration::from_millis(timeout_ms))?;
+    let pending = block(ctx, Duration::from_millis(timeout_ms))?;
     // If the session thread is gone, dropping the returned request unblocks the client with ZKDOWN.
     let _ = session::send(Control::Request(request, pending));
     Ok(RedisValue::NoReply)
+}
+
+/// Blocks the calling client until a background thread answers.
+fn block(ctx: &Context, timeout: Duration) -> Result<Pending, Error> {
+    if ctx
+        .get_flags()
+        .intersects(ContextFlags::MULTI | ContextFlags::LUA | ContextFlags::DENY_BLOCKING)
+    {
+        return Err(Error::BadArgs(
+            "this command waits for ZooKeeper and cannot run inside MULTI or a script".into(),
+        ));
+    }
+    Pending::block(ctx, timeout)
 }

@@ -5,10 +5,13 @@
 //! everything ZooKeeper: watches, reads, requests from commands. It never
 //! touches Redis: what it learns goes to the apply thread as `Update`s.
 
+mod group;
 mod requests;
 
 use crate::config::{Connection, MirrorSpec, Settings};
 use crate::error::Error;
+use crate::group::load::Sample;
+use crate::group::mntr;
 use crate::mirror::tree::Tree;
 use crate::mirror::{read, Update};
 use crate::path;
@@ -31,6 +34,12 @@ pub enum Control {
     Request(Request, Pending),
     /// This server became a master: rewrite every mirrored key from ZooKeeper.
     Promoted,
+    /// This server's load figures, every load interval while in a group.
+    Sample(Sample),
+    /// ZKSYNC.LOAD ZK: `mntr` of every server of the connect string (needs no session).
+    AskServers(Pending),
+    /// redis-server is shutting down: leave the group, close the session, then ack.
+    Shutdown(crossbeam_channel::Sender<()>),
 }
 
 static CONTROL: OnceCell<UnboundedSender<Control>> = OnceCell::new();
@@ -54,11 +63,21 @@ pub fn start(settings: Settings, updates: crossbeam_channel::Sender<Update>) -> 
                 settings,
                 trees: HashMap::new(),
                 retry: BTreeSet::new(),
+                membership: Default::default(),
             };
             runtime.block_on(session.run());
         })
         .map_err(|e| format!("cannot start the session thread: {e}"))?;
     Ok(())
+}
+
+/// Closes the session on a clean shutdown, so that this member's znode goes
+/// at once; waits at most `limit`.
+pub fn shutdown(limit: Duration) {
+    let (ack, done) = crossbeam_channel::bounded(1);
+    if send(Control::Shutdown(ack)).is_ok() {
+        let _ = done.recv_timeout(limit);
+    }
 }
 
 /// Hands `control` to the session thread. Returns it back if the thread is not running.
@@ -74,14 +93,15 @@ enum End {
     Reconnect,
     Expired,
     AuthFailed,
-    Shutdown,
+    /// With the sender to ack once the session is closed.
+    Shutdown(Option<crossbeam_channel::Sender<()>>),
 }
 
 /// The outcome of waiting while no session serves requests.
 enum Offline<T> {
     Done(T),
     Reconnect,
-    Shutdown,
+    Shutdown(Option<crossbeam_channel::Sender<()>>),
 }
 
 struct Session {
@@ -92,20 +112,25 @@ struct Session {
     trees: HashMap<String, Tree>,
     /// Mirrors whose last resync failed, retried on a timer.
     retry: BTreeSet<String>,
+    /// This server as a group member.
+    membership: group::Membership,
 }
 
 impl Session {
     async fn run(mut self) {
         self.send(Update::Mirrors(self.settings.mirrors.clone()));
-        loop {
+        let ack = loop {
             STATUS.set_state(SessionState::Connecting);
             let client = match self.connect().await {
-                Some(client) => client,
-                None => break,
+                Ok(client) => client,
+                Err(ack) => break ack,
             };
             match self.serve(&client).await {
                 End::Reconnect => {}
-                End::Shutdown => break,
+                End::Shutdown(ack) => {
+                    close(client).await;
+                    break ack;
+                }
                 End::Expired => {
                     STATUS.set_state(SessionState::Expired);
                     log_warning("ZooKeeper session expired; opening a new one and resyncing every mirror");
@@ -113,23 +138,26 @@ impl Session {
                 End::AuthFailed => {
                     STATUS.set_state(SessionState::AuthFailed);
                     log_warning("ZooKeeper refused authentication; check zksync.auth (retrying every 10 s)");
-                    if let Offline::Shutdown = self.offline(tokio::time::sleep(Duration::from_secs(10))).await {
-                        break;
+                    if let Offline::Shutdown(ack) = self.offline(tokio::time::sleep(Duration::from_secs(10))).await {
+                        break ack;
                     }
                 }
             }
-        }
+        };
         STATUS.set_state(SessionState::Closed);
+        if let Some(ack) = ack {
+            let _ = ack.send(());
+        }
     }
 
-    /// Opens a session, retrying with backoff; `None` on shutdown.
-    async fn connect(&mut self) -> Option<Client> {
+    /// Opens a session, retrying with backoff; `Err` on shutdown.
+    async fn connect(&mut self) -> Result<Client, Option<crossbeam_channel::Sender<()>>> {
         let mut backoff = Duration::from_millis(100);
         let mut last_error = String::new();
         loop {
             let attempt = connect_once(self.settings.connection.clone());
             match self.offline(attempt).await {
-                Offline::Done(Ok(client)) => return Some(client),
+                Offline::Done(Ok(client)) => return Ok(client),
                 Offline::Done(Err(e)) => {
                     let message = e.to_string();
                     if message != last_error {
@@ -144,12 +172,12 @@ impl Session {
                     backoff = Duration::from_millis(100);
                     continue;
                 }
-                Offline::Shutdown => return None,
+                Offline::Shutdown(ack) => return Err(ack),
             }
             match self.offline(tokio::time::sleep(backoff)).await {
                 Offline::Done(()) => backoff = (backoff * 2).min(Duration::from_secs(5)),
                 Offline::Reconnect => backoff = Duration::from_millis(100),
-                Offline::Shutdown => return None,
+                Offline::Shutdown(ack) => return Err(ack),
             }
         }
     }
@@ -162,13 +190,19 @@ impl Session {
             tokio::select! {
                 out = &mut fut => return Offline::Done(out),
                 control = self.control.recv() => match control {
-                    None => return Offline::Shutdown,
+                    None => return Offline::Shutdown(None),
+                    Some(Control::Shutdown(ack)) => return Offline::Shutdown(Some(ack)),
                     Some(Control::Request(_, pending)) => {
                         pending.resolve(Reply::Error(Error::ZkDown(STATUS.state().name().into())));
                     }
+                    Some(Control::AskServers(pending)) => self.ask_servers(pending),
+                    Some(Control::Sample(sample)) => self.membership.take_sample(sample),
                     Some(Control::Settings(settings)) => {
                         let reconnect = settings.connection != self.settings.connection;
                         self.take_mirrors(&settings.mirrors);
+                        if settings.group != self.settings.group {
+                            STATUS.set_member(None);
+                        }
                         self.settings = settings;
                         if reconnect {
                             return Offline::Reconnect;
@@ -197,12 +231,18 @@ impl Session {
         let mut states = client.state_watcher();
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let mut watches: HashMap<String, JoinHandle<()>> = HashMap::new();
-        let mirrors = self.settings.mirrors.clone();
-        for spec in &mirrors {
-            self.watch(client, spec, &events_tx, &mut watches).await;
+        for spec in self.settings.mirrors.clone() {
+            self.trees.entry(spec.root.clone()).or_default();
+            self.watch(client, &spec.root, &events_tx, &mut watches).await;
         }
         self.resync_all(client).await;
+        self.membership.new_session();
+        if let Some(dir) = self.members_root() {
+            self.watch(client, &dir, &events_tx, &mut watches).await;
+        }
+        self.join(client).await;
         let mut retry_timer = tokio::time::interval(Duration::from_secs(2));
+        let mut load_timer = tokio::time::interval(self.settings.load_interval);
         let end = loop {
             tokio::select! {
                 state = states.changed() => match state {
@@ -214,6 +254,8 @@ impl Session {
                         STATUS.set_state(SessionState::Connected);
                         log_notice("ZooKeeper connection back; resyncing (watches replay nothing)");
                         self.resync_all(client).await;
+                        self.read_members(client).await;
+                        self.publish(client).await;
                     }
                     ZkState::Expired => break End::Expired,
                     ZkState::AuthFailed => break End::AuthFailed,
@@ -230,26 +272,50 @@ impl Session {
                     self.apply_events(client, batch).await;
                 }
                 control = self.control.recv() => match control {
-                    None => break End::Shutdown,
+                    None => break End::Shutdown(None),
+                    Some(Control::Shutdown(ack)) => {
+                        self.leave(client).await;
+                        break End::Shutdown(Some(ack));
+                    }
                     Some(Control::Request(request, pending)) => self.request(client, request, pending).await,
+                    Some(Control::AskServers(pending)) => self.ask_servers(pending),
+                    Some(Control::Sample(sample)) => {
+                        self.membership.take_sample(sample);
+                        self.publish(client).await;
+                    }
                     Some(Control::Settings(settings)) => {
+                        let regroup = settings.group != self.settings.group;
+                        if regroup {
+                            self.leave(client).await;
+                        }
                         if settings.connection != self.settings.connection {
                             self.take_mirrors(&settings.mirrors);
                             self.settings = settings;
                             break End::Reconnect;
                         }
                         let added = self.take_mirrors(&settings.mirrors);
+                        if settings.load_interval != self.settings.load_interval {
+                            load_timer = tokio::time::interval(settings.load_interval);
+                        }
                         self.settings = settings;
+                        let members_root = self.members_root();
                         watches.retain(|root, task| {
-                            let keep = self.trees.contains_key(root);
+                            let keep = self.trees.contains_key(root) || Some(root) == members_root.as_ref();
                             if !keep {
                                 task.abort();
                             }
                             keep
                         });
                         for spec in added {
-                            self.watch(client, &spec, &events_tx, &mut watches).await;
+                            self.trees.entry(spec.root.clone()).or_default();
+                            self.watch(client, &spec.root, &events_tx, &mut watches).await;
                             self.resync(client, &spec).await;
+                        }
+                        if regroup {
+                            if let Some(dir) = members_root {
+                                self.watch(client, &dir, &events_tx, &mut watches).await;
+                            }
+                            self.join(client).await;
                         }
                     }
                     Some(Control::Promoted) => {
@@ -257,6 +323,8 @@ impl Session {
                         self.resync_all(client).await;
                     }
                 },
+                // A member whose main thread stopped sampling says so; the heartbeat.
+                _ = load_timer.tick() => self.publish(client).await,
                 _ = retry_timer.tick(), if !self.retry.is_empty() => {
                     for root in std::mem::take(&mut self.retry) {
                         if let Some(spec) = self.settings.mirrors.iter().find(|m| m.root == root).cloned() {
@@ -303,19 +371,19 @@ impl Session {
         self.send(Update::Forget);
     }
 
-    /// Adds the persistent recursive watch of one mirror; its events flow into `events`.
+    /// Adds the persistent recursive watch of one mirror (or of the group's
+    /// members); its events flow into `events` as `(root, path)`.
     async fn watch(
         &mut self,
         client: &Client,
-        spec: &MirrorSpec,
+        root: &str,
         events: &mpsc::UnboundedSender<(String, String)>,
         watches: &mut HashMap<String, JoinHandle<()>>,
     ) {
-        self.trees.entry(spec.root.clone()).or_default();
-        match client.watch(&spec.root, AddWatchMode::PersistentRecursive).await {
+        match client.watch(root, AddWatchMode::PersistentRecursive).await {
             Ok(mut watcher) => {
-                let root = spec.root.clone();
                 let events = events.clone();
+                let watched = root.to_string();
                 let task = tokio::spawn(async move {
                     loop {
                         let event = watcher.changed().await;
@@ -326,18 +394,18 @@ impl Session {
                             }
                             continue;
                         }
-                        if events.send((root.clone(), event.path)).is_err() {
+                        if events.send((watched.clone(), event.path)).is_err() {
                             break;
                         }
                     }
                 });
-                if let Some(old) = watches.insert(spec.root.clone(), task) {
+                if let Some(old) = watches.insert(root.to_string(), task) {
                     old.abort();
                 }
             }
             Err(e) => {
-                log_warning(&format!("cannot watch mirror {}: {e}", spec.root));
-                self.retry.insert(spec.root.clone());
+                log_warning(&format!("cannot watch {root}: {e}"));
+                self.retry.insert(root.to_string());
             }
         }
     }
@@ -401,6 +469,10 @@ impl Session {
             }
         }
         for (root, paths) in by_root {
+            if Some(&root) == self.members_root().as_ref() {
+                self.member_events(client, paths).await;
+                continue;
+            }
             if !self.trees.contains_key(&root) {
                 continue;
             }
@@ -429,6 +501,15 @@ impl Session {
         }
     }
 
+    /// Asks every server of the connect string for `mntr`, in the background.
+    fn ask_servers(&self, pending: Pending) {
+        let servers = self.settings.connection.servers.clone();
+        tokio::spawn(async move {
+            let reports = mntr::ask_all(&servers).await;
+            pending.resolve(mntr_reply(reports));
+        });
+    }
+
     fn send(&self, update: Update) {
         // The apply thread lives as long as the process.
         let _ = self.updates.send(update);
@@ -438,6 +519,38 @@ impl Session {
     fn mirror_of(&self, p: &str) -> Option<&MirrorSpec> {
         self.settings.mirrors.iter().find(|m| path::is_within(p, &m.root))
     }
+}
+
+/// Closes the session (dropping the last client sends closeSession) and waits
+/// briefly for ZooKeeper to confirm, so ephemeral znodes go at once.
+async fn close(client: Client) {
+    let mut states = client.state_watcher();
+    drop(client);
+    let closed = async {
+        while !states.changed().await.is_terminated() {}
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(500), closed).await;
+}
+
+fn mntr_reply(reports: Vec<mntr::Report>) -> Reply {
+    Reply::Array(
+        reports
+            .into_iter()
+            .map(|report| {
+                let mut fields = vec![("server", Reply::text(report.server))];
+                match report.figures {
+                    Ok(values) => fields.extend(
+                        mntr::FIELDS
+                            .iter()
+                            .zip(values)
+                            .map(|((_, name), value)| (*name, Reply::text(value))),
+                    ),
+                    Err(why) => fields.push(("error", Reply::text(why))),
+                }
+                Reply::Map(fields)
+            })
+            .collect(),
+    )
 }
 
 async fn connect_once(connection: Connection) -> Result<Client, zookeeper_client::Error> {

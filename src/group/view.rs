@@ -1,0 +1,123 @@
+//! The group's table as this member sees it: written whole by the session
+//! thread on every change of the members directory, read by ZKSYNC.LOAD on
+//! the main thread from memory.
+
+use super::load::Role;
+use super::member::{MemberNode, ALIVE};
+use once_cell::sync::Lazy;
+use std::sync::{Arc, Mutex};
+
+pub struct Member {
+    pub id: String,
+    pub node: MemberNode,
+    /// When the member last wrote its znode (ZooKeeper's clock, ms since the epoch).
+    pub mtime_ms: i64,
+}
+
+/// Members sorted by id.
+#[derive(Default)]
+pub struct View {
+    pub members: Vec<Member>,
+}
+
+static VIEW: Lazy<Mutex<Arc<View>>> = Lazy::new(Default::default);
+
+/// Replaces the table (session thread).
+pub fn set(mut view: View) {
+    view.members.sort_by(|a, b| a.id.cmp(&b.id));
+    *VIEW.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
+}
+
+/// The current table (main thread).
+pub fn get() -> Arc<View> {
+    VIEW.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// One member as ZKSYNC.LOAD shows it.
+pub struct Row<'a> {
+    pub member: &'a Member,
+    pub age_ms: i64,
+    /// Bytes behind the master's published offset; 0 for the master, -1 when no master is known.
+    pub lag: i64,
+    /// Not to be picked: it flagged its own figures as old, or has not
+    /// written for longer than its heartbeat allows.
+    pub stale: bool,
+}
+
+impl View {
+    /// `stale_after_ms`: the heartbeat plus 3 load intervals plus the session timeout.
+    pub fn rows(&self, now_ms: i64, stale_after_ms: i64) -> Vec<Row<'_>> {
+        let masters: Vec<&Member> = self
+            .members
+            .iter()
+            .filter(|m| m.node.zksync.role == Role::Master)
+            .collect();
+        let master_offset = match masters.as_slice() {
+            [master] => Some(master.node.zksync.repl_offset),
+            _ => None,
+        };
+        self.members
+            .iter()
+            .map(|member| {
+                let figures = &member.node.zksync;
+                let age_ms = (now_ms - member.mtime_ms).max(0);
+                let lag = match (figures.role, master_offset) {
+                    (Role::Master, _) => 0,
+                    (Role::Replica, Some(offset)) => (offset - figures.repl_offset).max(0),
+                    (Role::Replica, None) => -1,
+                };
+                Row {
+                    member,
+                    age_ms,
+                    lag,
+                    stale: member.node.status != ALIVE || age_ms > stale_after_ms,
+                }
+            })
+            .collect()
+    }
+
+    /// The address of the fresh member of `role` (any with `None`) with the
+    /// lowest score; ties go to the lowest id.
+    pub fn pick(&self, role: Option<Role>, now_ms: i64, stale_after_ms: i64) -> Option<String> {
+        self.rows(now_ms, stale_after_ms)
+            .into_iter()
+            .filter(|row| !row.stale && role.is_none_or(|r| row.member.node.zksync.role == r))
+            .min_by_key(|row| (row.member.node.zksync.score, row.member.id.clone()))
+            .map(|row| row.member.node.addr())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::load::Figures;
+
+    fn member(id: &str, role: Role, ops: i64, offset: i64, status: &str, mtime_ms: i64) -> Member {
+        let (host, port) = crate::group::split_addr(id).unwrap();
+        Member {
+            id: id.to_string(),
+            node: MemberNode::new(host, port, status, Figures::new(role, offset, ops, 1, 0, 0)),
+            mtime_ms,
+        }
+    }
+
+    #[test]
+    fn pick_lowest_fresh_score_of_the_role() {
+        let view = View {
+            members: vec![
+                member("10.0.0.1:6379", Role::Master, 50_000, 1000, ALIVE, 1000),
+                member("10.0.0.2:6379", Role::Replica, 10, 900, ALIVE, 1000),
+                member("10.0.0.3:6379", Role::Replica, 5, 1000, ALIVE, 0),
+                member("10.0.0.4:6379", Role::Replica, 0, 1000, "WARNING", 1000),
+            ],
+        };
+        let now = 1500;
+        assert_eq!(view.pick(None, now, 1000), Some("10.0.0.2:6379".into()));
+        assert_eq!(view.pick(None, now, 2000), Some("10.0.0.3:6379".into()));
+        assert_eq!(view.pick(Some(Role::Master), now, 1000), Some("10.0.0.1:6379".into()));
+        let rows = view.rows(now, 1000);
+        assert_eq!(rows.iter().map(|r| r.lag).collect::<Vec<_>>(), vec![0, 100, 0, 0]);
+        assert_eq!(rows.iter().map(|r| r.stale).collect::<Vec<_>>(), vec![false, false, true, true]);
+        assert_eq!(View::default().pick(None, now, 1000), None);
+    }
+}
