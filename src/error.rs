@@ -71,14 +71,20 @@ impl Error {
     }
 }
 
-/// `CODE message`, the text of the error reply; Redis's error conversion uses it.
+/// `CODE message`, the text of the error reply.
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}", self.code(), self.message())
     }
 }
 
-impl std::error::Error for Error {}
+/// Not through redis-module's conversion of `std::error::Error`s, which
+/// would put `ERR` in front of our own code.
+impl From<Error> for redis_module::RedisError {
+    fn from(e: Error) -> Self {
+        redis_module::RedisError::String(e.to_string())
+    }
+}
 
 #[cfg(test)]
 mod tests {
