@@ -197,9 +197,9 @@ impl Session {
         let mut states = client.state_watcher();
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let mut watches: HashMap<String, JoinHandle<()>> = HashMap::new();
-        let mirrors = self.settings.mirrors.clone();
-        for spec in &mirrors {
-            self.watch(client, spec, &events_tx, &mut watches).await;
+        for spec in self.settings.mirrors.clone() {
+            self.trees.entry(spec.root.clone()).or_default();
+            self.watch(client, &spec.root, &events_tx, &mut watches).await;
         }
         self.resync_all(client).await;
         let mut retry_timer = tokio::time::interval(Duration::from_secs(2));
@@ -213,6 +213,12 @@ impl Session {
                     ZkState::SyncConnected | ZkState::ConnectedReadOnly => {
                         STATUS.set_state(SessionState::Connected);
                         log_notice("ZooKeeper connection back; resyncing (watches replay nothing)");
+                        // zookeeper-client 0.11.2 does not restore persistent
+                        // watches on reconnect (its SetWatches omits them):
+                        // add them again before reading.
+                        for root in watches.keys().cloned().collect::<Vec<_>>() {
+                            self.watch(client, &root, &events_tx, &mut watches).await;
+                        }
                         self.resync_all(client).await;
                     }
                     ZkState::Expired => break End::Expired,
@@ -248,7 +254,8 @@ impl Session {
                             keep
                         });
                         for spec in added {
-                            self.watch(client, &spec, &events_tx, &mut watches).await;
+                            self.trees.entry(spec.root.clone()).or_default();
+                            self.watch(client, &spec.root, &events_tx, &mut watches).await;
                             self.resync(client, &spec).await;
                         }
                     }
@@ -303,19 +310,19 @@ impl Session {
         self.send(Update::Forget);
     }
 
-    /// Adds the persistent recursive watch of one mirror; its events flow into `events`.
+    /// Adds the persistent recursive watch of one mirror; its events flow
+    /// into `events` as `(root, path)`. Replaces an older watch of `root`.
     async fn watch(
         &mut self,
         client: &Client,
-        spec: &MirrorSpec,
+        root: &str,
         events: &mpsc::UnboundedSender<(String, String)>,
         watches: &mut HashMap<String, JoinHandle<()>>,
     ) {
-        self.trees.entry(spec.root.clone()).or_default();
-        match client.watch(&spec.root, AddWatchMode::PersistentRecursive).await {
+        match client.watch(root, AddWatchMode::PersistentRecursive).await {
             Ok(mut watcher) => {
-                let root = spec.root.clone();
                 let events = events.clone();
+                let watched = root.to_string();
                 let task = tokio::spawn(async move {
                     loop {
                         let event = watcher.changed().await;
@@ -326,18 +333,18 @@ impl Session {
                             }
                             continue;
                         }
-                        if events.send((root.clone(), event.path)).is_err() {
+                        if events.send((watched.clone(), event.path)).is_err() {
                             break;
                         }
                     }
                 });
-                if let Some(old) = watches.insert(spec.root.clone(), task) {
+                if let Some(old) = watches.insert(root.to_string(), task) {
                     old.abort();
                 }
             }
             Err(e) => {
-                log_warning(&format!("cannot watch mirror {}: {e}", spec.root));
-                self.retry.insert(spec.root.clone());
+                log_warning(&format!("cannot watch {root}: {e}"));
+                self.retry.insert(root.to_string());
             }
         }
     }

@@ -707,8 +707,10 @@ impl ZkClient {
     }
 }
 
+/// A worker thread of its own keeps the session alive between calls.
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .expect("tokio runtime")
