@@ -80,49 +80,77 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A server process in its own process group, under a watchdog that kills
-/// the group when the test binary is gone.
+/// A server process: a direct child of the test binary (so `kill` can reap
+/// it: once it returns the server's ports are closed), in a process group of
+/// its own (redis-server's fork children die with it), watched by a shell
+/// that kills the group when the test binary is gone — however it ended:
+/// statics are never dropped — and then removes `cleanup`.
+/// Not PR_SET_PDEATHSIG: that fires when the spawning *thread* exits, and
+/// cargo test ends a thread after every test.
 struct Guarded {
-    child: Child,
+    server: Child,
+    watchdog: Child,
 }
 
 impl Guarded {
-    fn spawn(program: &str, args: &[String], log: &Path) -> Guarded {
-        let mut quoted = vec![shell_quote(program)];
-        quoted.extend(args.iter().map(|a| shell_quote(a)));
+    fn spawn(program: &str, args: &[String], log: &Path, cleanup: Option<&Path>) -> Guarded {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open a server log");
+        let server = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+        let pid = server.id();
+        let cleanup = cleanup
+            .map(|dir| format!("rm -rf {}; ", shell_quote(&dir.to_string_lossy())))
+            .unwrap_or_default();
+        let test = std::process::id();
+        // Ends by itself when the server is gone (after `kill`, the server is
+        // reaped and `kill -0` fails).
         let script = format!(
-            "{} >>{} 2>&1 & child=$!; \
-             while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.2; done; \
-             kill -9 0",
-            quoted.join(" "),
-            shell_quote(&log.to_string_lossy()),
-            std::process::id()
+            "while kill -0 {test} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 0.3; done; \
+             if ! kill -0 {test} 2>/dev/null; then \
+               kill -9 -{pid} 2>/dev/null; \
+               n=0; while kill -0 {pid} 2>/dev/null && [ $n -lt 50 ]; do sleep 0.1; n=$((n+1)); done; \
+               {cleanup}fi"
         );
-        let child = Command::new("sh")
+        let watchdog = Command::new("sh")
             .args(["-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
-            .expect("spawn a server");
-        Guarded { child }
+            .expect("spawn a watchdog");
+        Guarded { server, watchdog }
     }
 
-    fn signal(&self, signal: &str) {
-        let _ = Command::new("kill")
-            .args([format!("-{signal}"), "--".into(), format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
+    fn pid(&self) -> u32 {
+        self.server.id()
     }
 
+    /// SIGKILL to the server's group; returns once the server is reaped.
     fn kill(&mut self) {
-        self.signal("KILL");
-        let _ = self.child.wait();
+        if !self.exited() {
+            // SAFETY: kill(2) on the process group we created.
+            unsafe {
+                libc::kill(-(self.server.id() as i32), libc::SIGKILL);
+            }
+        }
+        let _ = self.server.wait();
+        let _ = self.watchdog.kill();
+        let _ = self.watchdog.wait();
     }
 
     fn exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
+        matches!(self.server.try_wait(), Ok(Some(_)))
     }
 }
 
@@ -150,7 +178,7 @@ fn serving(addr: &str) -> bool {
     four_letter(addr, "srvr").is_some_and(|r| r.contains("Mode:"))
 }
 
-fn java(main: &str, cfg: &Path, log: &Path) -> Guarded {
+fn java(main: &str, cfg: &Path, log: &Path, cleanup: &Path) -> Guarded {
     let args = [
         "-cp",
         "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar",
@@ -164,7 +192,7 @@ fn java(main: &str, cfg: &Path, log: &Path) -> Guarded {
     .map(|s| s.to_string())
     .chain([cfg.to_string_lossy().into_owned()])
     .collect::<Vec<_>>();
-    Guarded::spawn("java", &args, log)
+    Guarded::spawn("java", &args, log, Some(cleanup))
 }
 
 /// A standalone ZooKeeper (tickTime 500 ms: sessions of 1 to 10 s).
@@ -208,6 +236,16 @@ impl Zk {
         self.port
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The java process, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.lock().unwrap().as_ref().map(|p| p.pid())
+    }
+
+    /// SIGKILL; `restart` brings it back with the same data.
     pub fn kill(&self) {
         if let Some(mut p) = self.process.lock().unwrap().take() {
             p.kill();
@@ -221,12 +259,18 @@ impl Zk {
             "org.apache.zookeeper.server.ZooKeeperServerMain",
             &self.dir.join("zoo.cfg"),
             &self.dir.join("zk.log"),
+            &self.dir,
         );
         *self.process.lock().unwrap() = Some(process);
         let addr = self.connect_string();
-        wait_until(Duration::from_secs(20), &format!("ZooKeeper on {addr}"), || {
-            serving(&addr)
-        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !serving(&addr) {
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.join("zk.log")).unwrap_or_default();
+                panic!("ZooKeeper on {addr} did not come up:\n{}", tail(&log, 30));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -293,6 +337,7 @@ impl Ensemble {
             "org.apache.zookeeper.server.quorum.QuorumPeerMain",
             &self.dirs[i].join("zoo.cfg"),
             &self.dirs[i].join("zk.log"),
+            &self.dirs[i],
         );
         self.processes.lock().unwrap()[i] = Some(process);
     }
@@ -489,6 +534,12 @@ impl Redis {
         });
     }
 
+    /// The redis-server process, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.lock().unwrap().as_ref().map(|p| p.pid())
+    }
+
+    /// SIGKILL; returns once the process is gone.
     pub fn kill(&self) {
         if let Some(mut p) = self.process.lock().unwrap().take() {
             p.kill();
@@ -503,9 +554,8 @@ impl Redis {
 
     /// Waits until redis-server has exited (after a SHUTDOWN).
     pub fn wait_exit(&self) {
-        let port = self.port;
         wait_until(Duration::from_secs(10), "redis-server to exit", || {
-            TcpStream::connect(("127.0.0.1", port)).is_err()
+            self.process.lock().unwrap().as_mut().is_none_or(|p| p.exited())
         });
         self.kill();
     }
@@ -513,7 +563,12 @@ impl Redis {
     /// Starts redis-server again with the same arguments, port and dir.
     pub fn restart(&self) {
         self.kill();
-        let process = Guarded::spawn("redis-server", &self.args, &self.dir.join("stdout.log"));
+        let process = Guarded::spawn(
+            "redis-server",
+            &self.args,
+            &self.dir.join("stdout.log"),
+            Some(&self.dir),
+        );
         *self.process.lock().unwrap() = Some(process);
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.try_cmd(&["PING"]).is_err() {
@@ -529,22 +584,32 @@ impl Redis {
         std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()
     }
 
-    fn log_tail(&self) -> String {
+    /// The last lines of the log and of redis-server's own stdout/stderr.
+    pub fn log_tail(&self) -> String {
         let log = self.log() + &std::fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        tail(&log, 40)
     }
 }
 
+/// In a failing test, the log tail is printed; the dir is kept only with
+/// `ZKSYNC_KEEP_DIRS` set.
 impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        } else {
-            eprintln!("redis-server {} log:\n{}", self.port, self.log_tail());
+        if std::thread::panicking() {
+            eprintln!("redis-server {} log tail:\n{}", self.port, self.log_tail());
+            if std::env::var_os("ZKSYNC_KEEP_DIRS").is_some() {
+                eprintln!("kept {}", self.dir.display());
+                return;
+            }
         }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 pub fn text(v: &redis::Value) -> String {
@@ -557,10 +622,29 @@ pub fn text(v: &redis::Value) -> String {
     }
 }
 
-/// A synchronous ZooKeeper client for the test side.
+/// A synchronous ZooKeeper client for the test side. Dropping it closes its
+/// session at once (its ephemerals go), rather than letting it expire.
 pub struct ZkClient {
     runtime: tokio::runtime::Runtime,
-    client: zk::Client,
+    client: Option<zk::Client>,
+}
+
+impl Drop for ZkClient {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else { return };
+        let mut states = client.state_watcher();
+        // The last handle gone, the client sends CloseSession.
+        drop(client);
+        if states.peek_state().is_terminated() {
+            return;
+        }
+        self.runtime.block_on(async {
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while !states.changed().await.is_terminated() {}
+            })
+            .await;
+        });
+    }
 }
 
 impl ZkClient {
@@ -583,7 +667,10 @@ impl ZkClient {
             })
             .ok()?
             .ok()?;
-        Some(ZkClient { runtime, client })
+        Some(ZkClient {
+            runtime,
+            client: Some(client),
+        })
     }
 
     fn open(connect: &str, auth: Option<(&str, &[u8])>) -> Result<ZkClient, zk::Error> {
@@ -595,11 +682,19 @@ impl ZkClient {
             }
             connector.connect(connect).await
         })?;
-        Ok(ZkClient { runtime, client })
+        Ok(ZkClient {
+            runtime,
+            client: Some(client),
+        })
     }
 
     pub fn client(&self) -> &zk::Client {
-        &self.client
+        self.client.as_ref().expect("open")
+    }
+
+    /// Closes the session now; its ephemeral znodes are deleted.
+    pub fn close(self) {
+        drop(self)
     }
 
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
@@ -607,7 +702,7 @@ impl ZkClient {
     }
 
     pub fn session_id(&self) -> i64 {
-        self.client.session_id().0
+        self.client().session_id().0
     }
 
     /// Creates `path` with `data` and any missing parents, or sets it.
@@ -619,12 +714,12 @@ impl ZkClient {
         let options = zk::CreateMode::Persistent.with_acls(acls);
         self.block_on(async {
             if let Some(i) = path.rfind('/').filter(|i| *i > 0) {
-                self.client.mkdir(&path[..i], &options).await.expect("mkdir");
+                self.client().mkdir(&path[..i], &options).await.expect("mkdir");
             }
-            match self.client.create(path, data, &options).await {
+            match self.client().create(path, data, &options).await {
                 Ok(_) => {}
                 Err(zk::Error::NodeExists) => {
-                    self.client.set_data(path, data, None).await.expect("set");
+                    self.client().set_data(path, data, None).await.expect("set");
                 }
                 Err(e) => panic!("create {path}: {e}"),
             }
@@ -634,17 +729,17 @@ impl ZkClient {
     /// An ephemeral znode owned by this client's session.
     pub fn create_ephemeral(&self, path: &str, data: &[u8]) {
         let options = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
-        self.block_on(self.client.create(path, data, &options))
+        self.block_on(self.client().create(path, data, &options))
             .unwrap_or_else(|e| panic!("create {path}: {e}"));
     }
 
     pub fn set(&self, path: &str, data: &[u8]) {
-        self.block_on(self.client.set_data(path, data, None))
+        self.block_on(self.client().set_data(path, data, None))
             .unwrap_or_else(|e| panic!("set {path}: {e}"));
     }
 
     pub fn get(&self, path: &str) -> Option<Vec<u8>> {
-        match self.block_on(self.client.get_data(path)) {
+        match self.block_on(self.client().get_data(path)) {
             Ok((data, _)) => Some(data),
             Err(zk::Error::NoNode) => None,
             Err(e) => panic!("get {path}: {e}"),
@@ -652,7 +747,7 @@ impl ZkClient {
     }
 
     pub fn stat(&self, path: &str) -> Option<zk::Stat> {
-        self.block_on(self.client.check_stat(path))
+        self.block_on(self.client().check_stat(path))
             .unwrap_or_else(|e| panic!("stat {path}: {e}"))
     }
 
@@ -670,7 +765,7 @@ impl ZkClient {
 
     /// Deletes `path` and everything below it; absent is fine.
     pub fn delete_all(&self, path: &str) {
-        let children = match self.block_on(self.client.list_children(path)) {
+        let children = match self.block_on(self.client().list_children(path)) {
             Ok(children) => children,
             Err(zk::Error::NoNode) => return,
             Err(e) => panic!("list {path}: {e}"),
@@ -678,7 +773,7 @@ impl ZkClient {
         for child in children {
             self.delete_all(&format!("{}/{child}", path.trim_end_matches('/')));
         }
-        match self.block_on(self.client.delete(path, None)) {
+        match self.block_on(self.client().delete(path, None)) {
             Ok(()) | Err(zk::Error::NoNode) => {}
             Err(e) => panic!("delete {path}: {e}"),
         }
@@ -690,8 +785,8 @@ impl ZkClient {
         let mut todo = vec![root.to_string()];
         while let Some(path) = todo.pop() {
             let (data, children) = match self.block_on(async {
-                let data = self.client.get_data(&path).await?;
-                let children = self.client.list_children(&path).await?;
+                let data = self.client().get_data(&path).await?;
+                let children = self.client().list_children(&path).await?;
                 Ok::<_, zk::Error>((data.0, children))
             }) {
                 Ok(found) => found,
@@ -751,12 +846,34 @@ pub fn mirror_keys(redis: &Redis, prefix: &str, root: &str) -> BTreeMap<String, 
         if !within {
             continue;
         }
-        let value: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap_or(None);
-        if let Some(value) = value {
-            out.insert(path, value);
+        // A key of another type shows up as a difference, not as missing.
+        let value: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("GET").arg(&key).query(&mut conn);
+        match value {
+            Ok(Some(value)) => {
+                out.insert(path, value);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                out.insert(path, format!("<GET failed: {e}>").into_bytes());
+            }
         }
     }
     out
+}
+
+/// Bytes for a failure message: text when printable, escaped otherwise, cut at 60.
+pub fn show(bytes: &[u8]) -> String {
+    let shown: String = bytes
+        .iter()
+        .take(60)
+        .flat_map(|b| std::ascii::escape_default(*b))
+        .map(char::from)
+        .collect();
+    if bytes.len() > 60 {
+        format!("\"{shown}\"... ({} bytes)", bytes.len())
+    } else {
+        format!("\"{shown}\"")
+    }
 }
 
 /// Polls until the keyspace mirrors ZooKeeper's subtree at `root` exactly;
@@ -774,13 +891,16 @@ pub fn wait_mirror_equals(redis: &Redis, zk: &ZkClient, root: &str, prefix: &str
             let extra: Vec<_> = have.keys().filter(|k| !want.contains_key(*k)).take(10).collect();
             let different: Vec<_> = want
                 .iter()
-                .filter(|(k, v)| have.get(*k).is_some_and(|h| h != *v))
-                .map(|(k, _)| k)
+                .filter_map(|(k, v)| match have.get(k) {
+                    Some(h) if h != v => Some(format!("{k}: zk {} redis {}", show(v), show(h))),
+                    _ => None,
+                })
                 .take(10)
                 .collect();
             panic!(
                 "mirror of {root} (prefix {prefix}) differs from ZooKeeper after {timeout:?}: \
-                 {} znodes, {} keys; missing {missing:?}; extra {extra:?}; different {different:?}\n{}",
+                 {} znodes, {} keys\n  missing: {missing:?}\n  extra: {extra:?}\n  different: {different:#?}\n\
+                 redis log tail:\n{}",
                 want.len(),
                 have.len(),
                 redis.log_tail()
