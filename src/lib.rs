@@ -88,7 +88,9 @@ fn schedule_sample(ctx: &Context) {
 }
 
 fn sample(ctx: &Context) {
-    STATUS.replica.store(ctx.get_flags().contains(ContextFlags::SLAVE), Ordering::Relaxed);
+    STATUS
+        .replica
+        .store(ctx.get_flags().contains(ContextFlags::SLAVE), Ordering::Relaxed);
     if !GROUP.get().is_empty() {
         let _ = session::send(Control::Sample(group::load::sample(ctx)));
     }
@@ -100,7 +102,7 @@ fn subscribe_shutdown(ctx: &Context) {
         session::shutdown(Duration::from_secs(1));
     }
     let event = raw::RedisModuleEvent {
-        id: raw::REDISMODULE_EVENT_SHUTDOWN as u64,
+        id: raw::REDISMODULE_EVENT_SHUTDOWN,
         dataver: 1,
     };
     raw::subscribe_to_server_event(ctx.ctx, event, Some(on_shutdown));

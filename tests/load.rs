@@ -129,7 +129,8 @@ fn all_members_see_the_same_table_with_serverset_json() {
             .any(|r| r["id"] == id_of(&members[1]) && r["role"] == "replica")
     });
     assert_eq!(pick(&members[2], "REPLICA"), id_of(&members[1]));
-    assert_eq!(pick(&members[2], "MASTER"), id_of(&members[0]).min(id_of(&members[2])));
+    let master = pick(&members[2], "MASTER");
+    assert!(master == id_of(&members[0]) || master == id_of(&members[2]), "{master}");
 }
 
 #[test]
@@ -164,7 +165,17 @@ fn killed_member_leaves_within_the_session_timeout_clean_shutdown_at_once() {
 /// redis-benchmark hammering one member.
 fn benchmark(port: u16) -> Child {
     Command::new("redis-benchmark")
-        .args(["-p", &port.to_string(), "-c", "50", "-n", "100000000", "-t", "get", "-q"])
+        .args([
+            "-p",
+            &port.to_string(),
+            "-c",
+            "50",
+            "-n",
+            "100000000",
+            "-t",
+            "get",
+            "-q",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -186,9 +197,11 @@ fn pick_avoids_a_loaded_member_and_returns_when_the_load_stops() {
     });
 
     let mut load = benchmark(members[0].port());
-    wait_until(Duration::from_secs(5), "PICK steers away from the loaded member", || {
-        pick(&members[2], "ANY") != busy
-    });
+    wait_until(
+        Duration::from_secs(5),
+        "PICK steers away from the loaded member",
+        || pick(&members[2], "ANY") != busy,
+    );
     for _ in 0..20 {
         assert_ne!(pick(&members[1], "ANY"), busy, "picked the loaded member");
         std::thread::sleep(Duration::from_millis(50));
@@ -239,7 +252,9 @@ fn a_znode_left_by_an_older_session_is_replaced() {
     let redis = member(&zk.connect_string(), &g, &[("port", &port.to_string())]);
     let client = ZkClient::connect(&zk.connect_string());
     wait_until(Duration::from_secs(5), "the member replaced the old znode", || {
-        client.ephemeral_owner(&znode).is_some_and(|owner| owner != squatter_owner)
+        client
+            .ephemeral_owner(&znode)
+            .is_some_and(|owner| owner != squatter_owner)
     });
     assert_eq!(
         format!("{:#x}", client.ephemeral_owner(&znode).unwrap()),
@@ -349,8 +364,12 @@ fn bad_input_and_malformed_members() {
     client.set(&bogus, b"{\"serviceEndpoint\":42}");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(ids(&a), want, "the malformed member must be skipped");
-    assert_eq!(pick(&a, "ANY"), id_of(&a).min(id_of(&b)));
+    let picked = pick(&a, "ANY");
+    assert!(picked == id_of(&a) || picked == id_of(&b), "{picked}");
     let warnings = a.log().matches("malformed member znode").count();
-    assert!((1..=2).contains(&warnings), "{warnings} warnings: logged once per content");
+    assert!(
+        (1..=2).contains(&warnings),
+        "{warnings} warnings: logged once per content"
+    );
     a.cmd(&["PING"]);
 }

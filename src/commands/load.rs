@@ -30,7 +30,9 @@ fn parse_role(word: &str) -> Result<Option<Role>, Error> {
         "MASTER" => Ok(Some(Role::Master)),
         "REPLICA" => Ok(Some(Role::Replica)),
         "ANY" => Ok(None),
-        _ => Err(Error::BadArgs(format!("unknown role '{word}': use MASTER, REPLICA or ANY"))),
+        _ => Err(Error::BadArgs(format!(
+            "unknown role '{word}': use MASTER, REPLICA or ANY"
+        ))),
     }
 }
 

@@ -117,7 +117,10 @@ mod tests {
         assert_eq!(view.pick(Some(Role::Master), now, 1000), Some("10.0.0.1:6379".into()));
         let rows = view.rows(now, 1000);
         assert_eq!(rows.iter().map(|r| r.lag).collect::<Vec<_>>(), vec![0, 100, 0, 0]);
-        assert_eq!(rows.iter().map(|r| r.stale).collect::<Vec<_>>(), vec![false, false, true, true]);
+        assert_eq!(
+            rows.iter().map(|r| r.stale).collect::<Vec<_>>(),
+            vec![false, false, true, true]
+        );
         assert_eq!(View::default().pick(None, now, 1000), None);
     }
 }

@@ -75,17 +75,15 @@ pub fn start(settings: Settings, updates: crossbeam_channel::Sender<Update>) -> 
 /// at once; waits at most `limit`.
 pub fn shutdown(limit: Duration) {
     let (ack, done) = crossbeam_channel::bounded(1);
-    if send(Control::Shutdown(ack)).is_ok() {
+    if send(Control::Shutdown(ack)) {
         let _ = done.recv_timeout(limit);
     }
 }
 
-/// Hands `control` to the session thread. Returns it back if the thread is not running.
-pub fn send(control: Control) -> Result<(), Control> {
-    match CONTROL.get() {
-        Some(tx) => tx.send(control).map_err(|e| e.0),
-        None => Err(control),
-    }
+/// Hands `control` to the session thread; `false` if it is not running
+/// (`control` is dropped: a pending client is answered ZKDOWN).
+pub fn send(control: Control) -> bool {
+    CONTROL.get().is_some_and(|tx| tx.send(control).is_ok())
 }
 
 /// Why `serve` returned.
@@ -253,6 +251,12 @@ impl Session {
                     ZkState::SyncConnected | ZkState::ConnectedReadOnly => {
                         STATUS.set_state(SessionState::Connected);
                         log_notice("ZooKeeper connection back; resyncing (watches replay nothing)");
+                        // zookeeper-client 0.11.2 does not restore persistent
+                        // watches on reconnect (its SetWatches omits them):
+                        // add them again before reading.
+                        for root in watches.keys().cloned().collect::<Vec<_>>() {
+                            self.watch(client, &root, &events_tx, &mut watches).await;
+                        }
                         self.resync_all(client).await;
                         self.read_members(client).await;
                         self.publish(client).await;
@@ -372,7 +376,8 @@ impl Session {
     }
 
     /// Adds the persistent recursive watch of one mirror (or of the group's
-    /// members); its events flow into `events` as `(root, path)`.
+    /// members); its events flow into `events` as `(root, path)`. Replaces an
+    /// older watch of `root`.
     async fn watch(
         &mut self,
         client: &Client,
@@ -526,9 +531,7 @@ impl Session {
 async fn close(client: Client) {
     let mut states = client.state_watcher();
     drop(client);
-    let closed = async {
-        while !states.changed().await.is_terminated() {}
-    };
+    let closed = async { while !states.changed().await.is_terminated() {} };
     let _ = tokio::time::timeout(Duration::from_millis(500), closed).await;
 }
 
