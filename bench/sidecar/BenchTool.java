@@ -1,0 +1,136 @@
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.Semaphore;
+import java.util.concurrent.TimeUnit;
+import org.apache.zookeeper.CreateMode;
+import org.apache.zookeeper.KeeperException;
+import org.apache.zookeeper.ZooDefs;
+import org.apache.zookeeper.ZooKeeper;
+
+/**
+ * The benchmark's load side, the same for zksync and the sidecar.
+ *   populate <zk> <root> <dirs> <leaves per dir> <value bytes>   create a tree, pipelined
+ *   lag <zk> <root> <redis port> <prefix> <writes>               write -> keyspace notification lag
+ *   writer <zk> <root> <per second> <seconds>                    steady updates
+ */
+public final class BenchTool {
+    public static void main(String[] args) throws Exception {
+        ZooKeeper zk = connect(args[1]);
+        switch (args[0]) {
+            case "populate" -> populate(zk, args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]),
+                Integer.parseInt(args[5]));
+            case "lag" -> lag(zk, args[2], Integer.parseInt(args[3]), args[4], Integer.parseInt(args[5]));
+            case "writer" -> writer(zk, args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]));
+            default -> throw new IllegalArgumentException(args[0]);
+        }
+        zk.close();
+    }
+
+    static ZooKeeper connect(String connect) throws Exception {
+        CountDownLatch connected = new CountDownLatch(1);
+        ZooKeeper zk = new ZooKeeper(connect, 10_000, event -> {
+            if (event.getState() == org.apache.zookeeper.Watcher.Event.KeeperState.SyncConnected) connected.countDown();
+        });
+        connected.await();
+        return zk;
+    }
+
+    static void createIfAbsent(ZooKeeper zk, String path) throws Exception {
+        try {
+            zk.create(path, new byte[0], ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
+        } catch (KeeperException.NodeExistsException e) {
+            // fine
+        }
+    }
+
+    static void populate(ZooKeeper zk, String root, int dirs, int leaves, int size) throws Exception {
+        String[] parts = root.substring(1).split("/");
+        String p = "";
+        for (String part : parts) createIfAbsent(zk, p += "/" + part);
+        byte[] value = new byte[size];
+        Arrays.fill(value, (byte) 'v');
+        Semaphore inFlight = new Semaphore(2000);
+        long started = System.nanoTime();
+        for (int d = 0; d < dirs; d++) {
+            createIfAbsent(zk, root + "/d" + d);
+            for (int l = 0; l < leaves; l++) {
+                inFlight.acquire();
+                zk.create(root + "/d" + d + "/n" + l, value, ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT,
+                    (rc, path, ctx, name) -> inFlight.release(), null);
+            }
+        }
+        inFlight.acquire(2000);
+        System.err.printf("populated %d znodes in %d ms%n", dirs * (leaves + 1) + 1,
+            (System.nanoTime() - started) / 1_000_000);
+    }
+
+    /** Writes one znode at a time; measures from setData's acknowledgement to the key's notification. */
+    static void lag(ZooKeeper zk, String root, int port, String prefix, int writes) throws Exception {
+        String dir = root + "/lag";
+        createIfAbsent(zk, root);
+        createIfAbsent(zk, dir);
+        int keys = 100;
+        for (int i = 0; i < keys; i++) createIfAbsent(zk, dir + "/k" + i);
+        LinkedBlockingQueue<long[]> notes = new LinkedBlockingQueue<>();
+        Resp sub = new Resp(port);
+        sub.call("PSUBSCRIBE", "__keyspace@0__:" + prefix + dir + "/*");
+        Thread reader = new Thread(() -> {
+            try {
+                while (true) {
+                    Object[] message = (Object[]) sub.read();
+                    long now = System.nanoTime();
+                    String channel = new String((byte[]) message[2], StandardCharsets.UTF_8);
+                    int k = Integer.parseInt(channel.substring(channel.lastIndexOf("/k") + 2));
+                    notes.put(new long[] {k, now});
+                }
+            } catch (Exception e) {
+                // closed
+            }
+        });
+        reader.setDaemon(true);
+        reader.start();
+        Thread.sleep(1500); // the mirror takes the new znodes in
+        notes.clear();
+        List<Long> lags = new ArrayList<>();
+        int lost = 0;
+        for (int i = 0; i < writes; i++) {
+            int k = i % keys;
+            zk.setData(dir + "/k" + k, Integer.toString(i).getBytes(StandardCharsets.US_ASCII), -1);
+            long acked = System.nanoTime();
+            long[] note;
+            do {
+                note = notes.poll(2, TimeUnit.SECONDS);
+            } while (note != null && note[0] != k);
+            if (note == null) {
+                lost++;
+                continue;
+            }
+            lags.add(Math.max(0, note[1] - acked));
+            Thread.sleep(2);
+        }
+        lags.sort(Long::compare);
+        System.out.printf("%.3f %.3f %d%n", lags.get(lags.size() / 2) / 1e6, lags.get(lags.size() * 99 / 100) / 1e6,
+            lost);
+        sub.close();
+    }
+
+    static void writer(ZooKeeper zk, String root, int perSecond, int seconds) throws Exception {
+        String dir = root + "/w";
+        createIfAbsent(zk, root);
+        createIfAbsent(zk, dir);
+        for (int i = 0; i < 1000; i++) createIfAbsent(zk, dir + "/k" + i);
+        long started = System.nanoTime();
+        long total = (long) perSecond * seconds;
+        for (long i = 0; i < total; i++) {
+            long due = started + i * 1_000_000_000L / perSecond;
+            long wait = due - System.nanoTime();
+            if (wait > 0) Thread.sleep(wait / 1_000_000, (int) (wait % 1_000_000));
+            zk.setData(dir + "/k" + (i % 1000), Long.toString(i).getBytes(StandardCharsets.US_ASCII), -1,
+                (rc, path, ctx, stat) -> {}, null);
+        }
+    }
+}
