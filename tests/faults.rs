@@ -35,16 +35,6 @@ fn serial() -> MutexGuard<'static, ()> {
 // ---------------------------------------------------------------------------
 // Redis helpers
 
-fn as_text(v: &redis::Value) -> String {
-    match v {
-        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        redis::Value::SimpleString(s) => s.clone(),
-        redis::Value::Int(i) => i.to_string(),
-        redis::Value::Nil => "(nil)".into(),
-        other => format!("{other:?}"),
-    }
-}
-
 fn query(conn: &mut redis::Connection, args: &[&str]) -> redis::RedisResult<redis::Value> {
     let mut cmd = redis::cmd(args[0]);
     for arg in &args[1..] {
@@ -60,8 +50,8 @@ fn try_cmd(redis: &Redis, args: &[&str]) -> redis::RedisResult<redis::Value> {
 
 fn status_of(conn: &mut redis::Connection) -> redis::RedisResult<HashMap<String, String>> {
     Ok(match query(conn, &["ZKSYNC.STATUS"])? {
-        redis::Value::Array(items) => items.chunks(2).map(|kv| (as_text(&kv[0]), as_text(&kv[1]))).collect(),
-        redis::Value::Map(items) => items.iter().map(|(k, v)| (as_text(k), as_text(v))).collect(),
+        redis::Value::Array(items) => items.chunks(2).map(|kv| (text(&kv[0]), text(&kv[1]))).collect(),
+        redis::Value::Map(items) => items.iter().map(|(k, v)| (text(k), text(v))).collect(),
         other => panic!("unexpected ZKSYNC.STATUS reply {other:?}"),
     })
 }
@@ -73,11 +63,11 @@ fn figure(status: &HashMap<String, String>, name: &str) -> u64 {
 }
 
 fn key_type(redis: &Redis, key: &str) -> String {
-    as_text(&redis.cmd(&["TYPE", key]))
+    text(&redis.cmd(&["TYPE", key]))
 }
 
 fn exists(redis: &Redis, key: &str) -> bool {
-    as_text(&redis.cmd(&["EXISTS", key])) == "1"
+    text(&redis.cmd(&["EXISTS", key])) == "1"
 }
 
 /// Polls PING (timed) and ZKSYNC.STATUS on a connection of its own while a
@@ -111,7 +101,7 @@ impl Observer {
                 let pong = query(&mut conn, &["PING"]).expect("PING");
                 observed.slowest_ping = observed.slowest_ping.max(started.elapsed());
                 observed.pings += 1;
-                assert_eq!(as_text(&pong), "PONG");
+                assert_eq!(text(&pong), "PONG");
                 let state = status_of(&mut conn).expect("ZKSYNC.STATUS")["state"].clone();
                 if observed.states.last() != Some(&state) {
                     observed.states.push(state);
@@ -485,9 +475,9 @@ fn session_expiry_behind_a_silent_network_converges_with_what_changed_meanwhile(
     );
     assert!(!exists(&redis, &format!("zk:{root}/gone")));
     assert!(!exists(&redis, &format!("zk:{root}/gone/deep/d3")));
-    assert_eq!(as_text(&redis.cmd(&["GET", &format!("zk:{root}/keep/k7")])), "new");
+    assert_eq!(text(&redis.cmd(&["GET", &format!("zk:{root}/keep/k7")])), "new");
     assert_eq!(
-        as_text(&redis.cmd(&["GET", &format!("zk:{root}/added/deep/x")])),
+        text(&redis.cmd(&["GET", &format!("zk:{root}/added/deep/x")])),
         "added deep"
     );
     // The new session follows live changes.
@@ -601,7 +591,7 @@ fn redis_restart_from_rdb_converges_and_drops_stale_keys() {
     redis.cmd(&["RPUSH", &stale_list, "hand-written"]);
     let neighbour = format!("zk:{root}-neighbour");
     redis.cmd(&["SET", &neighbour, "not ours"]);
-    let keys_saved = as_text(&redis.cmd(&["DBSIZE"]));
+    let keys_saved = text(&redis.cmd(&["DBSIZE"]));
     redis.shutdown_save();
 
     zk.set(&format!("{root}/n0"), b"after");
@@ -622,11 +612,11 @@ fn redis_restart_from_rdb_converges_and_drops_stale_keys() {
         assert!(!exists(&redis, key), "{key} survived the resync");
     }
     assert_eq!(
-        as_text(&redis.cmd(&["GET", &neighbour])),
+        text(&redis.cmd(&["GET", &neighbour])),
         "not ours",
         "a key outside the root is not the mirror's"
     );
-    assert_eq!(as_text(&redis.cmd(&["GET", &format!("zk:{root}/n0")])), "after");
+    assert_eq!(text(&redis.cmd(&["GET", &format!("zk:{root}/n0")])), "after");
     assert!(figure(&redis.status(), "resyncs") >= 1);
 
     // A crash: the RDB is older than the mirror was (SAVE, live changes, SIGKILL).
@@ -682,7 +672,7 @@ fn a_standalone_zookeeper_killed_and_restarted() {
     assert_eq!(push.as_ref().err().and_then(|e| e.code()), Some("ZKDOWN"), "{push:?}");
     assert!(push_took < PROMPT, "ZKSYNC.PUSH took {push_took:?} to say ZKDOWN");
     // The keys stay readable while ZooKeeper is away.
-    assert_eq!(as_text(&redis.cmd(&["GET", &format!("zk:{root}/a")])), "1");
+    assert_eq!(text(&redis.cmd(&["GET", &format!("zk:{root}/a")])), "1");
     std::thread::sleep(Duration::from_millis(500));
 
     server.restart();
@@ -757,7 +747,7 @@ fn an_empty_zookeeper_with_another_history_diverges_instead_of_wiping() {
 
     let written = redis.cmd(&["ZKSYNC.PULL", &root]);
     assert_eq!(
-        as_text(&written),
+        text(&written),
         zk_b.tree(&root).len().to_string(),
         "PULL counts the znodes"
     );
@@ -803,7 +793,7 @@ fn a_mirrored_key_clobbered_with_another_type_is_repaired_by_the_next_change() {
     assert_eq!(key_type(&redis, &key("list")), "string");
     assert_eq!(key_type(&redis, &key("hash")), "string");
     assert!(!exists(&redis, &key("doomed")));
-    assert_eq!(as_text(&redis.cmd(&["PING"])), "PONG");
+    assert_eq!(text(&redis.cmd(&["PING"])), "PONG");
 }
 
 #[test]
@@ -843,11 +833,11 @@ fn a_clobbered_key_is_repaired_by_the_next_resync() {
         key("list"),
         key_type(&redis, &key("list")),
         key("value"),
-        as_text(&redis.cmd(&["GET", &key("value")])),
+        text(&redis.cmd(&["GET", &key("value")])),
         key("deleted"),
         exists(&redis, &key("deleted"))
     );
-    assert_eq!(as_text(&redis.cmd(&["PING"])), "PONG");
+    assert_eq!(text(&redis.cmd(&["PING"])), "PONG");
     assert!(result.is_ok(), "the resync left clobbered keys wrong");
     assert_eq!(key_type(&redis, &key("list")), "string");
 }

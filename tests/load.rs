@@ -21,16 +21,6 @@ fn member(zk: &str, group: &str, extra: &[(&str, &str)]) -> Redis {
     Redis::start(zk, &args)
 }
 
-fn text(v: &redis::Value) -> String {
-    match v {
-        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        redis::Value::SimpleString(s) => s.clone(),
-        redis::Value::Int(i) => i.to_string(),
-        redis::Value::Nil => "(nil)".into(),
-        other => format!("{other:?}"),
-    }
-}
-
 /// ZKSYNC.LOAD as one map per member.
 fn load_table(redis: &Redis) -> Vec<HashMap<String, String>> {
     match redis.cmd(&["ZKSYNC.LOAD"]) {
