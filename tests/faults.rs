@@ -208,16 +208,6 @@ fn persistent() -> zkc::CreateOptions<'static> {
     zkc::CreateMode::Persistent.with_acls(zkc::Acls::anyone_all())
 }
 
-/// Sends a four-letter word to a ZooKeeper server and returns the answer.
-fn four_letter_word(addr: &str, word: &str) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_millis(500)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream.write_all(word.as_bytes()).ok()?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).ok()?;
-    Some(reply)
-}
-
 /// The ensemble member that holds the module's session. STATUS `server`
 /// reports the whole connect string, not the member (see the report), so
 /// the members' `cons` lists are asked for the session id.
@@ -226,7 +216,7 @@ fn serving_member(ensemble: &Ensemble, status: &HashMap<String, String>) -> Opti
         return Some(i);
     }
     let sid = format!("sid={}", status["session_id"]);
-    (0..3).find(|i| four_letter_word(&ensemble.member_addr(*i), "cons").is_some_and(|c| c.contains(&sid)))
+    (0..3).find(|i| four_letter(&ensemble.member_addr(*i), "cons").is_some_and(|c| c.contains(&sid)))
 }
 
 /// Creates, sets and deletes znodes under `root` on a thread of its own until

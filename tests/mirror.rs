@@ -1409,13 +1409,8 @@ fn config_file_and_config_rewrite() {
 
 // ---------------------------------------------------------------- loading
 
-#[test]
-fn module_load_and_loadex_into_a_plain_server_and_unload_refused() {
-    let root = unique_root("loadex");
-    let zk = zk();
-    zk.create_all(&format!("{root}/x"), b"1");
-    let plain = Redis::start_plain(&[]);
-    let so = module_path();
+/// MODULE LOADEX into `plain`, mirroring `root`, and waits for the mirror.
+fn loadex_mirroring(plain: &Redis, so: &std::path::Path, zk: &ZkClient, root: &str) {
     plain.cmd(&[
         "MODULE",
         "LOADEX",
@@ -1425,10 +1420,20 @@ fn module_load_and_loadex_into_a_plain_server_and_unload_refused() {
         &shared_zk().connect_string(),
         "CONFIG",
         "zksync.mirrors",
-        &root,
+        root,
     ]);
     plain.wait_state("connected", SETTLE);
-    wait_mirror_equals(&plain, &zk, &root, "zk:", SETTLE);
+    wait_mirror_equals(plain, zk, root, "zk:", SETTLE);
+}
+
+#[test]
+fn module_load_and_loadex_into_a_plain_server_and_unload_refused() {
+    let root = unique_root("loadex");
+    let zk = zk();
+    zk.create_all(&format!("{root}/x"), b"1");
+    let plain = Redis::start_plain(&[]);
+    let so = module_path();
+    loadex_mirroring(&plain, &so, &zk, &root);
     let (code, message) = error(plain.try_cmd(&["MODULE", "UNLOAD", "zksync"]));
     assert_eq!(code, "ERR", "{message}");
     assert!(message.contains("unloading"), "{message}");
@@ -1505,19 +1510,7 @@ fn loadex_with_a_bad_config_fails_cleanly() {
             plain.cmd(&["MODULE", "LIST"])
         );
     }
-    plain.cmd(&[
-        "MODULE",
-        "LOADEX",
-        so.to_str().unwrap(),
-        "CONFIG",
-        "zksync.servers",
-        &shared_zk().connect_string(),
-        "CONFIG",
-        "zksync.mirrors",
-        &root,
-    ]);
-    plain.wait_state("connected", SETTLE);
-    wait_mirror_equals(&plain, &zk, &root, "zk:", SETTLE);
+    loadex_mirroring(&plain, &so, &zk, &root);
 }
 
 // ---------------------------------------------------------------- bad input

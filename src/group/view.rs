@@ -82,7 +82,7 @@ impl View {
         self.rows(now_ms, stale_after_ms)
             .into_iter()
             .filter(|row| !row.stale && role.is_none_or(|r| row.member.node.zksync.role == r))
-            .min_by_key(|row| (row.member.node.zksync.score, row.member.id.clone()))
+            .min_by(|a, b| (a.member.node.zksync.score, &a.member.id).cmp(&(b.member.node.zksync.score, &b.member.id)))
             .map(|row| row.member.node.addr())
     }
 }
