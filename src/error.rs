@@ -16,6 +16,8 @@ pub enum Error {
     ReadOnly(String),
     /// A load or failover command on a server without `zksync.group`.
     NoGroup,
+    /// A switchover refused or rolled back.
+    Failover(String),
     /// Anything else ZooKeeper answered: reported as is.
     Zk {
         path: String,
@@ -26,7 +28,7 @@ pub enum Error {
 impl Error {
     pub fn code(&self) -> &'static str {
         match self {
-            Error::BadArgs(_) | Error::Zk { .. } => "ERR",
+            Error::BadArgs(_) | Error::Failover(_) | Error::Zk { .. } => "ERR",
             Error::ZkDown(_) => "ZKDOWN",
             Error::NoNode(_) => "ZKNONODE",
             Error::NodeExists(_) => "ZKNODEEXISTS",
@@ -42,6 +44,7 @@ impl Error {
     fn message(&self) -> String {
         match self {
             Error::BadArgs(m) | Error::ReadOnly(m) => m.clone(),
+            Error::Failover(m) => format!("failover: {m}"),
             Error::ZkDown(why) => format!("no ZooKeeper session ({why})"),
             Error::NoNode(p) => format!("znode {p} does not exist"),
             Error::NodeExists(p) => format!("znode {p} already exists"),

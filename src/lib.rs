@@ -36,7 +36,10 @@ type Allocator = redis_module::alloc::RedisAlloc;
 type Allocator = std::alloc::System;
 
 fn init(ctx: &Context, _args: &[RedisString]) -> Status {
-    let started = apply::start().and_then(|updates| session::start(Settings::current(), updates));
+    let started = group::fence::install(ctx)
+        .and_then(|()| group::role::start())
+        .and_then(|()| apply::start())
+        .and_then(|updates| session::start(Settings::current(), updates));
     match started {
         Ok(()) => {
             schedule_sample(ctx);
@@ -88,6 +91,7 @@ fn schedule_sample(ctx: &Context) {
 }
 
 fn sample(ctx: &Context) {
+    group::fence::learn_write_commands(ctx);
     STATUS
         .replica
         .store(ctx.get_flags().contains(ContextFlags::SLAVE), Ordering::Relaxed);
@@ -124,6 +128,9 @@ redis_module! {
         ["zksync.ls", commands::mirror::ls, "readonly", 0, 0, 0, ""],
         ["zksync.status", commands::status::status, "readonly fast", 0, 0, 0, ""],
         ["zksync.load", commands::load::load, "readonly", 0, 0, 0, ""],
+        ["zksync.leader", commands::failover::leader, "readonly fast", 0, 0, 0, ""],
+        ["zksync.failover", commands::failover::failover, "admin", 0, 0, 0, ""],
+        ["zksync.fenced", group::fence::refuse, "fast", 0, 0, 0, ""],
     ],
     configurations: [
         i64: [

@@ -52,6 +52,9 @@ pub struct Status {
     server: Mutex<String>,
     /// `(group, member id)` once registered.
     member: Mutex<Option<(String, String)>>,
+    /// The group's master `(id, addr, epoch)`, and the highest epoch seen.
+    leader: Mutex<Option<(String, String, u64)>>,
+    epoch: AtomicU64,
     // Written by the main thread's load sampler.
     pub replica: std::sync::atomic::AtomicBool,
     // Written by the apply thread.
@@ -92,6 +95,15 @@ impl Status {
         *self.member.lock().unwrap_or_else(|e| e.into_inner()) = member;
     }
 
+    pub fn set_leader(&self, leader: Option<(String, String, u64)>, epoch: u64) {
+        *self.leader.lock().unwrap_or_else(|e| e.into_inner()) = leader;
+        self.epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    pub fn leader(&self) -> Option<(String, String, u64)> {
+        self.leader.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub fn note_zxid(&self, zxid: i64) {
         self.last_zxid.fetch_max(zxid, Ordering::Relaxed);
     }
@@ -127,6 +139,10 @@ impl Status {
             fields.push(("group", Field::Text(group)));
             fields.push(("member_id", Field::Text(id)));
             fields.push(("role", Field::Text(role.to_string())));
+            let leader = self.leader().map(|(id, _, _)| id).unwrap_or_default();
+            fields.push(("leader", Field::Text(leader)));
+            fields.push(("epoch", int(&self.epoch)));
+            fields.push(("fenced", Field::Int(crate::group::fence::fenced() as i64)));
         }
         fields
     }

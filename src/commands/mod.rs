@@ -1,5 +1,6 @@
 //! Command handlers: parse, call into the domain, reply. One file per family.
 
+pub mod failover;
 pub mod load;
 pub mod mirror;
 pub mod status;

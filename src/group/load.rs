@@ -2,7 +2,7 @@
 //! `zksync.load-interval`, published by the session thread only when worth a
 //! ZooKeeper write.
 
-use redis_module::{Context, ContextFlags};
+use redis_module::{Context, ContextFlags, RedisValue};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -38,6 +38,13 @@ pub struct Figures {
     pub used_memory: i64,
     pub maxmemory: i64,
     pub score: i64,
+    /// `replica-priority`: lower is preferred for promotion, 0 never.
+    #[serde(default = "default_priority")]
+    pub priority: i64,
+}
+
+fn default_priority() -> i64 {
+    100
 }
 
 impl Figures {
@@ -59,6 +66,7 @@ impl Figures {
             used_memory,
             maxmemory,
             score: 0,
+            priority: default_priority(),
         };
         figures.score = figures.compute_score();
         figures
@@ -83,6 +91,7 @@ impl Figures {
         let moved = |old: i64, new: i64, floor: i64| (new - old).abs() as f64 >= MOVE * old.abs().max(floor) as f64;
         self.role != old.role
             || self.epoch != old.epoch
+            || self.priority != old.priority
             || self.maxmemory != old.maxmemory
             || moved(old.ops_per_sec, self.ops_per_sec, 100)
             || moved(old.connected_clients, self.connected_clients, 20)
@@ -97,6 +106,8 @@ pub struct Sample {
     /// Redis's port, for the default member id.
     pub port: u16,
     pub figures: Figures,
+    /// `host:port` of the master a replica follows.
+    pub master: Option<String>,
 }
 
 /// Reads this server's figures through the module API (`RedisModule_GetServerInfo`
@@ -113,15 +124,35 @@ pub fn sample(ctx: &Context) -> Sample {
     let ops = field("stats", &["instantaneous_ops_per_sec"]);
     let clients = field("clients", &["connected_clients"]);
     let memory = field("memory", &["used_memory", "maxmemory"]);
-    let replication = field("replication", &["master_repl_offset"]);
-    let role = if ctx.get_flags().contains(ContextFlags::SLAVE) {
-        Role::Replica
+    let replication = ctx.server_info("replication");
+    let offset = replication
+        .field("master_repl_offset")
+        .and_then(|v| v.parse_integer().ok())
+        .unwrap_or(0);
+    let (role, master) = if ctx.get_flags().contains(ContextFlags::SLAVE) {
+        let host = replication.field("master_host").map(|v| v.to_string_lossy());
+        let port = replication.field("master_port").map(|v| v.to_string_lossy());
+        (Role::Replica, host.zip(port).map(|(h, p)| format!("{h}:{p}")))
     } else {
-        Role::Master
+        (Role::Master, None)
     };
+    let mut figures = Figures::new(role, offset, ops[0], clients[0], memory[0], memory[1]);
+    figures.priority = replica_priority(ctx);
     Sample {
         port: u16::try_from(server[0]).unwrap_or(0),
-        figures: Figures::new(role, replication[0], ops[0], clients[0], memory[0], memory[1]),
+        figures,
+        master,
+    }
+}
+
+fn replica_priority(ctx: &Context) -> i64 {
+    match ctx.call("CONFIG", &["GET", "replica-priority"]) {
+        Ok(RedisValue::Array(pair)) => match pair.get(1) {
+            Some(RedisValue::SimpleString(v)) | Some(RedisValue::BulkString(v)) => v.parse().unwrap_or(100),
+            Some(RedisValue::BulkRedisString(v)) => v.to_string_lossy().parse().unwrap_or(100),
+            _ => 100,
+        },
+        _ => 100,
     }
 }
 

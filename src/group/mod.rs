@@ -3,11 +3,17 @@
 //! ZooKeeper's own figures (`mntr`).
 //!
 //! Layout under the chroot: `/zksync/<group>/members/<id>`, one ephemeral
-//! znode per member, whose JSON is a ServerSet entry (see `member`).
+//! znode per member, whose JSON is a ServerSet entry (see `member`); the
+//! leadership beside it (see `leader`), kept by the session thread, carried
+//! out on the Redis side by the role thread (`role`) and enforced by the
+//! fencing filter (`fence`).
 
+pub mod fence;
+pub mod leader;
 pub mod load;
 pub mod member;
 pub mod mntr;
+pub mod role;
 pub mod view;
 
 /// `/zksync/<group>/members`.

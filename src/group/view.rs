@@ -7,6 +7,7 @@ use super::member::{MemberNode, ALIVE};
 use once_cell::sync::Lazy;
 use std::sync::{Arc, Mutex};
 
+#[derive(Clone)]
 pub struct Member {
     pub id: String,
     pub node: MemberNode,

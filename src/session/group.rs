@@ -12,7 +12,7 @@ use crate::config::GroupSpec;
 use crate::group::load::{Figures, Sample, HEARTBEAT};
 use crate::group::member::{MemberNode, ALIVE, WARNING};
 use crate::group::view::{self, Member, View};
-use crate::group::{member_id, member_path, members_dir, split_addr};
+use crate::group::{leader, member_id, member_path, members_dir, split_addr};
 use crate::mirror::read;
 use crate::status::STATUS;
 use std::collections::{BTreeMap, HashSet};
@@ -30,8 +30,12 @@ pub(super) struct Membership {
     published: Option<Published>,
     /// Member znodes as last read: path → (data, mtime).
     table: BTreeMap<String, (Vec<u8>, i64)>,
+    /// The table decoded, sorted by id.
+    members: Vec<Member>,
     /// Malformed member znodes already logged: (path, mtime).
     warned: HashSet<(String, i64)>,
+    /// Write the member znode at the next publish, moved or not.
+    force: bool,
 }
 
 struct Published {
@@ -50,6 +54,19 @@ impl Membership {
     pub(super) fn new_session(&mut self) {
         self.published = None;
     }
+
+    /// The main thread's last sample, and when it arrived.
+    pub(super) fn sample(&self) -> Option<(&Sample, Instant)> {
+        self.sample.as_ref().map(|(s, at)| (s, *at))
+    }
+
+    pub(super) fn members(&self) -> Vec<Member> {
+        self.members.clone()
+    }
+
+    pub(super) fn force_publish(&mut self) {
+        self.force = true;
+    }
 }
 
 impl Session {
@@ -57,13 +74,18 @@ impl Session {
         self.settings.group.as_ref()
     }
 
-    /// The members directory being watched, if in a group.
-    pub(super) fn members_root(&self) -> Option<String> {
+    /// The members directory, if in a group.
+    fn members_root(&self) -> Option<String> {
         self.group_spec().map(|g| members_dir(&g.name))
     }
 
+    /// The group's directory, watched whole: members, leader, switchover.
+    pub(super) fn group_root(&self) -> Option<String> {
+        self.group_spec().map(|g| leader::group_dir(&g.name))
+    }
+
     /// This member's znode path, once the main thread told us our port.
-    fn own_path(&self) -> Option<(String, String)> {
+    pub(super) fn own_path(&self) -> Option<(String, String)> {
         let group = self.group_spec()?;
         let (sample, _) = self.membership.sample.as_ref()?;
         let id = member_id(group.announce.as_deref(), sample.port);
@@ -81,12 +103,40 @@ impl Session {
         if let Err(e) = client.mkdir(&dir, &options).await {
             log_warning(&format!("cannot create {dir}: {e}"));
         }
+        if let Some(group) = self.group_spec().map(|g| g.name.clone()) {
+            self.prepare_group(client, &group).await;
+        }
         self.read_members(client).await;
         self.publish(client).await;
+        self.read_leader(client).await;
+        self.read_switchover(client).await;
     }
 
-    /// Leaves the group: deletes this member's znode and forgets the table.
+    /// Re-reads what watch events under the group directory name.
+    pub(super) async fn group_events(&mut self, client: &Client, paths: Vec<String>) {
+        let Some(group) = self.group_spec().map(|g| g.name.clone()) else {
+            return;
+        };
+        if paths.iter().any(|p| *p == leader::leader_path(&group)) {
+            self.read_leader(client).await;
+        }
+        if paths.iter().any(|p| *p == leader::switchover_path(&group)) {
+            self.read_switchover(client).await;
+        }
+        let members: Vec<String> = paths
+            .into_iter()
+            .filter(|p| crate::path::parent(p) == Some(members_dir(&group).as_str()))
+            .collect();
+        if !members.is_empty() {
+            self.member_events(client, members).await;
+        }
+        self.elect(client).await;
+    }
+
+    /// Leaves the group: gives up the leadership, deletes this member's
+    /// znode and forgets the table.
     pub(super) async fn leave(&mut self, client: &Client) {
+        self.resign(client).await;
         if let Some(published) = self.membership.published.take() {
             match tokio::time::timeout(Duration::from_millis(500), client.delete(&published.path, None)).await {
                 Ok(Ok(())) | Ok(Err(ZkError::NoNode)) => log_notice(&format!("left the group ({})", published.path)),
@@ -111,9 +161,11 @@ impl Session {
         } else {
             ALIVE
         };
-        let figures = sample.figures.clone();
+        let mut figures = sample.figures.clone();
+        figures.epoch = self.election_epoch();
         let due = match &self.membership.published {
             None => true,
+            Some(_) if self.membership.force => true,
             Some(p) => {
                 p.path != own || p.status != status || figures.moved_from(&p.figures) || p.at.elapsed() >= HEARTBEAT
             }
@@ -132,6 +184,7 @@ impl Session {
         };
         match written {
             Ok(()) => {
+                self.membership.force = false;
                 if self.membership.published.is_none() {
                     log_notice(&format!("registered as group member {own}"));
                 }
@@ -199,7 +252,7 @@ impl Session {
     }
 
     /// Re-reads the member znodes named by watch events.
-    pub(super) async fn member_events(&mut self, client: &Client, paths: Vec<String>) {
+    async fn member_events(&mut self, client: &Client, paths: Vec<String>) {
         let Some(dir) = self.members_root() else { return };
         let paths: Vec<String> = paths
             .into_iter()
@@ -254,6 +307,8 @@ impl Session {
                 }
             }
         }
+        self.membership.members = members.clone();
         view::set(View { members });
+        self.note_master_offset();
     }
 }

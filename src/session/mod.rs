@@ -5,13 +5,15 @@
 //! everything ZooKeeper: watches, reads, requests from commands. It never
 //! touches Redis: what it learns goes to the apply thread as `Update`s.
 
+mod failover;
 mod group;
 mod requests;
 
 use crate::config::{Connection, MirrorSpec, Settings};
 use crate::error::Error;
 use crate::group::load::Sample;
-use crate::group::mntr;
+use crate::group::role::Action;
+use crate::group::{fence, mntr};
 use crate::mirror::tree::Tree;
 use crate::mirror::{read, Update};
 use crate::path;
@@ -38,6 +40,15 @@ pub enum Control {
     Sample(Sample),
     /// ZKSYNC.LOAD ZK: `mntr` of every server of the connect string (needs no session).
     AskServers(Pending),
+    /// The role thread carried `Action` out; a sample taken right after.
+    Acted(Action, Sample),
+    /// ZKSYNC.FAILOVER [TO id] [TIMEOUT ms] [FORCE].
+    Failover {
+        to: Option<String>,
+        timeout: Duration,
+        force: bool,
+        pending: Pending,
+    },
     /// redis-server is shutting down: leave the group, close the session, then ack.
     Shutdown(crossbeam_channel::Sender<()>),
 }
@@ -64,6 +75,7 @@ pub fn start(settings: Settings, updates: crossbeam_channel::Sender<Update>) -> 
                 trees: HashMap::new(),
                 retry: BTreeSet::new(),
                 membership: Default::default(),
+                election: Default::default(),
             };
             runtime.block_on(session.run());
         })
@@ -112,11 +124,14 @@ struct Session {
     retry: BTreeSet<String>,
     /// This server as a group member.
     membership: group::Membership,
+    /// Who leads the group, and this member's part in changing it.
+    election: failover::Election,
 }
 
 impl Session {
     async fn run(mut self) {
         self.send(Update::Mirrors(self.settings.mirrors.clone()));
+        fence::set_active(self.settings.group.is_some());
         let ack = loop {
             STATUS.set_state(SessionState::Connecting);
             let client = match self.connect().await {
@@ -194,12 +209,16 @@ impl Session {
                         pending.resolve(Reply::Error(Error::ZkDown(STATUS.state().name().into())));
                     }
                     Some(Control::AskServers(pending)) => self.ask_servers(pending),
-                    Some(Control::Sample(sample)) => self.membership.take_sample(sample),
+                    Some(Control::Sample(sample)) | Some(Control::Acted(_, sample)) => self.membership.take_sample(sample),
+                    Some(Control::Failover { pending, .. }) => {
+                        pending.resolve(Reply::Error(Error::ZkDown(STATUS.state().name().into())));
+                    }
                     Some(Control::Settings(settings)) => {
                         let reconnect = settings.connection != self.settings.connection;
                         self.take_mirrors(&settings.mirrors);
                         if settings.group != self.settings.group {
                             STATUS.set_member(None);
+                            fence::set_active(settings.group.is_some());
                         }
                         self.settings = settings;
                         if reconnect {
@@ -235,11 +254,13 @@ impl Session {
         }
         self.resync_all(client).await;
         self.membership.new_session();
-        if let Some(dir) = self.members_root() {
+        self.election_new_session();
+        if let Some(dir) = self.group_root() {
             self.watch(client, &dir, &events_tx, &mut watches).await;
         }
         self.join(client).await;
         let mut retry_timer = tokio::time::interval(Duration::from_secs(2));
+        let mut failover_timer = tokio::time::interval(Duration::from_millis(50));
         let mut load_timer = tokio::time::interval(self.settings.load_interval);
         let end = loop {
             tokio::select! {
@@ -260,6 +281,8 @@ impl Session {
                         self.resync_all(client).await;
                         self.read_members(client).await;
                         self.publish(client).await;
+                        self.read_leader(client).await;
+                        self.read_switchover(client).await;
                     }
                     ZkState::Expired => break End::Expired,
                     ZkState::AuthFailed => break End::AuthFailed,
@@ -286,11 +309,17 @@ impl Session {
                     Some(Control::Sample(sample)) => {
                         self.membership.take_sample(sample);
                         self.publish(client).await;
+                        self.reconcile();
+                    }
+                    Some(Control::Acted(action, sample)) => self.acted(client, action, sample).await,
+                    Some(Control::Failover { to, timeout, force, pending }) => {
+                        self.failover(client, to, timeout, force, pending).await;
                     }
                     Some(Control::Settings(settings)) => {
                         let regroup = settings.group != self.settings.group;
                         if regroup {
                             self.leave(client).await;
+                            fence::set_active(settings.group.is_some());
                         }
                         if settings.connection != self.settings.connection {
                             self.take_mirrors(&settings.mirrors);
@@ -302,9 +331,9 @@ impl Session {
                             load_timer = tokio::time::interval(settings.load_interval);
                         }
                         self.settings = settings;
-                        let members_root = self.members_root();
+                        let group_root = self.group_root();
                         watches.retain(|root, task| {
-                            let keep = self.trees.contains_key(root) || Some(root) == members_root.as_ref();
+                            let keep = self.trees.contains_key(root) || Some(root) == group_root.as_ref();
                             if !keep {
                                 task.abort();
                             }
@@ -316,7 +345,8 @@ impl Session {
                             self.resync(client, &spec).await;
                         }
                         if regroup {
-                            if let Some(dir) = members_root {
+                            self.election_new_session();
+                            if let Some(dir) = group_root {
                                 self.watch(client, &dir, &events_tx, &mut watches).await;
                             }
                             self.join(client).await;
@@ -329,6 +359,11 @@ impl Session {
                 },
                 // A member whose main thread stopped sampling says so; the heartbeat.
                 _ = load_timer.tick() => self.publish(client).await,
+                _ = failover_timer.tick(), if self.settings.group.is_some() => {
+                    self.renew_lease(client).await;
+                    self.elect(client).await;
+                    self.switchover_tick(client).await;
+                }
                 _ = retry_timer.tick(), if !self.retry.is_empty() => {
                     for root in std::mem::take(&mut self.retry) {
                         if let Some(spec) = self.settings.mirrors.iter().find(|m| m.root == root).cloned() {
@@ -341,6 +376,7 @@ impl Session {
         for task in watches.into_values() {
             task.abort();
         }
+        self.election_new_session();
         end
     }
 
@@ -474,8 +510,8 @@ impl Session {
             }
         }
         for (root, paths) in by_root {
-            if Some(&root) == self.members_root().as_ref() {
-                self.member_events(client, paths).await;
+            if Some(&root) == self.group_root().as_ref() {
+                self.group_events(client, paths).await;
                 continue;
             }
             if !self.trees.contains_key(&root) {

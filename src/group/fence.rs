@@ -1,0 +1,175 @@
+//! Fencing: a group member that is a Redis master accepts writes only while
+//! it holds a lease on the leader znode.
+//!
+//! The session thread renews the lease each time ZooKeeper confirms that the
+//! leader znode is owned by this session: until the moment the check was
+//! *sent* plus 2/3 of the negotiated session timeout, so the lease lapses
+//! before ZooKeeper could expire the session and let another member lead.
+//! The main thread checks it in a command filter, by the monotonic clock, on
+//! every command: a stalled session thread or a stopped process cannot
+//! extend it. Writes on a fenced master are rewritten to `zksync.fenced`,
+//! which answers `-READONLY`.
+
+use crate::error::Error;
+use crate::status::STATUS;
+use once_cell::sync::Lazy;
+use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
+use std::collections::HashSet;
+use std::os::raw::c_int;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The command a fenced write becomes.
+pub const FENCED_COMMAND: &str = "zksync.fenced";
+
+static BASE: Lazy<Instant> = Lazy::new(Instant::now);
+/// End of the lease, in ns since `BASE`; 0 for none.
+static LEASE_UNTIL: AtomicU64 = AtomicU64::new(0);
+/// Whether fencing applies: this server is in a group.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// Lowercase names of write commands (`container|sub` for subcommands), from COMMAND.
+static WRITES: Lazy<Mutex<(usize, HashSet<Vec<u8>>)>> = Lazy::new(Default::default);
+
+fn since_base(at: Instant) -> u64 {
+    at.saturating_duration_since(*BASE).as_nanos() as u64
+}
+
+/// This server joined (or left) a group.
+pub fn set_active(active: bool) {
+    ACTIVE.store(active, Ordering::Relaxed);
+    if !active {
+        revoke();
+    }
+}
+
+/// ZooKeeper confirmed our leadership with a check sent at `sent`.
+pub fn renew(sent: Instant, session_timeout: Duration) {
+    let until = since_base(sent + session_timeout * 2 / 3).max(1);
+    LEASE_UNTIL.store(until, Ordering::Relaxed);
+}
+
+pub fn revoke() {
+    LEASE_UNTIL.store(0, Ordering::Relaxed);
+}
+
+/// Whether this server must refuse writes now: a master of a group without
+/// a live lease.
+pub fn fenced() -> bool {
+    ACTIVE.load(Ordering::Relaxed)
+        && !STATUS.replica.load(Ordering::Relaxed)
+        && since_base(Instant::now()) >= LEASE_UNTIL.load(Ordering::Relaxed)
+}
+
+/// Registers the filter and learns the write commands. Module load only.
+pub fn install(ctx: &Context) -> Result<(), String> {
+    learn_write_commands(ctx);
+    // SAFETY: API pointers are set at module load; the callback is a plain function.
+    let register = unsafe { raw::RedisModule_RegisterCommandFilter }.ok_or("command filters are not available")?;
+    let filter = unsafe { register(ctx.ctx, Some(filter), raw::REDISMODULE_CMDFILTER_NOSELF as c_int) };
+    if filter.is_null() {
+        return Err("cannot register the fencing filter".into());
+    }
+    Ok(())
+}
+
+/// (Re)reads the write commands from COMMAND when their number changed
+/// (a module loaded later adds its own). Main thread.
+pub fn learn_write_commands(ctx: &Context) {
+    let count = match ctx.call("COMMAND", &["COUNT"]) {
+        Ok(RedisValue::Integer(n)) => n as usize,
+        _ => return,
+    };
+    let mut writes = WRITES.lock().unwrap_or_else(|e| e.into_inner());
+    if writes.0 == count {
+        return;
+    }
+    let Ok(RedisValue::Array(commands)) = ctx.call("COMMAND", &[] as &[&str]) else {
+        return;
+    };
+    let mut names = HashSet::new();
+    for command in &commands {
+        collect_writes(command, None, &mut names);
+    }
+    // A transaction queued before the lease lapsed must not run after.
+    names.insert(b"exec".to_vec());
+    names.remove(FENCED_COMMAND.as_bytes());
+    *writes = (count, names);
+}
+
+/// One COMMAND entry: `[name, arity, flags, ..., subcommands]`.
+fn collect_writes(entry: &RedisValue, container: Option<&str>, names: &mut HashSet<Vec<u8>>) {
+    let RedisValue::Array(fields) = entry else { return };
+    let text = |v: &RedisValue| match v {
+        RedisValue::SimpleString(s) | RedisValue::BulkString(s) => Some(s.to_ascii_lowercase()),
+        RedisValue::BulkRedisString(s) => Some(s.to_string_lossy().to_ascii_lowercase()),
+        RedisValue::StringBuffer(b) => Some(String::from_utf8_lossy(b).to_ascii_lowercase()),
+        _ => None,
+    };
+    let Some(name) = fields.first().and_then(text) else { return };
+    let is_write = matches!(fields.get(2), Some(RedisValue::Array(flags))
+        if flags.iter().filter_map(text).any(|f| f == "write"));
+    if is_write {
+        // Subcommands are reported as `container|sub` already.
+        names.insert(name.clone().into_bytes());
+    }
+    if container.is_none() {
+        if let Some(RedisValue::Array(subcommands)) = fields.get(9) {
+            for sub in subcommands {
+                collect_writes(sub, Some(&name), names);
+            }
+        }
+    }
+}
+
+fn is_write(name: &[u8], sub: Option<&[u8]>) -> bool {
+    let writes = WRITES.lock().unwrap_or_else(|e| e.into_inner());
+    let lower = name.to_ascii_lowercase();
+    if writes.1.contains(&lower) {
+        return true;
+    }
+    match sub {
+        Some(sub) => {
+            let mut full = lower;
+            full.push(b'|');
+            full.extend(sub.to_ascii_lowercase());
+            writes.1.contains(&full)
+        }
+        None => false,
+    }
+}
+
+unsafe extern "C" fn filter(fctx: *mut raw::RedisModuleCommandFilterCtx) {
+    if !fenced() {
+        return;
+    }
+    let (Some(count), Some(arg), Some(replace), Some(create)) = (
+        raw::RedisModule_CommandFilterArgsCount,
+        raw::RedisModule_CommandFilterArgGet,
+        raw::RedisModule_CommandFilterArgReplace,
+        raw::RedisModule_CreateString,
+    ) else {
+        return;
+    };
+    let bytes = |pos: c_int| -> Option<&[u8]> {
+        let s = arg(fctx, pos);
+        if s.is_null() {
+            return None;
+        }
+        Some(RedisString::string_as_slice(s))
+    };
+    let Some(name) = bytes(0) else { return };
+    let sub = if count(fctx) > 1 { bytes(1) } else { None };
+    if is_write(name, sub) {
+        let fenced = create(std::ptr::null_mut(), FENCED_COMMAND.as_ptr().cast(), FENCED_COMMAND.len());
+        replace(fctx, 0, fenced);
+    }
+}
+
+/// `zksync.fenced ...`: what a write on a fenced master becomes.
+pub fn refuse(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    Err(Error::ReadOnly(
+        "this master may have lost its ZooKeeper lease (zksync fencing); retry on the group's master".into(),
+    )
+    .into())
+}

@@ -1,0 +1,102 @@
+//! The role thread: carries out on the Redis side what the session thread
+//! decided for the group (promote, follow, pause for a switchover, announce),
+//! then hands back a fresh sample of this server.
+//!
+//! Its own thread, not the apply thread's queue: mirror writes wait while
+//! clients are paused, and the action that ends a switchover's pause must
+//! not wait behind them.
+
+use super::load;
+use crate::apply::wake_event_loop;
+use crate::session::{self, Control};
+use crossbeam_channel::Sender;
+use once_cell::sync::OnceCell;
+use redis_module::{Context, ContextFlags, DetachedFromClient, ThreadSafeContext};
+use std::time::Duration;
+
+/// What the session thread asks of Redis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// `REPLICAOF NO ONE` (if a replica).
+    Promote,
+    /// `REPLICAOF host port` (unless already following it). A master that is
+    /// demoted so disconnects its normal clients, so they rediscover, and
+    /// ends a switchover's pause.
+    Follow(String),
+    /// `CLIENT PAUSE ms WRITE`: a switchover away from this master.
+    Pause(u64),
+    /// `CLIENT UNPAUSE`: the switchover was rolled back.
+    Unpause,
+    /// `PUBLISH +switch-master <message>` to this server's subscribers only.
+    Announce(String),
+    /// Nothing: only the fresh sample.
+    Sample,
+}
+
+static ACTIONS: OnceCell<Sender<Action>> = OnceCell::new();
+
+pub fn start() -> Result<(), String> {
+    let (tx, rx) = crossbeam_channel::unbounded::<Action>();
+    ACTIONS.set(tx).map_err(|_| "the role thread is already running".to_string())?;
+    std::thread::Builder::new()
+        .name("zksync-role".into())
+        .spawn(move || {
+            let ctx: ThreadSafeContext<DetachedFromClient> = ThreadSafeContext::new();
+            while let Ok(action) = rx.recv() {
+                let (outcome, sample) = loop {
+                    let guard = ctx.lock();
+                    if guard.get_flags().contains(ContextFlags::LOADING) {
+                        drop(guard);
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                    let outcome = execute(&guard, &action);
+                    break (outcome, load::sample(&guard));
+                };
+                wake_event_loop();
+                if let Err(why) = &outcome {
+                    session::log_warning(&format!("{action:?} failed: {why}"));
+                }
+                session::send(Control::Acted(action, sample));
+            }
+        })
+        .map_err(|e| format!("cannot start the role thread: {e}"))?;
+    Ok(())
+}
+
+/// Hands `action` to the role thread.
+pub fn request(action: Action) {
+    if let Some(tx) = ACTIONS.get() {
+        let _ = tx.send(action);
+    }
+}
+
+/// Runs `action` under the Redis lock.
+fn execute(ctx: &Context, action: &Action) -> Result<(), String> {
+    let replica = ctx.get_flags().contains(ContextFlags::SLAVE);
+    let call = |args: &[&str]| ctx.call(args[0], &args[1..]).map(|_| ()).map_err(|e| e.to_string());
+    match action {
+        Action::Promote if replica => {
+            session::log_notice("promoted to master by the group");
+            call(&["REPLICAOF", "NO", "ONE"])
+        }
+        Action::Promote => Ok(()),
+        Action::Follow(addr) => {
+            let (host, port) = super::split_addr(addr).ok_or_else(|| format!("bad leader address {addr}"))?;
+            if replica && load::sample(ctx).master.as_deref() == Some(addr.as_str()) {
+                return Ok(());
+            }
+            session::log_notice(&format!("following the group's master {addr}"));
+            call(&["REPLICAOF", host, &port.to_string()])?;
+            if !replica {
+                call(&["CLIENT", "KILL", "TYPE", "normal"])?;
+                call(&["CLIENT", "UNPAUSE"])?;
+            }
+            Ok(())
+        }
+        Action::Pause(ms) => call(&["CLIENT", "PAUSE", &ms.to_string(), "WRITE"]),
+        Action::Unpause => call(&["CLIENT", "UNPAUSE"]),
+        Action::Announce(message) => call(&["PUBLISH", "+switch-master", message]),
+        Action::Sample => Ok(()),
+    }
+}
