@@ -15,6 +15,13 @@ use std::time::{Duration, Instant};
 
 const SESSION_TIMEOUT: Duration = Duration::from_millis(2000);
 
+/// The scenarios run one at a time: each loads both cores, and one kills a
+/// server of the shared ensemble.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn group_name(name: &str) -> String {
     unique_root(name).trim_start_matches("/t/").replace('/', "-")
 }
@@ -70,8 +77,8 @@ impl Group {
     }
 
     /// Waits until the members in `alive` agree on one master that is the
-    /// leader, every other one its replica with the link up and the same
-    /// offset; returns the master's index and the epoch.
+    /// leader, every other one its replica with the link up; returns the
+    /// master's index and the epoch.
     fn wait_converged(&self, alive: &[usize], timeout: Duration) -> (usize, i64) {
         let mut found = None;
         wait_until(timeout, "the group to converge on one master", || {
@@ -91,7 +98,6 @@ impl Group {
         if master_info.get("role")? != "master" {
             return None;
         }
-        let offset = master_info.get("master_repl_offset")?.clone();
         for &i in alive {
             if self.leader_seen_by(i)? != (leader.clone(), epoch) {
                 return None;
@@ -102,8 +108,7 @@ impl Group {
             let info = self.replication(i)?;
             let follows = info.get("role")? == "slave"
                 && info.get("master_port")? == &self.members[master].port().to_string()
-                && info.get("master_link_status")? == "up"
-                && info.get("master_repl_offset")? == &offset;
+                && info.get("master_link_status")? == "up";
             if !follows {
                 return None;
             }
@@ -111,12 +116,38 @@ impl Group {
         Some((master, epoch))
     }
 
+    /// Once writes stopped: every replica in `alive` at the master's offset.
+    fn wait_in_sync(&self, master: usize, alive: &[usize]) {
+        wait_until(
+            Duration::from_secs(10),
+            "the replicas to reach the master's offset",
+            || {
+                let Some(offset) = self
+                    .replication(master)
+                    .and_then(|i| i.get("master_repl_offset").cloned())
+                else {
+                    return false;
+                };
+                alive.iter().all(|&i| {
+                    self.replication(i)
+                        .is_some_and(|info| info.get("master_repl_offset") == Some(&offset))
+                })
+            },
+        );
+    }
+
     fn ports(&self) -> Vec<u16> {
         self.members.iter().map(Redis::port).collect()
     }
 }
 
+/// Ports of stopped (SIGSTOP) servers: a connection to one would hang in its handshake.
+static STOPPED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+
 fn connect(port: u16) -> Option<redis::Connection> {
+    if STOPPED.lock().unwrap().contains(&port) {
+        return None;
+    }
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
     let conn = client.get_connection_with_timeout(Duration::from_millis(300)).ok()?;
     conn.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
@@ -144,7 +175,9 @@ impl Writer {
                     next = (next + 1) % ports.len();
                     let leader = connect(ports[next]).and_then(|mut c| {
                         match redis::cmd("ZKSYNC.LEADER").query::<redis::Value>(&mut c).ok()? {
-                            redis::Value::Array(items) if !items.is_empty() => text(&items[1]).rsplit(':').next()?.parse::<u16>().ok(),
+                            redis::Value::Array(items) if !items.is_empty() => {
+                                text(&items[1]).rsplit(':').next()?.parse::<u16>().ok()
+                            }
                             _ => None,
                         }
                     });
@@ -221,7 +254,9 @@ impl Prober {
                     }
                 }
                 if accepted.len() > 1 && last.len() > 1 {
-                    v.lock().unwrap().push(format!("members {accepted:?} all accepted writes twice in a row"));
+                    v.lock()
+                        .unwrap()
+                        .push(format!("members {accepted:?} all accepted writes twice in a row"));
                 }
                 last = accepted;
                 std::thread::sleep(Duration::from_millis(10));
@@ -260,7 +295,10 @@ fn counter(redis: &Redis, key: &str) -> i64 {
 fn assert_no_acked_write_lost(acked: &[i64], final_value: i64) {
     assert!(!acked.is_empty(), "the writer got no write through");
     let max = *acked.iter().max().unwrap();
-    assert!(final_value >= max, "acknowledged {max} but the master holds {final_value}");
+    assert!(
+        final_value >= max,
+        "acknowledged {max} but the master holds {final_value}"
+    );
     assert!(
         acked.windows(2).all(|w| w[1] > w[0]),
         "the counter went back for acknowledged writes"
@@ -269,6 +307,11 @@ fn assert_no_acked_write_lost(acked: &[i64], final_value: i64) {
 
 fn sigstop(redis: &Redis, stop: bool) {
     let pid = redis.pid().expect("running") as i32;
+    let mut stopped = STOPPED.lock().unwrap();
+    stopped.retain(|p| *p != redis.port());
+    if stop {
+        stopped.push(redis.port());
+    }
     let sig = if stop { libc::SIGSTOP } else { libc::SIGCONT };
     assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
 }
@@ -283,6 +326,7 @@ fn history(zk: &ZkClient, group: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn bootstrap_elects_exactly_one_master_and_the_rest_follow() {
+    let _serial = serial();
     let ensemble = shared_ensemble();
     let g = Group::start("boot", &ensemble.connect_string(), 3, &[]);
     let (master, epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
@@ -335,6 +379,7 @@ fn bootstrap_elects_exactly_one_master_and_the_rest_follow() {
 
 #[test]
 fn master_sigkill_promotes_the_best_replica_and_the_old_master_rejoins_as_replica() {
+    let _serial = serial();
     let ensemble = shared_ensemble();
     let g = Group::start("kill", &ensemble.connect_string(), 3, &[]);
     let (master, epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
@@ -346,7 +391,9 @@ fn master_sigkill_promotes_the_best_replica_and_the_old_master_rejoins_as_replic
     g.members[master].kill();
     let alive: Vec<usize> = (0..3).filter(|&i| i != master).collect();
     let before = writer.count();
-    wait_until(Duration::from_secs(10), "writes to resume", || writer.count() > before + 50);
+    wait_until(Duration::from_secs(10), "writes to resume", || {
+        writer.count() > before + 50
+    });
     let outage = killed_at.elapsed();
     let (new_master, new_epoch) = g.wait_converged(&alive, Duration::from_secs(10));
     println!("SIGKILL: writes resumed after {outage:?}");
@@ -359,6 +406,7 @@ fn master_sigkill_promotes_the_best_replica_and_the_old_master_rejoins_as_replic
     assert_eq!(again, new_master);
     let acked = writer.stop();
     assert!(prober.stop().is_empty());
+    g.wait_in_sync(new_master, &[0, 1, 2]);
     let final_value = counter(&g.members[new_master], "counter");
     let max = *acked.iter().max().unwrap();
     println!("SIGKILL: {} acked, max {max}, master holds {final_value}", acked.len());
@@ -373,6 +421,7 @@ fn master_sigkill_promotes_the_best_replica_and_the_old_master_rejoins_as_replic
 
 #[test]
 fn clean_shutdown_hands_over_at_once_without_losing_a_write() {
+    let _serial = serial();
     let ensemble = shared_ensemble();
     let g = Group::start("shutdown", &ensemble.connect_string(), 3, &[]);
     let (master, _) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
@@ -383,12 +432,283 @@ fn clean_shutdown_hands_over_at_once_without_losing_a_write() {
     let started = Instant::now();
     let _ = g.members[master].try_cmd(&["SHUTDOWN", "NOSAVE"]);
     g.members[master].wait_exit();
-    wait_until(Duration::from_secs(10), "writes to resume", || writer.count() > before + 50);
+    wait_until(Duration::from_secs(10), "writes to resume", || {
+        writer.count() > before + 50
+    });
     println!("clean shutdown: writes resumed after {:?}", started.elapsed());
     let alive: Vec<usize> = (0..3).filter(|&i| i != master).collect();
     let (new_master, _) = g.wait_converged(&alive, Duration::from_secs(10));
     let acked = writer.stop();
     assert!(prober.stop().is_empty());
+    g.wait_in_sync(new_master, &alive);
     // Redis waits for its replicas before it shuts down: nothing acknowledged is lost.
     assert_no_acked_write_lost(&acked, counter(&g.members[new_master], "counter"));
+}
+
+/// Waits until `member` refuses writes (fenced, or a replica).
+fn wait_refuses_writes(redis: &Redis, timeout: Duration) {
+    wait_until(
+        timeout,
+        "the member to refuse writes",
+        || matches!(redis.try_cmd(&["SET", "fence-probe", "1"]), Err(e) if e.code() == Some("READONLY")),
+    );
+}
+
+#[test]
+fn a_stopped_master_comes_back_fenced_and_rejoins_as_replica() {
+    let _serial = serial();
+    let ensemble = shared_ensemble();
+    let g = Group::start("stop", &ensemble.connect_string(), 3, &[]);
+    let (master, epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
+    let writer = Writer::start(g.ports(), "counter");
+    let prober = Prober::start(g.ports(), "probe");
+    wait_until(Duration::from_secs(5), "writes to flow", || writer.count() > 200);
+
+    sigstop(&g.members[master], true);
+    let alive: Vec<usize> = (0..3).filter(|&i| i != master).collect();
+    let (new_master, new_epoch) = g.wait_converged(&alive, Duration::from_secs(10));
+    assert_eq!(new_epoch, epoch + 1);
+    let before = writer.count();
+    wait_until(Duration::from_secs(5), "writes on the new master", || {
+        writer.count() > before + 50
+    });
+    // Resumed long after its session expired: it must not take a single write.
+    sigstop(&g.members[master], false);
+    let (again, _) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
+    assert_eq!(again, new_master);
+    assert!(g.members[master].log().contains("following the group's master"));
+    let acked = writer.stop();
+    let violations = prober.stop();
+    assert!(violations.is_empty(), "{violations:?}");
+    assert!(acked.windows(2).all(|w| w[1] > w[0]), "the counter went back");
+    g.wait_in_sync(new_master, &[0, 1, 2]);
+}
+
+#[test]
+fn a_master_cut_from_zookeeper_fences_itself_before_anyone_else_leads() {
+    let _serial = serial();
+    let ensemble = shared_ensemble();
+    let zk = ensemble.connect_string();
+    let name = group_name("cut");
+    // The first member reaches ZooKeeper through a proxy that the test can cut.
+    let proxy = Proxy::start(&ensemble.member_addr(0));
+    let first = Group::member(&proxy.addr(), &name, &[]);
+    wait_until(Duration::from_secs(10), "the first member to lead", || {
+        first
+            .status()
+            .get("leader")
+            .is_some_and(|l| *l == format!("127.0.0.1:{}", first.port()))
+    });
+    let g = Group {
+        name: name.clone(),
+        members: vec![first, Group::member(&zk, &name, &[]), Group::member(&zk, &name, &[])],
+    };
+    let (master, epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
+    assert_eq!(master, 0);
+    let prober = Prober::start(g.ports(), "probe");
+
+    let cut_at = Instant::now();
+    proxy.blackhole();
+    // Clients still reach it; within 2/3 of the session timeout it refuses writes.
+    wait_refuses_writes(&g.members[0], SESSION_TIMEOUT);
+    let fenced_after = cut_at.elapsed();
+    assert_eq!(g.members[0].status()["fenced"], "1");
+    let (new_master, new_epoch) = g.wait_converged(&[1, 2], Duration::from_secs(10));
+    let elected_after = cut_at.elapsed();
+    println!("cut: fenced after {fenced_after:?}, new master after {elected_after:?}");
+    assert!(fenced_after < elected_after);
+    assert_eq!(new_epoch, epoch + 1);
+    assert!(matches!(g.members[0].try_cmd(&["INCR", "x"]), Err(e) if e.code() == Some("READONLY")));
+
+    proxy.restore();
+    let (again, _) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
+    assert_eq!(again, new_master);
+    let violations = prober.stop();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+#[test]
+fn losing_a_zookeeper_server_does_not_move_the_master() {
+    let _serial = serial();
+    let ensemble = shared_ensemble();
+    let g = Group::start("zkdown", &ensemble.connect_string(), 3, &[]);
+    let (master, epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
+    let writer = Writer::start(g.ports(), "counter");
+    wait_until(Duration::from_secs(5), "writes to flow", || writer.count() > 100);
+    // The ensemble's leader: every session moves, none may expire.
+    let zk_index = (0..3)
+        .find(|&i| four_letter(&ensemble.member_addr(i), "srvr").is_some_and(|s| s.contains("Mode: leader")))
+        .expect("an ensemble leader");
+    ensemble.kill(zk_index);
+    std::thread::sleep(SESSION_TIMEOUT * 2);
+    ensemble.start_member(zk_index);
+    let (after, after_epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
+    let acked = writer.stop();
+    assert_eq!((after, after_epoch), (master, epoch), "the master moved");
+    g.wait_in_sync(master, &[0, 1, 2]);
+    assert_no_acked_write_lost(&acked, counter(&g.members[master], "counter"));
+}
+
+#[test]
+fn switchover_under_load_loses_no_acknowledged_write() {
+    let _serial = serial();
+    let ensemble = shared_ensemble();
+    let g = Group::start("switch", &ensemble.connect_string(), 3, &[]);
+    let (master, epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
+    let writer = Writer::start(g.ports(), "counter");
+    let prober = Prober::start(g.ports(), "probe");
+    wait_until(Duration::from_secs(5), "writes to flow", || writer.count() > 200);
+
+    // TO a named replica, asked on the other replica.
+    let target = (0..3).find(|&i| i != master).unwrap();
+    let asker = (0..3).find(|&i| i != master && i != target).unwrap();
+    let started = Instant::now();
+    g.members[asker].cmd(&["ZKSYNC.FAILOVER", "TO", &g.id(target)]);
+    let took = started.elapsed();
+    // OK means the new master already takes writes.
+    g.members[target].cmd(&["SET", "after-switch", "1"]);
+    let (now, e) = g.wait_converged(&[0, 1, 2], Duration::from_secs(10));
+    assert_eq!((now, e), (target, epoch + 1));
+    println!("switchover TO: {took:?}");
+
+    // Without TO, asked on the master itself: the best replica takes over.
+    let before = writer.count();
+    wait_until(Duration::from_secs(5), "writes to flow", || {
+        writer.count() > before + 100
+    });
+    let started = Instant::now();
+    g.members[target].cmd(&["ZKSYNC.FAILOVER"]);
+    println!("switchover asked on the master: {:?}", started.elapsed());
+    let (third, e) = g.wait_converged(&[0, 1, 2], Duration::from_secs(10));
+    assert_ne!(third, target);
+    assert_eq!(e, epoch + 2);
+    let before = writer.count();
+    wait_until(Duration::from_secs(5), "writes to flow", || {
+        writer.count() > before + 100
+    });
+
+    let acked = writer.stop();
+    let violations = prober.stop();
+    assert!(violations.is_empty(), "{violations:?}");
+    g.wait_in_sync(third, &[0, 1, 2]);
+    assert_no_acked_write_lost(&acked, counter(&g.members[third], "counter"));
+    let zk = ZkClient::connect(&ensemble.connect_string());
+    let entries = history(&zk, &g.name);
+    assert_eq!(entries.last().unwrap()["reason"], "switchover");
+    assert!(!zk.exists(&format!("/zksync/{}/switchover", g.name)));
+}
+
+#[test]
+fn switchover_that_times_out_changes_nothing() {
+    let _serial = serial();
+    let ensemble = shared_ensemble();
+    let g = Group::start("rollback", &ensemble.connect_string(), 3, &[]);
+    let (master, epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
+    let target = (0..3).find(|&i| i != master).unwrap();
+    // The target's main thread sleeps: it cannot report catching up.
+    let sleeper = {
+        let port = g.members[target].port();
+        std::thread::spawn(move || {
+            let mut c = connect(port).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg("1.5")
+                .query::<redis::Value>(&mut c);
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let e = g.members[master]
+        .try_cmd(&["ZKSYNC.FAILOVER", "TO", &g.id(target), "TIMEOUT", "500"])
+        .unwrap_err();
+    assert!(e.to_string().contains("nothing changed"), "{e}");
+    // The master takes writes again at once.
+    g.members[master].cmd(&["SET", "after-rollback", "1"]);
+    sleeper.join().unwrap();
+    let (now, e) = g.wait_converged(&[0, 1, 2], Duration::from_secs(10));
+    assert_eq!((now, e), (master, epoch));
+    let zk = ZkClient::connect(&ensemble.connect_string());
+    assert!(!zk.exists(&format!("/zksync/{}/switchover", g.name)));
+}
+
+#[test]
+fn manual_mode_waits_for_force_and_operators_cannot_repoint_members() {
+    let _serial = serial();
+    let ensemble = shared_ensemble();
+    let g = Group::start(
+        "manual",
+        &ensemble.connect_string(),
+        3,
+        &[("zksync.failover", "manual")],
+    );
+    let (master, epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
+    let replica = (0..3).find(|&i| i != master).unwrap();
+    let other = (0..3).find(|&i| i != master && i != replica).unwrap();
+
+    // An operator's REPLICAOF on a member is reverted.
+    g.members[replica].cmd(&["REPLICAOF", "NO", "ONE"]);
+    g.wait_converged(&[0, 1, 2], Duration::from_secs(10));
+    assert!(g.members[replica].log().contains("following the group's master"));
+
+    g.members[master].kill();
+    std::thread::sleep(SESSION_TIMEOUT * 2);
+    assert_eq!(g.leader_seen_by(replica), None, "manual mode must not elect");
+    assert!(g.members[replica].log().contains("zksync.failover is manual"));
+    let e = g.members[replica].try_cmd(&["ZKSYNC.FAILOVER"]).unwrap_err();
+    assert!(e.to_string().contains("FORCE"), "{e}");
+    g.members[replica].cmd(&["ZKSYNC.FAILOVER", "TO", &g.id(other), "FORCE"]);
+    let (now, e) = g.wait_converged(&[replica, other], Duration::from_secs(10));
+    assert_eq!((now, e), (other, epoch + 1));
+}
+
+#[test]
+fn bad_input_is_refused() {
+    let _serial = serial();
+    let zk = shared_ensemble().connect_string();
+    let plain = Redis::start(&zk, &[]);
+    for cmd in [vec!["ZKSYNC.LEADER"], vec!["ZKSYNC.FAILOVER"]] {
+        let e = plain.try_cmd(&cmd).unwrap_err();
+        assert_eq!(e.code(), Some("NOGROUP"), "{e}");
+    }
+    let g = Group::start("bad", &zk, 2, &[]);
+    let (master, _) = g.wait_converged(&[0, 1], Duration::from_secs(15));
+    let m = &g.members[master];
+    for (args, want) in [
+        (vec!["ZKSYNC.FAILOVER", "TO"], "TO needs"),
+        (vec!["ZKSYNC.FAILOVER", "TIMEOUT", "x"], "TIMEOUT"),
+        (vec!["ZKSYNC.FAILOVER", "TIMEOUT", "0"], "TIMEOUT"),
+        (vec!["ZKSYNC.FAILOVER", "NOW"], "syntax"),
+        (vec!["ZKSYNC.FAILOVER", "TO", "10.9.9.9:1"], "not a member"),
+        (vec!["ZKSYNC.LEADER", "x"], "syntax"),
+    ] {
+        let e = m.try_cmd(&args).unwrap_err();
+        assert!(e.to_string().contains(want), "{args:?}: {e}");
+    }
+    let e = m.try_cmd(&["ZKSYNC.FAILOVER", "TO", &g.id(master)]).unwrap_err();
+    assert!(e.to_string().contains("already the master"), "{e}");
+    // A replica with replica-priority 0 is never promoted.
+    let replica = 1 - master;
+    g.members[replica].cmd(&["CONFIG", "SET", "replica-priority", "0"]);
+    let client = ZkClient::connect(&zk);
+    let member_znode = format!("/zksync/{}/members/{}", g.name, g.id(replica));
+    wait_until(Duration::from_secs(5), "the priority to be published", || {
+        client.get(&member_znode).is_some_and(|d| {
+            serde_json::from_slice::<serde_json::Value>(&d).is_ok_and(|j| j["zksync"]["priority"] == 0)
+        })
+    });
+    let e = m.try_cmd(&["ZKSYNC.FAILOVER", "TO", &g.id(replica)]).unwrap_err();
+    assert!(e.to_string().contains("cannot be promoted"), "{e}");
+    // A second switchover while one is in progress.
+    g.members[replica].cmd(&["CONFIG", "SET", "replica-priority", "100"]);
+    client.create_ephemeral(
+        &format!("/zksync/{}/switchover", g.name),
+        b"{\"from\":null,\"to\":\"x\",\"force\":false,\"timeout_ms\":1,\"stage\":\"requested\"}",
+    );
+    let e = m.try_cmd(&["ZKSYNC.FAILOVER"]).unwrap_err();
+    assert!(e.to_string().contains("in progress"), "{e}");
+    client.close();
+    // MULTI cannot wait for a switchover.
+    let mut conn = m.conn();
+    let reply: redis::RedisResult<redis::Value> = redis::pipe().atomic().cmd("ZKSYNC.FAILOVER").query(&mut conn);
+    assert!(reply.is_err() || format!("{reply:?}").contains("MULTI"), "{reply:?}");
 }

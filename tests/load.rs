@@ -48,6 +48,18 @@ fn pick(redis: &Redis, role: &str) -> String {
     text(&redis.cmd(&["ZKSYNC.LOAD", "PICK", role]))
 }
 
+/// The group's master as `redis` sees it, once elected.
+fn leader_of(redis: &Redis) -> String {
+    let mut leader = String::new();
+    wait_until(Duration::from_secs(5), "a master to be elected", || {
+        if let redis::Value::Array(items) = redis.cmd(&["ZKSYNC.LEADER"]) {
+            leader = text(&items[0]);
+        }
+        !leader.is_empty()
+    });
+    leader
+}
+
 fn wait_ids(redis: &Redis, want: &BTreeSet<String>, timeout: Duration) {
     wait_until(timeout, &format!("member table {want:?}"), || &ids(redis) == want);
 }
@@ -104,23 +116,27 @@ fn all_members_see_the_same_table_with_serverset_json() {
         assert!(row.contains_key(field), "{field} missing in {row:?}");
     }
     assert_eq!(row["addr"], id_of(&members[0]));
-    assert_eq!(row["role"], "master");
 
+    // The group elected one master; the table and STATUS say who.
+    let leader = leader_of(&members[0]);
+    wait_until(Duration::from_secs(5), "the roles published", || {
+        load_table(&members[2])
+            .iter()
+            .all(|r| r["role"] == if r["id"] == leader { "master" } else { "replica" })
+    });
     let status = members[0].status();
     assert_eq!(status["group"], g);
     assert_eq!(status["member_id"], id_of(&members[0]));
-    assert_eq!(status["role"], "master");
-
-    // A replica says so.
-    members[1].cmd(&["REPLICAOF", "127.0.0.1", &members[0].port().to_string()]);
-    wait_until(Duration::from_secs(3), "the replica's role published", || {
-        load_table(&members[2])
-            .iter()
-            .any(|r| r["id"] == id_of(&members[1]) && r["role"] == "replica")
-    });
-    assert_eq!(pick(&members[2], "REPLICA"), id_of(&members[1]));
-    let master = pick(&members[2], "MASTER");
-    assert!(master == id_of(&members[0]) || master == id_of(&members[2]), "{master}");
+    assert_eq!(
+        status["role"],
+        if leader == id_of(&members[0]) {
+            "master"
+        } else {
+            "replica"
+        }
+    );
+    assert_eq!(pick(&members[2], "MASTER"), leader);
+    assert_ne!(pick(&members[2], "REPLICA"), leader);
 }
 
 #[test]
@@ -177,29 +193,31 @@ fn pick_avoids_a_loaded_member_and_returns_when_the_load_stops() {
     let zk = shared_zk();
     let g = group("pick");
     let mut members: Vec<Redis> = (0..3).map(|_| member(&zk.connect_string(), &g, &[])).collect();
-    // The busy one is the lowest id, the one an idle tie goes to.
-    members.sort_by_key(id_of);
     let want: BTreeSet<String> = members.iter().map(id_of).collect();
     wait_ids(&members[2], &want, Duration::from_secs(3));
+    // The elected master last; the busy one is the lowest-id replica, the
+    // one an idle tie between replicas goes to.
+    let leader = leader_of(&members[0]);
+    members.sort_by_key(|m| (id_of(m) == leader, id_of(m)));
     let busy = id_of(&members[0]);
     wait_until(Duration::from_secs(5), "idle picks go to the lowest id", || {
-        pick(&members[2], "ANY") == busy
+        pick(&members[2], "REPLICA") == busy
     });
 
     let mut load = benchmark(members[0].port());
     wait_until(
         Duration::from_secs(5),
         "PICK steers away from the loaded member",
-        || pick(&members[2], "ANY") != busy,
+        || pick(&members[2], "REPLICA") != busy,
     );
     for _ in 0..20 {
-        assert_ne!(pick(&members[1], "ANY"), busy, "picked the loaded member");
+        assert_ne!(pick(&members[1], "REPLICA"), busy, "picked the loaded member");
         std::thread::sleep(Duration::from_millis(50));
     }
     load.kill().ok();
     load.wait().ok();
     wait_until(Duration::from_secs(10), "PICK returns to the member once idle", || {
-        pick(&members[2], "ANY") == busy
+        pick(&members[2], "REPLICA") == busy
     });
 }
 

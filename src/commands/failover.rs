@@ -42,7 +42,13 @@ fn parse(args: &[RedisString]) -> Result<Request, Error> {
     let mut words = args.iter().map(|a| a.to_string_lossy());
     while let Some(word) = words.next() {
         match word.to_uppercase().as_str() {
-            "TO" => request.to = Some(words.next().ok_or_else(|| Error::BadArgs("TO needs a member id".into()))?),
+            "TO" => {
+                request.to = Some(
+                    words
+                        .next()
+                        .ok_or_else(|| Error::BadArgs("TO needs a member id".into()))?,
+                )
+            }
             "TIMEOUT" => {
                 let ms = words
                     .next()
@@ -52,7 +58,11 @@ fn parse(args: &[RedisString]) -> Result<Request, Error> {
                 request.timeout = Duration::from_millis(ms);
             }
             "FORCE" => request.force = true,
-            _ => return Err(Error::BadArgs("syntax: ZKSYNC.FAILOVER [TO id] [TIMEOUT ms] [FORCE]".into())),
+            _ => {
+                return Err(Error::BadArgs(
+                    "syntax: ZKSYNC.FAILOVER [TO id] [TIMEOUT ms] [FORCE]".into(),
+                ))
+            }
         }
     }
     Ok(request)

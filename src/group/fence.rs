@@ -106,7 +106,9 @@ fn collect_writes(entry: &RedisValue, container: Option<&str>, names: &mut HashS
         RedisValue::StringBuffer(b) => Some(String::from_utf8_lossy(b).to_ascii_lowercase()),
         _ => None,
     };
-    let Some(name) = fields.first().and_then(text) else { return };
+    let Some(name) = fields.first().and_then(text) else {
+        return;
+    };
     let is_write = matches!(fields.get(2), Some(RedisValue::Array(flags))
         if flags.iter().filter_map(text).any(|f| f == "write"));
     if is_write {
@@ -161,7 +163,11 @@ unsafe extern "C" fn filter(fctx: *mut raw::RedisModuleCommandFilterCtx) {
     let Some(name) = bytes(0) else { return };
     let sub = if count(fctx) > 1 { bytes(1) } else { None };
     if is_write(name, sub) {
-        let fenced = create(std::ptr::null_mut(), FENCED_COMMAND.as_ptr().cast(), FENCED_COMMAND.len());
+        let fenced = create(
+            std::ptr::null_mut(),
+            FENCED_COMMAND.as_ptr().cast(),
+            FENCED_COMMAND.len(),
+        );
         replace(fctx, 0, fenced);
     }
 }

@@ -169,7 +169,10 @@ mod tests {
             vec!["10.0.0.3:1", "10.0.0.4:1", "10.0.0.2:1", "10.0.0.1:1"]
         );
         // Too far behind the best, or behind the old master's offset.
-        assert_eq!(ids(rank(&members, 0, 50)), vec!["10.0.0.3:1", "10.0.0.4:1", "10.0.0.2:1"]);
+        assert_eq!(
+            ids(rank(&members, 0, 50)),
+            vec!["10.0.0.3:1", "10.0.0.4:1", "10.0.0.2:1"]
+        );
         assert!(rank(&members, 10_000, 1000).is_empty());
         assert!(rank(&[], 0, 0).is_empty());
     }

@@ -150,6 +150,7 @@ fn replica_priority(ctx: &Context) -> i64 {
         Ok(RedisValue::Array(pair)) => match pair.get(1) {
             Some(RedisValue::SimpleString(v)) | Some(RedisValue::BulkString(v)) => v.parse().unwrap_or(100),
             Some(RedisValue::BulkRedisString(v)) => v.to_string_lossy().parse().unwrap_or(100),
+            Some(RedisValue::StringBuffer(v)) => String::from_utf8_lossy(v).parse().unwrap_or(100),
             _ => 100,
         },
         _ => 100,

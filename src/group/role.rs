@@ -37,7 +37,9 @@ static ACTIONS: OnceCell<Sender<Action>> = OnceCell::new();
 
 pub fn start() -> Result<(), String> {
     let (tx, rx) = crossbeam_channel::unbounded::<Action>();
-    ACTIONS.set(tx).map_err(|_| "the role thread is already running".to_string())?;
+    ACTIONS
+        .set(tx)
+        .map_err(|_| "the role thread is already running".to_string())?;
     std::thread::Builder::new()
         .name("zksync-role".into())
         .spawn(move || {

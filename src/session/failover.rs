@@ -26,8 +26,8 @@ use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
 const SETTLE: Duration = Duration::from_millis(200);
 /// The same role action is not asked again sooner than this.
 const REPEAT: Duration = Duration::from_secs(1);
-/// A demoted master that answered the ZKSYNC.FAILOVER it was asked lets the
-/// reply leave before it disconnects its clients.
+/// A member that answered the ZKSYNC.FAILOVER it was asked lets the reply
+/// leave before it re-points (which unblocks and disconnects clients).
 const REPLY_GRACE: Duration = Duration::from_millis(100);
 
 #[derive(Clone, Debug)]
@@ -99,9 +99,9 @@ impl Session {
         election.requested = None;
         fence::revoke();
         if let Some(asked) = election.asked.take() {
-            asked
-                .pending
-                .resolve(Reply::Error(Error::Failover("the ZooKeeper session was lost; nothing changed".into())));
+            asked.pending.resolve(Reply::Error(Error::Failover(
+                "the ZooKeeper session was lost; nothing changed".into(),
+            )));
         }
         if std::mem::take(&mut election.paused) {
             role::request(Action::Unpause);
@@ -204,7 +204,10 @@ impl Session {
             None
         } else {
             let following = sample.figures.role == Role::Replica && sample.master.as_deref() == Some(&leader.node.addr);
-            let held = self.election.hold_follow_until.is_some_and(|t| Instant::now() < t);
+            // Re-pointing force-unblocks clients: a member waiting to answer
+            // the ZKSYNC.FAILOVER it was asked re-points after the reply.
+            let held =
+                self.election.asked.is_some() || self.election.hold_follow_until.is_some_and(|t| Instant::now() < t);
             (!following && !held).then(|| Action::Follow(leader.node.addr.clone()))
         };
         if let Some(action) = want {
@@ -249,12 +252,16 @@ impl Session {
         if !self.election.known || self.election.leader.is_some() {
             return;
         }
-        let Some(vacant_since) = self.election.vacant_since else { return };
+        let Some(vacant_since) = self.election.vacant_since else {
+            return;
+        };
         let Some(id) = self.own_id() else { return };
         let manual = *crate::config::FAILOVER.lock().unwrap_or_else(|e| e.into_inner()) == FailoverMode::manual;
         if self.election.epoch > 0 && manual {
             if !self.election.warned_vacant {
-                log_warning("the group has no master and zksync.failover is manual: ZKSYNC.FAILOVER FORCE promotes one");
+                log_warning(
+                    "the group has no master and zksync.failover is manual: ZKSYNC.FAILOVER FORCE promotes one",
+                );
                 self.election.warned_vacant = true;
             }
             return;
@@ -287,7 +294,11 @@ impl Session {
                 return;
             }
         }
-        let reason = if self.election.epoch == 0 { "bootstrap" } else { "election" };
+        let reason = if self.election.epoch == 0 {
+            "bootstrap"
+        } else {
+            "election"
+        };
         self.take_leadership(client, reason, None).await;
     }
 
@@ -328,15 +339,24 @@ impl Session {
         let mut built = Ok(());
         if let Some((mut sw, version)) = switchover {
             sw.stage = Stage::Moved;
-            built = built.and(multi.add_set_data(&leader::switchover_path(&group), &leader::encode(&sw), Some(version)));
+            built =
+                built.and(multi.add_set_data(&leader::switchover_path(&group), &leader::encode(&sw), Some(version)));
             if let Some(old) = &old {
                 built = built.and(multi.add_delete(&leader::leader_path(&group), Some(old.version)));
             }
         }
         let built = built
-            .and(multi.add_set_data(&leader::epoch_path(&group), epoch.to_string().as_bytes(), Some(stat.version)))
+            .and(multi.add_set_data(
+                &leader::epoch_path(&group),
+                epoch.to_string().as_bytes(),
+                Some(stat.version),
+            ))
             .and(multi.add_create(&leader::leader_path(&group), &leader::encode(&node), &ephemeral))
-            .and(multi.add_create(&leader::history_path(&group, epoch), &leader::encode(&change), &persistent));
+            .and(multi.add_create(
+                &leader::history_path(&group, epoch),
+                &leader::encode(&change),
+                &persistent,
+            ));
         if let Err(e) = built {
             log_warning(&format!("cannot build the leadership transaction: {e}"));
             return false;
@@ -345,7 +365,9 @@ impl Session {
             Ok(_) => {
                 fence::renew(sent, client.session_timeout());
                 self.election.last_renew = Some(sent);
-                log_notice(&format!("took the leadership of group {group} (epoch {epoch}, {reason})"));
+                log_notice(&format!(
+                    "took the leadership of group {group} (epoch {epoch}, {reason})"
+                ));
                 let leader = Leader {
                     node,
                     owner: client.session_id().0,
@@ -410,19 +432,14 @@ impl Session {
             )));
         };
         if sw.stage == Stage::Done && self.election.asked.is_some() {
-            if sw.from.as_deref() == Some(id.as_str()) {
-                self.election.hold_follow_until = Some(Instant::now() + REPLY_GRACE);
-            }
             self.answer_asked(Reply::text("OK"));
             let _ = client.delete(&leader::switchover_path(&group), None).await;
             return;
         }
-        if sw.from.as_deref() == Some(id.as_str()) && !sw.force && sw.stage == Stage::Requested && self.election.leading
-        {
-            if !self.election.paused {
-                self.election.paused = true;
-                role::request(Action::Pause(sw.timeout_ms));
-            }
+        let master_to_pause = sw.from.as_deref() == Some(id.as_str()) && !sw.force && sw.stage == Stage::Requested;
+        if master_to_pause && self.election.leading && !self.election.paused {
+            self.election.paused = true;
+            role::request(Action::Pause(sw.timeout_ms));
         }
         if sw.to == id {
             role::request(Action::Sample);
@@ -472,10 +489,8 @@ impl Session {
             Stage::Requested if sw.force => {
                 self.take_leadership(client, "forced", Some((sw, version))).await;
             }
-            Stage::Paused if !self.election.leading => {
-                if sample.figures.repl_offset >= sw.master_offset {
-                    self.take_leadership(client, "switchover", Some((sw, version))).await;
-                }
+            Stage::Paused if !self.election.leading && sample.figures.repl_offset >= sw.master_offset => {
+                self.take_leadership(client, "switchover", Some((sw, version))).await;
             }
             _ => {}
         }
@@ -534,6 +549,7 @@ impl Session {
     fn answer_asked(&mut self, reply: Reply) {
         if let Some(asked) = self.election.asked.take() {
             asked.pending.resolve(reply);
+            self.election.hold_follow_until = Some(Instant::now() + REPLY_GRACE);
         }
     }
 
@@ -574,7 +590,9 @@ impl Session {
         self.read_leader(client).await;
         let from = self.election.leader.as_ref().map(|l| l.node.id.clone());
         if from.is_none() && !force {
-            return Err(Error::Failover("the group has no master: FORCE promotes a replica".into()));
+            return Err(Error::Failover(
+                "the group has no master: FORCE promotes a replica".into(),
+            ));
         }
         let members = self.membership.members();
         let target = match to {

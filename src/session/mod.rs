@@ -363,6 +363,7 @@ impl Session {
                     self.renew_lease(client).await;
                     self.elect(client).await;
                     self.switchover_tick(client).await;
+                    self.reconcile();
                 }
                 _ = retry_timer.tick(), if !self.retry.is_empty() => {
                     for root in std::mem::take(&mut self.retry) {
