@@ -519,6 +519,14 @@ fn a_master_cut_from_zookeeper_fences_itself_before_anyone_else_leads() {
     assert!(fenced_after < elected_after);
     assert_eq!(new_epoch, epoch + 1);
     assert!(matches!(g.members[0].try_cmd(&["INCR", "x"]), Err(e) if e.code() == Some("READONLY")));
+    // Writes inside a script or a transaction are fenced too; reads are served.
+    let script = g.members[0].try_cmd(&["EVAL", "return redis.call('SET', KEYS[1], 'v')", "1", "y"]);
+    assert!(format!("{script:?}").contains("zksync fencing"), "{script:?}");
+    let mut conn = g.members[0].conn();
+    let tx: redis::RedisResult<redis::Value> = redis::pipe().atomic().cmd("SET").arg("z").arg("1").query(&mut conn);
+    assert!(tx.is_err(), "{tx:?}");
+    assert_eq!(g.members[0].cmd(&["EXISTS", "z"]), redis::Value::Int(0));
+    g.members[0].cmd(&["GET", "x"]);
 
     proxy.restore();
     let (again, _) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
@@ -562,6 +570,14 @@ fn switchover_under_load_loses_no_acknowledged_write() {
     // TO a named replica, asked on the other replica.
     let target = (0..3).find(|&i| i != master).unwrap();
     let asker = (0..3).find(|&i| i != master && i != target).unwrap();
+    let mut subscriber = g.members[asker].conn();
+    let announced = std::thread::spawn(move || {
+        let mut pubsub = subscriber.as_pubsub();
+        pubsub.subscribe("+switch-master").unwrap();
+        pubsub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        pubsub.get_message().ok().and_then(|m| m.get_payload::<String>().ok())
+    });
+    std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
     g.members[asker].cmd(&["ZKSYNC.FAILOVER", "TO", &g.id(target)]);
     let took = started.elapsed();
@@ -570,6 +586,16 @@ fn switchover_under_load_loses_no_acknowledged_write() {
     let (now, e) = g.wait_converged(&[0, 1, 2], Duration::from_secs(10));
     assert_eq!((now, e), (target, epoch + 1));
     println!("switchover TO: {took:?}");
+    let message = announced.join().unwrap().expect("+switch-master published");
+    assert_eq!(
+        message,
+        format!(
+            "{} 127.0.0.1 {} 127.0.0.1 {}",
+            g.name,
+            g.members[master].port(),
+            g.members[target].port()
+        )
+    );
 
     // Without TO, asked on the master itself: the best replica takes over.
     let before = writer.count();

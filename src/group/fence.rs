@@ -8,7 +8,8 @@
 //! The main thread checks it in a command filter, by the monotonic clock, on
 //! every command: a stalled session thread or a stopped process cannot
 //! extend it. Writes on a fenced master are rewritten to `zksync.fenced`,
-//! which answers `-READONLY`.
+//! which answers `-READONLY` (also inside MULTI and scripts, whose commands
+//! pass the filter too); EXEC becomes DISCARD.
 
 use crate::error::Error;
 use crate::status::STATUS;
@@ -91,8 +92,6 @@ pub fn learn_write_commands(ctx: &Context) {
     for command in &commands {
         collect_writes(command, None, &mut names);
     }
-    // A transaction queued before the lease lapsed must not run after.
-    names.insert(b"exec".to_vec());
     names.remove(FENCED_COMMAND.as_bytes());
     *writes = (count, names);
 }
@@ -178,4 +177,42 @@ pub fn refuse(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
         "this master may have lost its ZooKeeper lease (zksync fencing); retry on the group's master".into(),
     )
     .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, flags: &[&str], subcommands: Vec<RedisValue>) -> RedisValue {
+        let flags = flags.iter().map(|f| RedisValue::SimpleString(f.to_string())).collect();
+        let mut fields = vec![
+            RedisValue::BulkString(name.to_string()),
+            RedisValue::Integer(-1),
+            RedisValue::Array(flags),
+        ];
+        fields.extend((0..6).map(|_| RedisValue::Array(Vec::new())));
+        fields.push(RedisValue::Array(subcommands));
+        RedisValue::Array(fields)
+    }
+
+    #[test]
+    fn learns_write_commands_and_subcommands() {
+        let mut names = HashSet::new();
+        for command in [
+            entry("SET", &["write", "denyoom"], vec![]),
+            entry("get", &["readonly", "fast"], vec![]),
+            entry(
+                "xgroup",
+                &[],
+                vec![
+                    entry("xgroup|create", &["write"], vec![]),
+                    entry("xgroup|help", &["loading"], vec![]),
+                ],
+            ),
+        ] {
+            collect_writes(&command, None, &mut names);
+        }
+        let want: HashSet<Vec<u8>> = [b"set".to_vec(), b"xgroup|create".to_vec()].into();
+        assert_eq!(names, want);
+    }
 }

@@ -23,7 +23,7 @@ use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
 
 /// After the leader vanished, how long members have to publish fresh offsets
 /// before the best of them takes over.
-const SETTLE: Duration = Duration::from_millis(200);
+const SETTLE: Duration = Duration::from_millis(100);
 /// The same role action is not asked again sooner than this.
 const REPEAT: Duration = Duration::from_secs(1);
 /// A member that answered the ZKSYNC.FAILOVER it was asked lets the reply
@@ -496,7 +496,7 @@ impl Session {
         }
     }
 
-    /// The 50 ms tick of a switchover: the target polls its offset; the
+    /// The 20 ms tick of a switchover: the target polls its offset; the
     /// asking member rolls back at the deadline.
     pub(super) async fn switchover_tick(&mut self, client: &Client) {
         let Some(id) = self.own_id() else { return };

@@ -260,7 +260,7 @@ impl Session {
         }
         self.join(client).await;
         let mut retry_timer = tokio::time::interval(Duration::from_secs(2));
-        let mut failover_timer = tokio::time::interval(Duration::from_millis(50));
+        let mut failover_timer = tokio::time::interval(Duration::from_millis(20));
         let mut load_timer = tokio::time::interval(self.settings.load_interval);
         let end = loop {
             tokio::select! {

@@ -70,7 +70,7 @@ pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn temp_dir(name: &str) -> PathBuf {
+pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "zksync-test-{}-{}-{name}",
         std::process::id(),
@@ -87,13 +87,13 @@ fn temp_dir(name: &str) -> PathBuf {
 /// statics are never dropped — and then removes `cleanup`.
 /// Not PR_SET_PDEATHSIG: that fires when the spawning *thread* exits, and
 /// cargo test ends a thread after every test.
-struct Guarded {
+pub struct Guarded {
     server: Child,
     watchdog: Child,
 }
 
 impl Guarded {
-    fn spawn(program: &str, args: &[String], log: &Path, cleanup: Option<&Path>) -> Guarded {
+    pub fn spawn(program: &str, args: &[String], log: &Path, cleanup: Option<&Path>) -> Guarded {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -137,7 +137,7 @@ impl Guarded {
     }
 
     /// SIGKILL to the server's group; returns once the server is reaped.
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         if !self.exited() {
             // SAFETY: kill(2) on the process group we created.
             unsafe {

@@ -1,0 +1,372 @@
+//! zksync failover against Redis Sentinel, side by side in one run.
+//!
+//! Each run builds a fresh group of three redis-servers: with zksync (a
+//! 3-node ZooKeeper ensemble, session timeout T), or plain with three
+//! Sentinels (quorum 2, `down-after-milliseconds` = T). A client INCRs a
+//! counter on the master it discovers (ZKSYNC.LEADER on any member; SENTINEL
+//! get-master-addr-by-name on any Sentinel) and records every acknowledged
+//! value. Then: the master is SIGKILLed, or shut down cleanly, or switched
+//! over (ZKSYNC.FAILOVER; SENTINEL FAILOVER). Reported: the write outage the
+//! client saw (the longest gap between two acknowledged writes from the
+//! event on) and the acknowledged writes that the new master does not hold.
+//!
+//! Run by `bench/failover [--quick]`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const TIMEOUT_MS: u64 = 2000;
+
+#[derive(Clone, Copy, PartialEq)]
+enum System {
+    Zksync,
+    Sentinel,
+}
+
+#[derive(Clone, Copy)]
+enum Event {
+    Kill,
+    Shutdown,
+    Switchover,
+}
+
+impl Event {
+    fn name(self) -> &'static str {
+        match self {
+            Event::Kill => "master SIGKILL",
+            Event::Shutdown => "master clean shutdown",
+            Event::Switchover => "switchover",
+        }
+    }
+}
+
+struct Cluster {
+    system: System,
+    redis: Vec<Redis>,
+    sentinels: Vec<(u16, Guarded)>,
+}
+
+fn connect(port: u16) -> Option<redis::Connection> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+    let conn = client.get_connection_with_timeout(Duration::from_millis(300)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    Some(conn)
+}
+
+fn query(port: u16, args: &[&str]) -> Option<redis::Value> {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(&mut connect(port)?).ok()
+}
+
+impl Cluster {
+    fn zksync(zk: &str) -> Cluster {
+        let group = unique_root("bench").trim_start_matches("/t/").replace('/', "-");
+        let timeout = TIMEOUT_MS.to_string();
+        let redis = (0..3)
+            .map(|_| {
+                Redis::start(
+                    zk,
+                    &[
+                        ("zksync.group", group.as_str()),
+                        ("zksync.session-timeout", timeout.as_str()),
+                    ],
+                )
+            })
+            .collect();
+        Cluster {
+            system: System::Zksync,
+            redis,
+            sentinels: Vec::new(),
+        }
+    }
+
+    fn sentinel() -> Cluster {
+        let redis: Vec<Redis> = (0..3).map(|_| Redis::start_plain(&[])).collect();
+        let master = redis[0].port().to_string();
+        for r in &redis[1..] {
+            r.cmd(&["REPLICAOF", "127.0.0.1", &master]);
+        }
+        let sentinels = (0..3)
+            .map(|_| {
+                let port = free_port();
+                let dir = temp_dir("sentinel");
+                let conf = dir.join("sentinel.conf");
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor m 127.0.0.1 {master} 2\n\
+                         sentinel down-after-milliseconds m {TIMEOUT_MS}\nsentinel failover-timeout m 10000\n",
+                        dir.display()
+                    ),
+                )
+                .expect("write sentinel.conf");
+                let args = vec![conf.to_string_lossy().into_owned(), "--sentinel".to_string()];
+                (
+                    port,
+                    Guarded::spawn("redis-server", &args, &dir.join("sentinel.log"), Some(&dir)),
+                )
+            })
+            .collect();
+        Cluster {
+            system: System::Sentinel,
+            redis,
+            sentinels,
+        }
+    }
+
+    /// The master's port as a client discovers it, asking `via`-th source.
+    fn discover(&self, via: usize) -> Option<u16> {
+        match self.system {
+            System::Zksync => {
+                let port = self.redis[via % self.redis.len()].port();
+                match query(port, &["ZKSYNC.LEADER"])? {
+                    redis::Value::Array(items) if items.len() == 3 => text(&items[1]).rsplit(':').next()?.parse().ok(),
+                    _ => None,
+                }
+            }
+            System::Sentinel => {
+                let port = self.sentinels[via % self.sentinels.len()].0;
+                match query(port, &["SENTINEL", "get-master-addr-by-name", "m"])? {
+                    redis::Value::Array(items) if items.len() == 2 => text(&items[1]).parse().ok(),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    fn index_of(&self, port: u16) -> usize {
+        self.redis.iter().position(|r| r.port() == port).expect("a member")
+    }
+
+    fn replicas_linked(&self, master: u16) -> bool {
+        query(master, &["INFO", "replication"]).is_some_and(|v| {
+            let info = text(&v);
+            info.contains("role:master") && info.matches("state=online").count() == 2
+        })
+    }
+
+    /// The group is serving with two linked replicas, and (Sentinel) every
+    /// Sentinel knows the replicas and the other Sentinels.
+    fn wait_ready(&self) -> u16 {
+        let mut master = 0;
+        wait_until(Duration::from_secs(30), "the group to be ready", || {
+            let Some(port) = self.discover(0) else { return false };
+            master = port;
+            if !self.replicas_linked(port) {
+                return false;
+            }
+            self.sentinels.iter().all(|(p, _)| {
+                let replicas = query(*p, &["SENTINEL", "replicas", "m"]);
+                let others = query(*p, &["SENTINEL", "sentinels", "m"]);
+                matches!((replicas, others), (Some(redis::Value::Array(r)), Some(redis::Value::Array(s)))
+                    if r.len() == 2 && s.len() == 2)
+            })
+        });
+        master
+    }
+
+    fn switchover(&self, master: u16) {
+        match self.system {
+            System::Zksync => {
+                query(master, &["ZKSYNC.FAILOVER"]).expect("ZKSYNC.FAILOVER");
+            }
+            System::Sentinel => {
+                query(self.sentinels[0].0, &["SENTINEL", "FAILOVER", "m"]).expect("SENTINEL FAILOVER");
+            }
+        }
+    }
+}
+
+/// A client INCRing on the discovered master: `(when, value)` per acknowledged write.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<(Instant, i64)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(cluster: Arc<Cluster>) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let (s, a) = (stop.clone(), acked.clone());
+        let thread = std::thread::spawn(move || {
+            let mut conn: Option<redis::Connection> = None;
+            let mut via = 0;
+            while !s.load(Ordering::Relaxed) {
+                let Some(c) = conn.as_mut() else {
+                    via += 1;
+                    conn = cluster.discover(via).and_then(connect);
+                    if conn.is_none() {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    continue;
+                };
+                match redis::cmd("INCR").arg("counter").query::<i64>(c) {
+                    Ok(v) => a.lock().unwrap().push((Instant::now(), v)),
+                    Err(_) => conn = None,
+                }
+            }
+        });
+        Writer {
+            stop,
+            acked,
+            thread: Some(thread),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    fn stop(mut self) -> Vec<(Instant, i64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        std::mem::take(&mut *self.acked.lock().unwrap())
+    }
+}
+
+struct Outcome {
+    outage: Duration,
+    lost: i64,
+    /// From the old master's exit to the first write on the new one (shutdown only).
+    after_exit: Option<Duration>,
+}
+
+fn run(system: System, event: Event, zk: &str) -> Outcome {
+    let cluster = Arc::new(match system {
+        System::Zksync => Cluster::zksync(zk),
+        System::Sentinel => Cluster::sentinel(),
+    });
+    let master = cluster.wait_ready();
+    let writer = Writer::start(cluster.clone());
+    wait_until(Duration::from_secs(10), "writes to flow", || writer.count() > 2000);
+    let at = Instant::now();
+    let old = cluster.index_of(master);
+    let mut exited = None;
+    match event {
+        Event::Kill => cluster.redis[old].kill(),
+        Event::Shutdown => {
+            // Redis first waits for its replicas to acknowledge everything
+            // (writes paused), then exits; zksync hands over at the exit.
+            let _ = cluster.redis[old].try_cmd(&["SHUTDOWN", "NOSAVE"]);
+            while std::net::TcpStream::connect(("127.0.0.1", master)).is_ok() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            exited = Some(Instant::now());
+        }
+        Event::Switchover => cluster.switchover(master),
+    }
+    // Writes flow again on another master, for a while.
+    let mut new_master = master;
+    wait_until(Duration::from_secs(60), "a new master taking writes", || {
+        new_master = cluster.discover(1).unwrap_or(master);
+        new_master != master && cluster.replicas_linked_or_alone(new_master, event)
+    });
+    let resumed = writer.count();
+    wait_until(Duration::from_secs(20), "writes on the new master", || {
+        writer.count() > resumed + 2000
+    });
+    let acked = writer.stop();
+    let mut outage = Duration::ZERO;
+    let mut previous = at;
+    for (when, _) in acked.iter().filter(|(w, _)| *w >= at) {
+        outage = outage.max(when.duration_since(previous));
+        previous = *when;
+    }
+    let after_exit = exited.and_then(|e| acked.iter().find(|(w, _)| *w >= e).map(|(w, _)| w.duration_since(e)));
+    Outcome {
+        outage,
+        lost: lost_writes(&acked),
+        after_exit,
+    }
+}
+
+/// The counter is INCRed one by one: where an acknowledged value is not
+/// above the one before, the new master lacked the writes in between.
+fn lost_writes(acked: &[(Instant, i64)]) -> i64 {
+    acked
+        .windows(2)
+        .map(|w| if w[1].1 <= w[0].1 { w[0].1 - w[1].1 + 1 } else { 0 })
+        .sum()
+}
+
+impl Cluster {
+    /// After a SIGKILL or shutdown only two members are left.
+    fn replicas_linked_or_alone(&self, master: u16, event: Event) -> bool {
+        let want = match event {
+            Event::Switchover => 2,
+            _ => 1,
+        };
+        query(master, &["INFO", "replication"]).is_some_and(|v| {
+            let info = text(&v);
+            info.contains("role:master") && info.matches("state=online").count() >= want
+        })
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let runs = if quick { 1 } else { 3 };
+    let ensemble = Ensemble::start();
+    let zk = ensemble.connect_string();
+    println!("failover: zksync (3-node ZooKeeper, session timeout {TIMEOUT_MS} ms) vs Redis Sentinel");
+    println!("(3 Sentinels, quorum 2, down-after-milliseconds {TIMEOUT_MS}); medians of {runs} runs\n");
+    println!(
+        "{:<24} {:>14} {:>10} {:>14} {:>10} {:>8}",
+        "event", "zksync outage", "lost", "Sentinel outage", "lost", "ratio"
+    );
+    for event in [Event::Kill, Event::Shutdown, Event::Switchover] {
+        let mut figures = Vec::new();
+        for system in [System::Zksync, System::Sentinel] {
+            let outcomes: Vec<Outcome> = (0..runs).map(|_| run(system, event, &zk)).collect();
+            let outage = median(outcomes.iter().map(|o| o.outage.as_secs_f64() * 1000.0).collect());
+            let lost = median(outcomes.iter().map(|o| o.lost as f64).collect());
+            let after_exit: Vec<f64> = outcomes
+                .iter()
+                .filter_map(|o| o.after_exit.map(|d| d.as_secs_f64() * 1000.0))
+                .collect();
+            let after_exit = (!after_exit.is_empty()).then(|| median(after_exit));
+            figures.push((outage, lost, after_exit));
+        }
+        println!(
+            "{:<24} {:>11.0} ms {:>10.0} {:>12.0} ms {:>10.0} {:>8.2}",
+            event.name(),
+            figures[0].0,
+            figures[0].1,
+            figures[1].0,
+            figures[1].1,
+            figures[0].0 / figures[1].0
+        );
+        if let (Some(z), Some(s)) = (figures[0].2, figures[1].2) {
+            println!(
+                "{:<24} {:>11.0} ms {:>10} {:>12.0} ms {:>10} {:>8.2}",
+                "  after the exit",
+                z,
+                "",
+                s,
+                "",
+                z / s
+            );
+        }
+    }
+}
