@@ -50,6 +50,11 @@ pub fn renew(sent: Instant, session_timeout: Duration) {
     LEASE_UNTIL.store(until, Ordering::Relaxed);
 }
 
+/// Ends the lease at `until` at the latest.
+pub fn cap(until: Instant) {
+    LEASE_UNTIL.fetch_min(since_base(until), Ordering::Relaxed);
+}
+
 pub fn revoke() {
     LEASE_UNTIL.store(0, Ordering::Relaxed);
 }

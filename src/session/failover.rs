@@ -74,6 +74,9 @@ pub(super) struct Election {
     announced: u64,
     /// Do not follow the new master before this (see `REPLY_GRACE`).
     hold_follow_until: Option<Instant>,
+    /// A forced switchover from a live master promotes only once that
+    /// master's lease has run out.
+    promote_after: Option<Instant>,
 }
 
 impl Session {
@@ -198,7 +201,8 @@ impl Session {
         };
         let Some(leader) = &self.election.leader else { return };
         let want = if self.election.leading {
-            (sample.figures.role != Role::Master).then_some(Action::Promote)
+            let wait = self.election.promote_after.is_some_and(|t| Instant::now() < t);
+            (sample.figures.role != Role::Master && !wait).then_some(Action::Promote)
         } else if leader.node.id == id {
             // Our own previous session's znode: it expires; then we run again.
             None
@@ -226,7 +230,7 @@ impl Session {
     /// Keeps the master's lease: a check of the leader znode every sixth of
     /// the session timeout.
     pub(super) async fn renew_lease(&mut self, client: &Client) {
-        if !self.election.leading {
+        if !self.election.leading || self.election.paused {
             return;
         }
         let timeout = client.session_timeout();
@@ -423,10 +427,7 @@ impl Session {
         let Some(id) = self.own_id() else { return };
         let Some((sw, _)) = read else {
             // Rolled back (or finished): a master still leading resumes writes.
-            if self.election.paused && self.election.leading {
-                self.election.paused = false;
-                role::request(Action::Unpause);
-            }
+            self.resume_writes(client).await;
             return self.answer_asked(Reply::Error(Error::Failover(
                 "the switchover was abandoned; nothing changed".into(),
             )));
@@ -438,7 +439,10 @@ impl Session {
         }
         let master_to_pause = sw.from.as_deref() == Some(id.as_str()) && !sw.force && sw.stage == Stage::Requested;
         if master_to_pause && self.election.leading && !self.election.paused {
+            // The lease ends with the pause: once the pause is over, this
+            // master writes again only after ZooKeeper confirms it still leads.
             self.election.paused = true;
+            fence::cap(Instant::now() + Duration::from_millis(sw.timeout_ms));
             role::request(Action::Pause(sw.timeout_ms));
         }
         if sw.to == id {
@@ -487,7 +491,14 @@ impl Session {
                 }
             }
             Stage::Requested if sw.force => {
-                self.take_leadership(client, "forced", Some((sw, version))).await;
+                // A live old master may write until its lease runs out: 2/3 of
+                // the session timeout after it last heard from ZooKeeper.
+                if sw.from.is_some() && self.election.leader.is_some() {
+                    self.election.promote_after = Some(Instant::now() + client.session_timeout() * 2 / 3);
+                }
+                if !self.take_leadership(client, "forced", Some((sw, version))).await {
+                    self.election.promote_after = None;
+                }
             }
             Stage::Paused if !self.election.leading && sample.figures.repl_offset >= sw.master_offset => {
                 self.take_leadership(client, "switchover", Some((sw, version))).await;
@@ -521,10 +532,7 @@ impl Session {
             match client.delete(&leader::switchover_path(&group), version).await {
                 Ok(()) | Err(ZkError::NoNode) => {
                     self.election.switchover = None;
-                    if self.election.paused && self.election.leading {
-                        self.election.paused = false;
-                        role::request(Action::Unpause);
-                    }
+                    self.resume_writes(client).await;
                     return self.answer_asked(Reply::Error(Error::Failover(
                         "the target did not catch up in time; nothing changed".into(),
                     )));
@@ -543,6 +551,17 @@ impl Session {
                 asked.extended = true;
                 asked.deadline = Instant::now() + client.session_timeout();
             }
+        }
+    }
+
+    /// A rolled-back switchover: a master still leading renews its lease
+    /// (it ended with the pause) and unpauses.
+    async fn resume_writes(&mut self, client: &Client) {
+        if self.election.paused && self.election.leading {
+            self.election.paused = false;
+            self.election.last_renew = None;
+            self.renew_lease(client).await;
+            role::request(Action::Unpause);
         }
     }
 
