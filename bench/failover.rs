@@ -174,13 +174,18 @@ impl Cluster {
     }
 
     fn switchover(&self, master: u16) {
-        match self.system {
-            System::Zksync => {
-                query(master, &["ZKSYNC.FAILOVER"]).expect("ZKSYNC.FAILOVER");
-            }
-            System::Sentinel => {
-                query(self.sentinels[0].0, &["SENTINEL", "FAILOVER", "m"]).expect("SENTINEL FAILOVER");
-            }
+        let (port, args) = match self.system {
+            System::Zksync => (master, vec!["ZKSYNC.FAILOVER"]),
+            System::Sentinel => (self.sentinels[0].0, vec!["SENTINEL", "FAILOVER", "m"]),
+        };
+        let mut conn = connect(port).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        if let Err(e) = cmd.query::<redis::Value>(&mut conn) {
+            panic!("{args:?}: {e}");
         }
     }
 }
@@ -283,6 +288,12 @@ fn run(system: System, event: Event, zk: &str) -> Outcome {
         outage = outage.max(when.duration_since(previous));
         previous = *when;
     }
+    eprintln!(
+        "  {} {}: outage {outage:?}, lost {}",
+        if system == System::Zksync { "zksync" } else { "Sentinel" },
+        event.name(),
+        lost_writes(&acked)
+    );
     let after_exit = exited.and_then(|e| acked.iter().find(|(w, _)| *w >= e).map(|(w, _)| w.duration_since(e)));
     Outcome {
         outage,
