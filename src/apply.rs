@@ -266,15 +266,24 @@ fn diverge(ctx: &Context, index: &mut Index, root: &str, reason: String) {
     STATUS.diverged.store(index.diverged_count() as u64, Ordering::Relaxed);
 }
 
-/// Applies live or resync ops: a key never goes back to an older version.
+/// Applies live or resync ops: a key never goes back to an older version; a
+/// stat whose children changed is updated without rewriting the key.
 fn apply_ops(ctx: &Context, index: &mut Index, access: Access, spec: &MirrorSpec, ops: Vec<Op>) {
     for op in ops {
         match op {
             Op::Upsert(node) => {
-                if index.stat(&node.path).is_some_and(|old| old.mzxid >= node.stat.mzxid) {
-                    continue;
-                }
-                if access == Access::Write {
+                let same_data = match index.stat(&node.path) {
+                    Some(old) if old.mzxid > node.stat.mzxid => continue,
+                    Some(old) if old.mzxid == node.stat.mzxid => {
+                        if old.pzxid >= node.stat.pzxid {
+                            continue;
+                        }
+                        // Only its children changed: the stat moves, the key stays.
+                        true
+                    }
+                    _ => false,
+                };
+                if access == Access::Write && !same_data {
                     write(ctx, "SET", &[&spec.key(&node.path), &node.data]);
                 }
                 if let Some(entry) = index.mirror_mut(&spec.root) {

@@ -812,7 +812,6 @@ fn stat_matches_zookeeper_and_ls_is_sorted() {
 /// A child created or deleted live changes its parent's `num_children`,
 /// `cversion` and `pzxid`, not its `mzxid`.
 #[test]
-#[ignore = "module bug: ZKSYNC.STAT of a parent keeps num_children/cversion/pzxid from before live child changes (only mzxid changes refresh a stat)"]
 fn stat_of_a_parent_follows_live_child_changes() {
     let root = unique_root("parent-stat");
     let zk = zk();
@@ -1087,7 +1086,6 @@ fn a_replica_does_not_write_its_own_mirror_until_promoted() {
 
 /// `replica-read-only no`: Redis no longer refuses write commands, the module must.
 #[test]
-#[ignore = "module bug: with replica-read-only no, ZKSYNC.PUSH/DELETE on a replica write ZooKeeper and answer before the replica's key holds the value (PULL answers READONLY; PUSH/DELETE do not check the replica role)"]
 fn a_writable_replica_still_refuses_mirror_writes() {
     let root = unique_root("writable-replica");
     let zk = zk();

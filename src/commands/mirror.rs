@@ -15,10 +15,17 @@ pub fn pull(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     };
     let path = path_arg(path)?;
-    if ctx.get_flags().contains(ContextFlags::SLAVE) {
-        return Err(Error::ReadOnly("zksync writes the mirror only on a master".into()).into());
-    }
+    master_only(ctx)?;
     submit(ctx, Request::Pull { path })
+}
+
+/// Mirror writes happen on the master and reach replicas by replication,
+/// even on a replica that takes writes (`replica-read-only no`).
+fn master_only(ctx: &Context) -> Result<(), Error> {
+    if ctx.get_flags().contains(ContextFlags::SLAVE) {
+        return Err(Error::ReadOnly("zksync writes the mirror only on a master".into()));
+    }
+    Ok(())
 }
 
 pub fn push(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -27,6 +34,7 @@ pub fn push(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     };
     let path = path_arg(path)?;
     let version = version_arg(rest)?;
+    master_only(ctx)?;
     let value = value.as_slice();
     if value.len() > MAX_VALUE {
         return Err(Error::BadArgs(format!(
@@ -51,6 +59,7 @@ pub fn delete(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     };
     let path = path_arg(path)?;
     let version = version_arg(rest)?;
+    master_only(ctx)?;
     submit(ctx, Request::Delete { path, version })
 }
 

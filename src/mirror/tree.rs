@@ -1,8 +1,9 @@
 //! The session thread's record of what it has sent for one mirror: each
-//! znode's `mzxid`. Diffing a fresh read against it yields the few keys
-//! a resync must write.
+//! znode's highest zxid (`mzxid`, or `pzxid` once its children changed).
+//! Diffing a fresh read against it yields the few keys (or stats) a resync
+//! must write.
 
-use super::{Node, Op};
+use super::{stat_zxid, Node, Op};
 use crate::path;
 use std::collections::HashMap;
 
@@ -20,8 +21,9 @@ impl Tree {
         let mut ops = Vec::new();
         for node in nodes {
             let known = old.remove(&node.path);
-            self.versions.insert(node.path.clone(), node.stat.mzxid);
-            if known != Some(node.stat.mzxid) {
+            let zxid = stat_zxid(&node.stat);
+            self.versions.insert(node.path.clone(), zxid);
+            if known != Some(zxid) {
                 ops.push(Op::Upsert(node));
             }
         }
@@ -36,8 +38,9 @@ impl Tree {
     pub fn observe(&mut self, path: &str, node: Option<Node>) -> Option<Op> {
         match node {
             Some(node) => {
-                let known = self.versions.insert(node.path.clone(), node.stat.mzxid);
-                (known != Some(node.stat.mzxid)).then_some(Op::Upsert(node))
+                let zxid = stat_zxid(&node.stat);
+                let known = self.versions.insert(node.path.clone(), zxid);
+                (known != Some(zxid)).then_some(Op::Upsert(node))
             }
             None => self.versions.remove(path).map(|_| Op::Delete(path.to_string())),
         }
@@ -47,7 +50,7 @@ impl Tree {
     pub fn replace_below(&mut self, root: &str, nodes: &[Node]) {
         self.versions.retain(|p, _| !path::is_within(p, root));
         for node in nodes {
-            self.versions.insert(node.path.clone(), node.stat.mzxid);
+            self.versions.insert(node.path.clone(), stat_zxid(&node.stat));
         }
     }
 }

@@ -510,13 +510,26 @@ impl Session {
                 None => by_root.push((root, vec![p])),
             }
         }
-        for (root, paths) in by_root {
+        for (root, mut paths) in by_root {
             if Some(&root) == self.group_root().as_ref() {
                 self.group_events(client, paths).await;
                 continue;
             }
             if !self.trees.contains_key(&root) {
                 continue;
+            }
+            // A child created or deleted changes its parent's stat (pzxid,
+            // cversion, num_children), and no event says so: read it too.
+            let parents: Vec<String> = paths
+                .iter()
+                .filter_map(|p| path::parent(p))
+                .filter(|parent| path::is_within(parent, &root))
+                .map(str::to_string)
+                .collect();
+            for parent in parents {
+                if !paths.contains(&parent) {
+                    paths.push(parent);
+                }
             }
             let results = match read::nodes(client, &paths).await {
                 Ok(results) => results,
