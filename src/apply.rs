@@ -64,7 +64,9 @@ impl Applier {
                 index.set_mirrors(&specs);
                 STATUS.mirrors.store(specs.len() as u64, Ordering::Relaxed);
             }),
-            Update::Changes { root, ops } => self.changes(&root, ops),
+            Update::Changes { root, ops } => {
+                self.changes(&root, ops);
+            }
             Update::Resync {
                 root,
                 root_present,
@@ -83,17 +85,18 @@ impl Applier {
         }
     }
 
-    fn changes(&self, root: &str, ops: Vec<Op>) {
+    /// Applies `ops` in batches; returns how many keys were repaired.
+    fn changes(&self, root: &str, ops: Vec<Op>) -> usize {
         let mut ops = ops.into_iter().peekable();
+        let mut repaired = 0;
         while ops.peek().is_some() {
             let batch: Vec<Op> = ops.by_ref().take(BATCH).collect();
-            self.locked(|ctx, index, access| {
-                let Some(spec) = healthy_mirror(index, root) else {
-                    return;
-                };
-                apply_ops(ctx, index, access, &spec, batch);
+            repaired += self.locked(|ctx, index, access| match healthy_mirror(index, root) {
+                Some(spec) => apply_ops(ctx, index, access, &spec, batch),
+                None => 0,
             });
         }
+        repaired
     }
 
     fn resync(&self, root: &str, root_present: bool, zxid: i64, ops: Vec<Op>) {
@@ -124,7 +127,12 @@ impl Applier {
             }
         });
         let Some(spec) = proceed else { return };
-        self.changes(root, ops);
+        let repaired = self.changes(root, ops);
+        if repaired > 0 {
+            redis_module::logging::log_notice(format!(
+                "zksync: the resync of {root} repaired {repaired} keys changed outside zksync"
+            ));
+        }
         self.sweep(&spec.prefix, root, |index, path| index.stat(path).is_some());
     }
 
@@ -268,7 +276,8 @@ fn diverge(ctx: &Context, index: &mut Index, root: &str, reason: String) {
 
 /// Applies live or resync ops: a key never goes back to an older version; a
 /// stat whose children changed is updated without rewriting the key.
-fn apply_ops(ctx: &Context, index: &mut Index, access: Access, spec: &MirrorSpec, ops: Vec<Op>) {
+fn apply_ops(ctx: &Context, index: &mut Index, access: Access, spec: &MirrorSpec, ops: Vec<Op>) -> usize {
+    let mut repaired = 0;
     for op in ops {
         match op {
             Op::Upsert(node) => {
@@ -301,15 +310,34 @@ fn apply_ops(ctx: &Context, index: &mut Index, access: Access, spec: &MirrorSpec
                     STATUS.events_applied.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            Op::Verify(node) => {
+                if index.stat(&node.path).is_some_and(|old| old.mzxid > node.stat.mzxid) {
+                    continue;
+                }
+                let key = spec.key(&node.path);
+                if access == Access::Write && !key_holds(ctx, &key, &node.data) {
+                    write(ctx, "SET", &[&key, &node.data]);
+                    repaired += 1;
+                }
+                index.insert(node.path, node.stat);
+            }
         }
     }
+    repaired
+}
+
+/// Whether `key` is a string holding `data`.
+fn key_holds(ctx: &Context, key: &[u8], data: &[u8]) -> bool {
+    let opts = CallOptionsBuilder::new().errors_as_replies().build();
+    let reply: CallResult = ctx.call_ext("GET", &opts, &[key][..]);
+    matches!(reply, Ok(CallReply::String(s)) if s.as_bytes() == data)
 }
 
 /// Applies a pull unconditionally; `index` is set when the path is mirrored.
 fn apply_pulled(ctx: &Context, mut index: Option<&mut Index>, access: Access, spec: &MirrorSpec, ops: Vec<Op>) {
     for op in ops {
         match op {
-            Op::Upsert(node) => {
+            Op::Upsert(node) | Op::Verify(node) => {
                 if access == Access::Write {
                     write(ctx, "SET", &[&config::key(&spec.prefix, &node.path), &node.data]);
                 }

@@ -787,9 +787,6 @@ fn a_mirrored_key_clobbered_with_another_type_is_repaired_by_the_next_change() {
 }
 
 #[test]
-#[ignore = "module bug: a resync rewrites only znodes whose mzxid changed, so a mirrored key a user \
-            clobbered (other type, other value, or deleted) stays wrong across reconnects until its \
-            znode changes"]
 fn a_clobbered_key_is_repaired_by_the_next_resync() {
     let _serial = serial();
     let root = unique_root("clobber-resync");

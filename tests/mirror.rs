@@ -540,7 +540,6 @@ fn stale_hand_written_keys_are_swept_by_a_reconnect_resync() {
 /// The namespace belongs to zksync: a resync also repairs mirrored keys that
 /// were overwritten or deleted by hand.
 #[test]
-#[ignore = "module bug: a resync rewrites only znodes whose mzxid changed since it last sent them, so a mirrored key overwritten or deleted by hand stays wrong until its znode changes"]
 fn keys_overwritten_or_deleted_by_hand_are_repaired_by_a_resync() {
     let root = unique_root("repair");
     let zk = zk();
@@ -560,7 +559,6 @@ fn keys_overwritten_or_deleted_by_hand_are_repaired_by_a_resync() {
 }
 
 #[test]
-#[ignore = "module bug: after FLUSHALL no resync restores the mirror (the session thread diffs against what it sent, not against the keyspace)"]
 fn a_flushall_is_repaired_by_the_next_resync() {
     let root = unique_root("flushall");
     let zk = zk();

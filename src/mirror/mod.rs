@@ -28,6 +28,10 @@ pub enum Op {
     Upsert(Node),
     /// The znode is gone.
     Delete(String),
+    /// A resync found the znode unchanged since it was sent: write the key
+    /// only if the keyspace does not hold this data (overwritten, deleted or
+    /// flushed by hand).
+    Verify(Node),
 }
 
 /// What the session thread hands to the apply thread, in order.

@@ -15,7 +15,8 @@ pub struct Tree {
 impl Tree {
     /// Replaces the record with a full read of the mirror (parents before
     /// children) and returns the ops that bring the keyspace to it: changed and
-    /// new znodes, then the vanished ones, deepest first.
+    /// new znodes, the unchanged ones to verify, then the vanished ones,
+    /// deepest first.
     pub fn resync(&mut self, nodes: Vec<Node>) -> Vec<Op> {
         let mut old = std::mem::take(&mut self.versions);
         let mut ops = Vec::new();
@@ -25,6 +26,8 @@ impl Tree {
             self.versions.insert(node.path.clone(), zxid);
             if known != Some(zxid) {
                 ops.push(Op::Upsert(node));
+            } else {
+                ops.push(Op::Verify(node));
             }
         }
         let mut gone: Vec<String> = old.into_keys().collect();
@@ -85,6 +88,7 @@ mod tests {
         ops.iter()
             .map(|op| match op {
                 Op::Upsert(n) => format!("set {}", n.path),
+                Op::Verify(n) => format!("verify {}", n.path),
                 Op::Delete(p) => format!("del {p}"),
             })
             .collect()
@@ -96,7 +100,10 @@ mod tests {
         let first = tree.resync(vec![node("/a", 1), node("/a/b", 2), node("/a/b/c", 3), node("/a/d", 4)]);
         assert_eq!(first.len(), 4);
         let second = tree.resync(vec![node("/a", 1), node("/a/b", 5), node("/a/e", 6)]);
-        assert_eq!(describe(&second), ["set /a/b", "set /a/e", "del /a/d", "del /a/b/c"]);
+        assert_eq!(
+            describe(&second),
+            ["verify /a", "set /a/b", "set /a/e", "del /a/d", "del /a/b/c"]
+        );
     }
 
     #[test]
