@@ -15,9 +15,9 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use common::writer::{connect, counter_writer, lost_writes, Acked, Background};
 use common::*;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TIMEOUT_MS: u64 = 2000;
@@ -49,13 +49,6 @@ struct Cluster {
     system: System,
     redis: Vec<Redis>,
     sentinels: Vec<(u16, Guarded)>,
-}
-
-fn connect(port: u16) -> Option<redis::Connection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
-    let conn = client.get_connection_with_timeout(Duration::from_millis(300)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
-    Some(conn)
 }
 
 fn query(port: u16, args: &[&str]) -> Option<redis::Value> {
@@ -190,56 +183,6 @@ impl Cluster {
     }
 }
 
-/// A client INCRing on the discovered master: `(when, value)` per acknowledged write.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<(Instant, i64)>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Writer {
-    fn start(cluster: Arc<Cluster>) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let acked = Arc::new(Mutex::new(Vec::new()));
-        let (s, a) = (stop.clone(), acked.clone());
-        let thread = std::thread::spawn(move || {
-            let mut conn: Option<redis::Connection> = None;
-            let mut via = 0;
-            while !s.load(Ordering::Relaxed) {
-                let Some(c) = conn.as_mut() else {
-                    via += 1;
-                    conn = cluster.discover(via).and_then(connect);
-                    if conn.is_none() {
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    continue;
-                };
-                match redis::cmd("INCR").arg("counter").query::<i64>(c) {
-                    Ok(v) => a.lock().unwrap().push((Instant::now(), v)),
-                    Err(_) => conn = None,
-                }
-            }
-        });
-        Writer {
-            stop,
-            acked,
-            thread: Some(thread),
-        }
-    }
-
-    fn count(&self) -> usize {
-        self.acked.lock().unwrap().len()
-    }
-
-    fn stop(mut self) -> Vec<(Instant, i64)> {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        std::mem::take(&mut *self.acked.lock().unwrap())
-    }
-}
-
 struct Outcome {
     outage: Duration,
     lost: i64,
@@ -253,8 +196,10 @@ fn run(system: System, event: Event, zk: &str) -> Outcome {
         System::Sentinel => Cluster::sentinel(),
     });
     let master = cluster.wait_ready();
-    let writer = Writer::start(cluster.clone());
-    wait_until(Duration::from_secs(10), "writes to flow", || writer.count() > 2000);
+    let discovering = cluster.clone();
+    let writer = counter_writer(move |n| discovering.discover(n), "counter");
+    let count = |w: &Background<Acked>| w.with(Vec::len);
+    wait_until(Duration::from_secs(10), "writes to flow", || count(&writer) > 2000);
     let at = Instant::now();
     let old = cluster.index_of(master);
     let mut exited = None;
@@ -277,9 +222,9 @@ fn run(system: System, event: Event, zk: &str) -> Outcome {
         new_master = cluster.discover(1).unwrap_or(master);
         new_master != master && cluster.replicas_linked_or_alone(new_master, event)
     });
-    let resumed = writer.count();
+    let resumed = count(&writer);
     wait_until(Duration::from_secs(20), "writes on the new master", || {
-        writer.count() > resumed + 2000
+        count(&writer) > resumed + 2000
     });
     let acked = writer.stop();
     let mut outage = Duration::ZERO;
@@ -300,15 +245,6 @@ fn run(system: System, event: Event, zk: &str) -> Outcome {
         lost: lost_writes(&acked),
         after_exit,
     }
-}
-
-/// The counter is INCRed one by one: where an acknowledged value is not
-/// above the one before, the new master lacked the writes in between.
-fn lost_writes(acked: &[(Instant, i64)]) -> i64 {
-    acked
-        .windows(2)
-        .map(|w| if w[1].1 <= w[0].1 { w[0].1 - w[1].1 + 1 } else { 0 })
-        .sum()
 }
 
 impl Cluster {

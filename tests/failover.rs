@@ -6,11 +6,10 @@
 mod common;
 
 use common::proxy::Proxy;
+use common::writer::{connect, counter_writer, lost_writes, set_stopped, Acked, Background};
 use common::*;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const SESSION_TIMEOUT: Duration = Duration::from_millis(2000);
@@ -141,147 +140,53 @@ impl Group {
     }
 }
 
-/// Ports of stopped (SIGSTOP) servers: a connection to one would hang in its handshake.
-static STOPPED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-
-fn connect(port: u16) -> Option<redis::Connection> {
-    if STOPPED.lock().unwrap().contains(&port) {
-        return None;
+/// The master's port as ZKSYNC.LEADER on the `n`-th member names it.
+fn leader_port(ports: &[u16], n: usize) -> Option<u16> {
+    let mut conn = connect(ports[n % ports.len()])?;
+    match redis::cmd("ZKSYNC.LEADER").query::<redis::Value>(&mut conn).ok()? {
+        redis::Value::Array(items) if items.len() == 3 => text(&items[1]).rsplit(':').next()?.parse().ok(),
+        _ => None,
     }
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
-    let conn = client.get_connection_with_timeout(Duration::from_millis(300)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
-    conn.set_write_timeout(Some(Duration::from_millis(500))).ok()?;
-    Some(conn)
 }
 
-/// INCRs a counter on whoever ZKSYNC.LEADER names, recording every acknowledged value.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<i64>>>,
-    thread: Option<JoinHandle<()>>,
+/// INCRs `key` on whoever ZKSYNC.LEADER names, recording every acknowledged value.
+fn writer(g: &Group, key: &str) -> Background<Acked> {
+    let ports = g.ports();
+    counter_writer(move |n| leader_port(&ports, n), key)
 }
 
-impl Writer {
-    fn start(ports: Vec<u16>, key: &str) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let acked = Arc::new(Mutex::new(Vec::new()));
-        let (s, a, key) = (stop.clone(), acked.clone(), key.to_string());
-        let thread = std::thread::spawn(move || {
-            let mut conn: Option<(u16, redis::Connection)> = None;
-            let mut next = 0;
-            while !s.load(Ordering::Relaxed) {
-                if conn.is_none() {
-                    next = (next + 1) % ports.len();
-                    let leader = connect(ports[next]).and_then(|mut c| {
-                        match redis::cmd("ZKSYNC.LEADER").query::<redis::Value>(&mut c).ok()? {
-                            redis::Value::Array(items) if !items.is_empty() => {
-                                text(&items[1]).rsplit(':').next()?.parse::<u16>().ok()
-                            }
-                            _ => None,
-                        }
-                    });
-                    conn = leader.and_then(|port| connect(port).map(|c| (port, c)));
-                    if conn.is_none() {
-                        std::thread::sleep(Duration::from_millis(10));
-                        continue;
-                    }
-                }
-                let Some((_, c)) = conn.as_mut() else { continue };
-                match redis::cmd("INCR").arg(&key).query::<i64>(c) {
-                    Ok(v) => a.lock().unwrap().push(v),
-                    Err(_) => {
-                        conn = None;
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                }
+fn count(writer: &Background<Acked>) -> usize {
+    writer.with(Vec::len)
+}
+
+/// Writes through every member in rounds; two members accepting in two
+/// rounds back to back are two masters at once.
+fn prober(g: &Group) -> Background<Vec<String>> {
+    let ports = g.ports();
+    let mut conns: Vec<Option<redis::Connection>> = ports.iter().map(|_| None).collect();
+    let mut last: Vec<usize> = Vec::new();
+    Background::start(move |violations: &Mutex<Vec<String>>| {
+        let mut accepted = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            if conns[i].is_none() {
+                conns[i] = connect(*port);
             }
-        });
-        Writer {
-            stop,
-            acked,
-            thread: Some(thread),
-        }
-    }
-
-    fn count(&self) -> usize {
-        self.acked.lock().unwrap().len()
-    }
-
-    /// Stops; the acknowledged values in order, and the longest gap between two acks.
-    fn stop(mut self) -> Vec<i64> {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        std::mem::take(&mut *self.acked.lock().unwrap())
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Writes through every member in rounds; a member pair accepting in two
-/// rounds back to back is two masters at once.
-struct Prober {
-    stop: Arc<AtomicBool>,
-    violations: Arc<Mutex<Vec<String>>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Prober {
-    fn start(ports: Vec<u16>, key: &str) -> Prober {
-        let stop = Arc::new(AtomicBool::new(false));
-        let violations = Arc::new(Mutex::new(Vec::new()));
-        let (s, v, key) = (stop.clone(), violations.clone(), key.to_string());
-        let thread = std::thread::spawn(move || {
-            let mut conns: Vec<Option<redis::Connection>> = ports.iter().map(|_| None).collect();
-            let mut last: Vec<usize> = Vec::new();
-            while !s.load(Ordering::Relaxed) {
-                let mut accepted = Vec::new();
-                for (i, port) in ports.iter().enumerate() {
-                    if conns[i].is_none() {
-                        conns[i] = connect(*port);
-                    }
-                    let Some(c) = conns[i].as_mut() else { continue };
-                    match redis::cmd("SET").arg(&key).arg(i).query::<redis::Value>(c) {
-                        Ok(_) => accepted.push(i),
-                        Err(e) if e.code() == Some("READONLY") => {}
-                        Err(_) => conns[i] = None,
-                    }
-                }
-                if accepted.len() > 1 && last.len() > 1 {
-                    v.lock()
-                        .unwrap()
-                        .push(format!("members {accepted:?} all accepted writes twice in a row"));
-                }
-                last = accepted;
-                std::thread::sleep(Duration::from_millis(10));
+            let Some(c) = conns[i].as_mut() else { continue };
+            match redis::cmd("SET").arg("probe").arg(i).query::<redis::Value>(c) {
+                Ok(_) => accepted.push(i),
+                Err(e) if e.code() == Some("READONLY") => {}
+                Err(_) => conns[i] = None,
             }
-        });
-        Prober {
-            stop,
-            violations,
-            thread: Some(thread),
         }
-    }
-
-    fn stop(mut self) -> Vec<String> {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if accepted.len() > 1 && last.len() > 1 {
+            violations
+                .lock()
+                .unwrap()
+                .push(format!("members {accepted:?} all accepted writes twice in a row"));
         }
-        std::mem::take(&mut *self.violations.lock().unwrap())
-    }
-}
-
-impl Drop for Prober {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
+        last = accepted;
+        std::thread::sleep(Duration::from_millis(10));
+    })
 }
 
 fn counter(redis: &Redis, key: &str) -> i64 {
@@ -292,26 +197,19 @@ fn counter(redis: &Redis, key: &str) -> i64 {
 }
 
 /// Acked values rise one by one; after a zero-loss change the counter holds them all.
-fn assert_no_acked_write_lost(acked: &[i64], final_value: i64) {
+fn assert_no_acked_write_lost(acked: &Acked, final_value: i64) {
     assert!(!acked.is_empty(), "the writer got no write through");
-    let max = *acked.iter().max().unwrap();
+    let max = acked.iter().map(|(_, v)| *v).max().unwrap();
     assert!(
         final_value >= max,
         "acknowledged {max} but the master holds {final_value}"
     );
-    assert!(
-        acked.windows(2).all(|w| w[1] > w[0]),
-        "the counter went back for acknowledged writes"
-    );
+    assert_eq!(lost_writes(acked), 0, "the counter went back for acknowledged writes");
 }
 
 fn sigstop(redis: &Redis, stop: bool) {
     let pid = redis.pid().expect("running") as i32;
-    let mut stopped = STOPPED.lock().unwrap();
-    stopped.retain(|p| *p != redis.port());
-    if stop {
-        stopped.push(redis.port());
-    }
+    set_stopped(redis.port(), stop);
     let sig = if stop { libc::SIGSTOP } else { libc::SIGCONT };
     assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
 }
@@ -322,6 +220,31 @@ fn history(zk: &ZkClient, group: &str) -> Vec<serde_json::Value> {
         .filter(|(p, _)| p.matches('/').count() == 4)
         .map(|(_, d)| serde_json::from_slice(&d).expect("history entry is JSON"))
         .collect()
+}
+
+/// A converged group of three on the shared ensemble, with the writer and
+/// the prober running.
+struct Loaded {
+    g: Group,
+    master: usize,
+    epoch: i64,
+    writer: Background<Acked>,
+    prober: Background<Vec<String>>,
+}
+
+fn loaded(name: &str) -> Loaded {
+    let g = Group::start(name, &shared_ensemble().connect_string(), 3, &[]);
+    let (master, epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
+    let writer = writer(&g, "counter");
+    let prober = prober(&g);
+    wait_until(Duration::from_secs(5), "writes to flow", || count(&writer) > 200);
+    Loaded {
+        g,
+        master,
+        epoch,
+        writer,
+        prober,
+    }
 }
 
 #[test]
@@ -381,18 +304,20 @@ fn bootstrap_elects_exactly_one_master_and_the_rest_follow() {
 fn master_sigkill_promotes_the_best_replica_and_the_old_master_rejoins_as_replica() {
     let _serial = serial();
     let ensemble = shared_ensemble();
-    let g = Group::start("kill", &ensemble.connect_string(), 3, &[]);
-    let (master, epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
-    let writer = Writer::start(g.ports(), "counter");
-    let prober = Prober::start(g.ports(), "probe");
-    wait_until(Duration::from_secs(5), "writes to flow", || writer.count() > 200);
+    let Loaded {
+        g,
+        master,
+        epoch,
+        writer,
+        prober,
+    } = loaded("kill");
 
     let killed_at = Instant::now();
     g.members[master].kill();
     let alive: Vec<usize> = (0..3).filter(|&i| i != master).collect();
-    let before = writer.count();
+    let before = count(&writer);
     wait_until(Duration::from_secs(10), "writes to resume", || {
-        writer.count() > before + 50
+        count(&writer) > before + 50
     });
     let outage = killed_at.elapsed();
     let (new_master, new_epoch) = g.wait_converged(&alive, Duration::from_secs(10));
@@ -408,7 +333,7 @@ fn master_sigkill_promotes_the_best_replica_and_the_old_master_rejoins_as_replic
     assert!(prober.stop().is_empty());
     g.wait_in_sync(new_master, &[0, 1, 2]);
     let final_value = counter(&g.members[new_master], "counter");
-    let max = *acked.iter().max().unwrap();
+    let max = acked.iter().map(|(_, v)| *v).max().unwrap();
     println!("SIGKILL: {} acked, max {max}, master holds {final_value}", acked.len());
     for i in 0..3 {
         wait_until(Duration::from_secs(5), "replicas to hold the counter", || {
@@ -422,18 +347,19 @@ fn master_sigkill_promotes_the_best_replica_and_the_old_master_rejoins_as_replic
 #[test]
 fn clean_shutdown_hands_over_at_once_without_losing_a_write() {
     let _serial = serial();
-    let ensemble = shared_ensemble();
-    let g = Group::start("shutdown", &ensemble.connect_string(), 3, &[]);
-    let (master, _) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
-    let writer = Writer::start(g.ports(), "counter");
-    let prober = Prober::start(g.ports(), "probe");
-    wait_until(Duration::from_secs(5), "writes to flow", || writer.count() > 200);
-    let before = writer.count();
+    let Loaded {
+        g,
+        master,
+        epoch: _,
+        writer,
+        prober,
+    } = loaded("shutdown");
+    let before = count(&writer);
     let started = Instant::now();
     let _ = g.members[master].try_cmd(&["SHUTDOWN", "NOSAVE"]);
     g.members[master].wait_exit();
     wait_until(Duration::from_secs(10), "writes to resume", || {
-        writer.count() > before + 50
+        count(&writer) > before + 50
     });
     println!("clean shutdown: writes resumed after {:?}", started.elapsed());
     let alive: Vec<usize> = (0..3).filter(|&i| i != master).collect();
@@ -457,20 +383,21 @@ fn wait_refuses_writes(redis: &Redis, timeout: Duration) {
 #[test]
 fn a_stopped_master_comes_back_fenced_and_rejoins_as_replica() {
     let _serial = serial();
-    let ensemble = shared_ensemble();
-    let g = Group::start("stop", &ensemble.connect_string(), 3, &[]);
-    let (master, epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
-    let writer = Writer::start(g.ports(), "counter");
-    let prober = Prober::start(g.ports(), "probe");
-    wait_until(Duration::from_secs(5), "writes to flow", || writer.count() > 200);
+    let Loaded {
+        g,
+        master,
+        epoch,
+        writer,
+        prober,
+    } = loaded("stop");
 
     sigstop(&g.members[master], true);
     let alive: Vec<usize> = (0..3).filter(|&i| i != master).collect();
     let (new_master, new_epoch) = g.wait_converged(&alive, Duration::from_secs(10));
     assert_eq!(new_epoch, epoch + 1);
-    let before = writer.count();
+    let before = count(&writer);
     wait_until(Duration::from_secs(5), "writes on the new master", || {
-        writer.count() > before + 50
+        count(&writer) > before + 50
     });
     // Resumed long after its session expired: it must not take a single write.
     sigstop(&g.members[master], false);
@@ -484,7 +411,7 @@ fn a_stopped_master_comes_back_fenced_and_rejoins_as_replica() {
     assert!(violations.is_empty(), "{violations:?}");
     // Writes acknowledged just before the stop but not yet replicated are
     // lost, as with any asynchronous replication; none after the resume.
-    let lost: i64 = acked.windows(2).map(|w| (w[0] - w[1] + 1).max(0)).sum();
+    let lost = lost_writes(&acked);
     println!("SIGSTOP: {} acked, {lost} lost in flight", acked.len());
     g.wait_in_sync(new_master, &[0, 1, 2]);
     assert_eq!(
@@ -514,7 +441,7 @@ fn a_master_cut_from_zookeeper_fences_itself_before_anyone_else_leads() {
     };
     let (master, epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
     assert_eq!(master, 0);
-    let prober = Prober::start(g.ports(), "probe");
+    let prober = prober(&g);
 
     let cut_at = Instant::now();
     proxy.blackhole();
@@ -550,8 +477,8 @@ fn losing_a_zookeeper_server_does_not_move_the_master() {
     let ensemble = shared_ensemble();
     let g = Group::start("zkdown", &ensemble.connect_string(), 3, &[]);
     let (master, epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
-    let writer = Writer::start(g.ports(), "counter");
-    wait_until(Duration::from_secs(5), "writes to flow", || writer.count() > 100);
+    let writer = writer(&g, "counter");
+    wait_until(Duration::from_secs(5), "writes to flow", || count(&writer) > 100);
     // The ensemble's leader: every session moves, none may expire.
     let zk_index = (0..3)
         .find(|&i| four_letter(&ensemble.member_addr(i), "srvr").is_some_and(|s| s.contains("Mode: leader")))
@@ -570,11 +497,13 @@ fn losing_a_zookeeper_server_does_not_move_the_master() {
 fn switchover_under_load_loses_no_acknowledged_write() {
     let _serial = serial();
     let ensemble = shared_ensemble();
-    let g = Group::start("switch", &ensemble.connect_string(), 3, &[]);
-    let (master, epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
-    let writer = Writer::start(g.ports(), "counter");
-    let prober = Prober::start(g.ports(), "probe");
-    wait_until(Duration::from_secs(5), "writes to flow", || writer.count() > 200);
+    let Loaded {
+        g,
+        master,
+        epoch,
+        writer,
+        prober,
+    } = loaded("switch");
 
     // TO a named replica, asked on the other replica.
     let target = (0..3).find(|&i| i != master).unwrap();
@@ -607,9 +536,9 @@ fn switchover_under_load_loses_no_acknowledged_write() {
     );
 
     // Without TO, asked on the master itself: the best replica takes over.
-    let before = writer.count();
+    let before = count(&writer);
     wait_until(Duration::from_secs(5), "writes to flow", || {
-        writer.count() > before + 100
+        count(&writer) > before + 100
     });
     let started = Instant::now();
     g.members[target].cmd(&["ZKSYNC.FAILOVER"]);
@@ -617,9 +546,9 @@ fn switchover_under_load_loses_no_acknowledged_write() {
     let (third, e) = g.wait_converged(&[0, 1, 2], Duration::from_secs(10));
     assert_ne!(third, target);
     assert_eq!(e, epoch + 2);
-    let before = writer.count();
+    let before = count(&writer);
     wait_until(Duration::from_secs(5), "writes to flow", || {
-        writer.count() > before + 100
+        count(&writer) > before + 100
     });
 
     let acked = writer.stop();
@@ -755,7 +684,7 @@ fn forced_switchover_from_a_live_master_waits_out_its_lease() {
     let g = Group::start("force", &ensemble.connect_string(), 3, &[]);
     let (master, epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
     let target = (0..3).find(|&i| i != master).unwrap();
-    let prober = Prober::start(g.ports(), "probe");
+    let prober = prober(&g);
     let started = Instant::now();
     g.members[master].cmd(&["ZKSYNC.FAILOVER", "TO", &g.id(target), "FORCE"]);
     let took = started.elapsed();

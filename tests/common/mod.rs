@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod writer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
