@@ -42,7 +42,7 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
         .and_then(|updates| session::start(Settings::current(), updates));
     match started {
         Ok(()) => {
-            schedule_sample(ctx);
+            schedule_sample(ctx, true);
             subscribe_shutdown(ctx);
             Status::Ok
         }
@@ -78,13 +78,19 @@ fn on_role_changed(ctx: &Context, role: ServerRole) {
 }
 
 /// Samples the load figures every `zksync.load-interval` (a Redis timer: the
-/// main thread, where the figures live).
-fn schedule_sample(ctx: &Context) {
+/// main thread, where the figures live), the first time as soon as the event
+/// loop runs: the group needs this server's port for its id.
+fn schedule_sample(ctx: &Context, first: bool) {
+    let delay = if first {
+        Duration::from_millis(1)
+    } else {
+        config::load_interval()
+    };
     ctx.create_timer(
-        config::load_interval(),
+        delay,
         |ctx: &Context, ()| {
             sample(ctx);
-            schedule_sample(ctx);
+            schedule_sample(ctx, false);
         },
         (),
     );

@@ -699,3 +699,35 @@ fn forced_switchover_from_a_live_master_waits_out_its_lease() {
     let zk = ZkClient::connect(&ensemble.connect_string());
     assert_eq!(history(&zk, &g.name).last().unwrap()["reason"], "forced");
 }
+
+#[test]
+fn a_master_restarted_empty_before_its_session_expired_wipes_nothing() {
+    let _serial = serial();
+    let ensemble = shared_ensemble();
+    let g = Group::start("restart", &ensemble.connect_string(), 3, &[]);
+    let (master, epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
+    g.members[master].cmd(&["SET", "precious", "data"]);
+    g.wait_in_sync(master, &[0, 1, 2]);
+    // No persistence: it comes back empty, at the address its replicas
+    // follow, while its old session (and leader znode) still live.
+    g.members[master].kill();
+    let restarted_at = Instant::now();
+    g.members[master].restart();
+    let alive: Vec<usize> = (0..3).filter(|&i| i != master).collect();
+    let (new_master, new_epoch) = g.wait_converged(&alive, Duration::from_secs(10));
+    let took = restarted_at.elapsed();
+    println!("restarted master replaced after {took:?}");
+    assert!(took < SESSION_TIMEOUT, "waited for the old session to expire: {took:?}");
+    assert_eq!(new_epoch, epoch + 1);
+    assert!(g.members[master].log().contains("left by this server's previous run"));
+    let (again, _) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
+    assert_eq!(again, new_master);
+    g.wait_in_sync(new_master, &[0, 1, 2]);
+    for m in &g.members {
+        assert_eq!(
+            text(&m.cmd(&["GET", "precious"])),
+            "data",
+            "a replica synced from the empty master"
+        );
+    }
+}

@@ -166,14 +166,18 @@ unsafe extern "C" fn filter(fctx: *mut raw::RedisModuleCommandFilterCtx) {
     };
     let Some(name) = bytes(0) else { return };
     let sub = if count(fctx) > 1 { bytes(1) } else { None };
-    if is_write(name, sub) {
-        let fenced = create(
-            std::ptr::null_mut(),
-            FENCED_COMMAND.as_ptr().cast(),
-            FENCED_COMMAND.len(),
-        );
-        replace(fctx, 0, fenced);
-    }
+    let with = if name.eq_ignore_ascii_case(b"exec") {
+        // Writes queued before the lease lapsed must not run after it: the
+        // transaction is discarded (the reply is DISCARD's +OK).
+        "DISCARD"
+    } else if name.eq_ignore_ascii_case(b"psync") || name.eq_ignore_ascii_case(b"sync") || is_write(name, sub) {
+        // Nor does a master that is not the leader feed replicas: one that
+        // restarted empty would wipe them.
+        FENCED_COMMAND
+    } else {
+        return;
+    };
+    replace(fctx, 0, create(std::ptr::null_mut(), with.as_ptr().cast(), with.len()));
 }
 
 /// `zksync.fenced ...`: what a write on a fenced master becomes.

@@ -141,6 +141,25 @@ impl Session {
             Err(ZkError::NoNode) => None,
             Err(e) => return log_warning(&format!("cannot read the leader of group {group}: {e}")),
         };
+        let leader = match leader {
+            // Left by this server's previous run (killed and restarted
+            // before its session expired): that process is gone, so is its
+            // lease. Give the leadership up now rather than a session timeout later.
+            Some(l) if Some(&l.node.id) == self.own_id().as_ref() && l.owner != client.session_id().0 => {
+                log_notice(&format!(
+                    "removing the leadership of group {group} left by this server's previous run (epoch {})",
+                    l.node.epoch
+                ));
+                match client.delete(&leader::leader_path(&group), Some(l.version)).await {
+                    Ok(()) | Err(ZkError::NoNode) => None,
+                    Err(e) => {
+                        log_warning(&format!("cannot remove the stale leadership: {e}"));
+                        Some(l)
+                    }
+                }
+            }
+            other => other,
+        };
         if let Ok((data, _)) = client.get_data(&leader::epoch_path(&group)).await {
             let epoch = String::from_utf8_lossy(&data).trim().parse().unwrap_or(0);
             self.election.epoch = self.election.epoch.max(epoch);
@@ -204,7 +223,7 @@ impl Session {
             let wait = self.election.promote_after.is_some_and(|t| Instant::now() < t);
             (sample.figures.role != Role::Master && !wait).then_some(Action::Promote)
         } else if leader.node.id == id {
-            // Our own previous session's znode: it expires; then we run again.
+            // Our own previous run's znode: `read_leader` removes it.
             None
         } else {
             let following = sample.figures.role == Role::Replica && sample.master.as_deref() == Some(&leader.node.addr);

@@ -307,8 +307,13 @@ impl Session {
                     Some(Control::Request(request, pending)) => self.request(client, request, pending).await,
                     Some(Control::AskServers(pending)) => self.ask_servers(pending),
                     Some(Control::Sample(sample)) => {
+                        let first = self.membership.sample().is_none();
                         self.membership.take_sample(sample);
                         self.publish(client).await;
+                        if first {
+                            // Our id is known only now: a leader znode of our own may be stale.
+                            self.read_leader(client).await;
+                        }
                         self.reconcile();
                     }
                     Some(Control::Acted(action, sample)) => self.acted(client, action, sample).await,
