@@ -186,8 +186,6 @@ impl Cluster {
 struct Outcome {
     outage: Duration,
     lost: i64,
-    /// From the old master's exit to the first write on the new one (shutdown only).
-    after_exit: Option<Duration>,
 }
 
 fn run(system: System, event: Event, zk: &str) -> Outcome {
@@ -202,17 +200,12 @@ fn run(system: System, event: Event, zk: &str) -> Outcome {
     wait_until(Duration::from_secs(10), "writes to flow", || count(&writer) > 2000);
     let at = Instant::now();
     let old = cluster.index_of(master);
-    let mut exited = None;
     match event {
         Event::Kill => cluster.redis[old].kill(),
+        // Redis first waits for its replicas to acknowledge everything,
+        // writes paused; zksync hands the leadership over meanwhile.
         Event::Shutdown => {
-            // Redis first waits for its replicas to acknowledge everything
-            // (writes paused), then exits; zksync hands over at the exit.
             let _ = cluster.redis[old].try_cmd(&["SHUTDOWN", "NOSAVE"]);
-            while std::net::TcpStream::connect(("127.0.0.1", master)).is_ok() {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            exited = Some(Instant::now());
         }
         Event::Switchover => cluster.switchover(master),
     }
@@ -239,11 +232,9 @@ fn run(system: System, event: Event, zk: &str) -> Outcome {
         event.name(),
         lost_writes(&acked)
     );
-    let after_exit = exited.and_then(|e| acked.iter().find(|(w, _)| *w >= e).map(|(w, _)| w.duration_since(e)));
     Outcome {
         outage,
         lost: lost_writes(&acked),
-        after_exit,
     }
 }
 
@@ -288,12 +279,7 @@ fn main() {
             let outcomes: Vec<Outcome> = (0..runs).map(|_| run(system, event, &zk)).collect();
             let outage = median(outcomes.iter().map(|o| o.outage.as_secs_f64() * 1000.0).collect());
             let lost = median(outcomes.iter().map(|o| o.lost as f64).collect());
-            let after_exit: Vec<f64> = outcomes
-                .iter()
-                .filter_map(|o| o.after_exit.map(|d| d.as_secs_f64() * 1000.0))
-                .collect();
-            let after_exit = (!after_exit.is_empty()).then(|| median(after_exit));
-            figures.push((outage, lost, after_exit));
+            figures.push((outage, lost));
         }
         println!(
             "{:<24} {:>11.0} ms {:>10.0} {:>12.0} ms {:>10.0} {:>8.2}",
@@ -304,16 +290,5 @@ fn main() {
             figures[1].1,
             figures[0].0 / figures[1].0
         );
-        if let (Some(z), Some(s)) = (figures[0].2, figures[1].2) {
-            println!(
-                "{:<24} {:>11.0} ms {:>10} {:>12.0} ms {:>10} {:>8.2}",
-                "  after the exit",
-                z,
-                "",
-                s,
-                "",
-                z / s
-            );
-        }
     }
 }

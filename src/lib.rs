@@ -21,11 +21,11 @@ use config::{
 use redis_module::configuration::{ConfigurationContext, ConfigurationFlags};
 use redis_module::server_events::ServerRole;
 use redis_module::{raw, redis_module, Context, ContextFlags, InfoContext, RedisResult, RedisString, Status};
-use redis_module_macros::role_changed_event_handler;
+use redis_module_macros::{cron_event_handler, role_changed_event_handler};
 use session::Control;
 use status::STATUS;
 use std::os::raw::c_void;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Redis's allocator inside redis-server (module memory counts in INFO); the
@@ -75,6 +75,21 @@ fn on_role_changed(ctx: &Context, role: ServerRole) {
         let _ = session::send(Control::Promoted);
     }
     sample(ctx);
+}
+
+/// A master with replicas that is asked to shut down first waits for them,
+/// writes paused, and INFO shows `shutdown_in_milliseconds` meanwhile: the
+/// group hands the leadership over during that wait (checked every cron tick).
+#[cron_event_handler]
+fn on_cron(ctx: &Context, _hz: u64) {
+    static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+    if STATUS.replica.load(Ordering::Relaxed) || GROUP.get().is_empty() {
+        return;
+    }
+    let shutting_down = ctx.server_info("server").field("shutdown_in_milliseconds").is_some();
+    if SHUTTING_DOWN.swap(shutting_down, Ordering::Relaxed) != shutting_down {
+        session::send(Control::ShuttingDown(shutting_down, group::load::sample(ctx)));
+    }
 }
 
 /// Samples the load figures every `zksync.load-interval` (a Redis timer: the

@@ -61,7 +61,7 @@ pub struct Change {
     pub epoch: u64,
     pub from: Option<String>,
     pub to: String,
-    /// `bootstrap`, `election`, `switchover` or `forced`.
+    /// `bootstrap`, `election`, `switchover`, `shutdown` or `forced`.
     pub reason: String,
 }
 
@@ -89,6 +89,9 @@ pub struct Switchover {
     pub stage: Stage,
     #[serde(default)]
     pub master_offset: i64,
+    /// Started by the master itself as it shuts down.
+    #[serde(default)]
+    pub shutdown: bool,
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {

@@ -29,6 +29,9 @@ pub enum Action {
     Unpause,
     /// `PUBLISH +switch-master <message>` to this server's subscribers only.
     Announce(String),
+    /// `CLIENT KILL TYPE normal`: a master shutting down handed its
+    /// leadership over; its paused clients go and rediscover.
+    Disconnect,
     /// Nothing: only the fresh sample.
     Sample,
 }
@@ -99,6 +102,7 @@ fn execute(ctx: &Context, action: &Action) -> Result<(), String> {
         Action::Pause(ms) => call(&["CLIENT", "PAUSE", &ms.to_string(), "WRITE"]),
         Action::Unpause => call(&["CLIENT", "UNPAUSE"]),
         Action::Announce(message) => call(&["PUBLISH", "+switch-master", message]),
+        Action::Disconnect => call(&["CLIENT", "KILL", "TYPE", "normal"]),
         Action::Sample => Ok(()),
     }
 }

@@ -77,6 +77,10 @@ pub(super) struct Election {
     /// A forced switchover from a live master promotes only once that
     /// master's lease has run out.
     promote_after: Option<Instant>,
+    /// redis-server is shutting down; a leader hands its leadership over
+    /// (`handing_over`: the switchover znode is its own to remove).
+    shutting_down: bool,
+    handing_over: bool,
 }
 
 impl Session {
@@ -175,7 +179,11 @@ impl Session {
             Some(l) => {
                 election.epoch = election.epoch.max(l.node.epoch);
                 election.vacant_since = None;
+                let was_leading = election.leading;
                 election.leading = l.owner == session;
+                if was_leading && !election.leading && election.shutting_down {
+                    role::request(Action::Disconnect);
+                }
                 if l.node.epoch > election.announced {
                     if election.announced > 0 {
                         if let Some(message) = switch_message(&self.settings, &l.node) {
@@ -229,8 +237,9 @@ impl Session {
             let following = sample.figures.role == Role::Replica && sample.master.as_deref() == Some(&leader.node.addr);
             // Re-pointing force-unblocks clients: a member waiting to answer
             // the ZKSYNC.FAILOVER it was asked re-points after the reply.
-            let held =
-                self.election.asked.is_some() || self.election.hold_follow_until.is_some_and(|t| Instant::now() < t);
+            let held = self.election.asked.is_some()
+                || self.election.shutting_down
+                || self.election.hold_follow_until.is_some_and(|t| Instant::now() < t);
             (!following && !held).then(|| Action::Follow(leader.node.addr.clone()))
         };
         if let Some(action) = want {
@@ -249,7 +258,7 @@ impl Session {
     /// Keeps the master's lease: a check of the leader znode every sixth of
     /// the session timeout.
     pub(super) async fn renew_lease(&mut self, client: &Client) {
-        if !self.election.leading || self.election.paused {
+        if !self.election.leading || self.election.paused || self.election.handing_over {
             return;
         }
         let timeout = client.session_timeout();
@@ -360,10 +369,14 @@ impl Session {
         let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
         let mut multi = client.new_multi_writer();
         let mut built = Ok(());
-        if let Some((mut sw, version)) = switchover {
+        // The switchover as this transaction leaves it.
+        let moved = switchover.map(|(mut sw, version)| {
             sw.stage = Stage::Moved;
+            (sw, version)
+        });
+        if let Some((sw, version)) = &moved {
             built =
-                built.and(multi.add_set_data(&leader::switchover_path(&group), &leader::encode(&sw), Some(version)));
+                built.and(multi.add_set_data(&leader::switchover_path(&group), &leader::encode(sw), Some(*version)));
             if let Some(old) = &old {
                 built = built.and(multi.add_delete(&leader::leader_path(&group), Some(old.version)));
             }
@@ -386,6 +399,9 @@ impl Session {
         }
         match multi.commit().await {
             Ok(_) => {
+                if let Some((sw, version)) = moved {
+                    self.election.switchover = Some((sw, version + 1));
+                }
                 fence::renew(sent, client.session_timeout());
                 self.election.last_renew = Some(sent);
                 log_notice(&format!(
@@ -451,7 +467,8 @@ impl Session {
                 "the switchover was abandoned; nothing changed".into(),
             )));
         };
-        if sw.stage == Stage::Done && self.election.asked.is_some() {
+        if sw.stage == Stage::Done && (self.election.asked.is_some() || self.election.handing_over) {
+            self.election.handing_over = false;
             self.answer_asked(Reply::text("OK"));
             let _ = client.delete(&leader::switchover_path(&group), None).await;
             return;
@@ -520,7 +537,8 @@ impl Session {
                 }
             }
             Stage::Paused if !self.election.leading && sample.figures.repl_offset >= sw.master_offset => {
-                self.take_leadership(client, "switchover", Some((sw, version))).await;
+                let reason = if sw.shutdown { "shutdown" } else { "switchover" };
+                self.take_leadership(client, reason, Some((sw, version))).await;
             }
             _ => {}
         }
@@ -665,6 +683,7 @@ impl Session {
             timeout_ms: timeout.as_millis() as u64,
             stage: Stage::Requested,
             master_offset: 0,
+            shutdown: false,
         };
         let options = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
         match client
@@ -674,6 +693,52 @@ impl Session {
             Ok(_) => Ok(()),
             Err(ZkError::NodeExists) => Err(Error::Failover("a failover is already in progress".into())),
             Err(e) => Err(Error::from_zk(e, &leader::switchover_path(&group))),
+        }
+    }
+
+    /// redis-server began (or aborted) its shutdown. A master with replicas
+    /// first waits, writes paused, until they have everything (up to a
+    /// second or two: a paused master does not ask them to acknowledge);
+    /// meanwhile its offset is final, so the best replica takes over as in a
+    /// switchover whose pause is Redis's own.
+    pub(super) async fn shutting_down(&mut self, client: &Client, started: bool, sample: Sample) {
+        self.membership.take_sample(sample.clone());
+        self.election.shutting_down = started;
+        if !started {
+            self.election.last_renew = None;
+            return;
+        }
+        let Some(group) = self.group_name() else { return };
+        if !self.election.leading || self.election.switchover.is_some() {
+            return;
+        }
+        let members = self.membership.members();
+        let candidates: Vec<_> = members.iter().filter(|m| leader::can_lead(m)).cloned().collect();
+        let Some(target) = leader::rank(&candidates, 0, i64::MAX).first().map(|m| m.id.clone()) else {
+            return;
+        };
+        fence::revoke();
+        let sw = Switchover {
+            from: self.own_id(),
+            to: target.clone(),
+            force: false,
+            timeout_ms: 10_000,
+            stage: Stage::Paused,
+            master_offset: sample.figures.repl_offset,
+            shutdown: true,
+        };
+        let options = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+        match client
+            .create(&leader::switchover_path(&group), &leader::encode(&sw), &options)
+            .await
+        {
+            Ok(_) => {
+                self.election.handing_over = true;
+                log_notice(&format!(
+                    "shutting down: handing the leadership of group {group} to {target}"
+                ));
+            }
+            Err(e) => log_warning(&format!("shutting down: cannot hand the leadership over: {e}")),
         }
     }
 

@@ -42,6 +42,9 @@ pub enum Control {
     AskServers(Pending),
     /// The role thread carried `Action` out; a sample taken right after.
     Acted(Action, Sample),
+    /// redis-server began (`true`) or aborted (`false`) a shutdown: a master
+    /// with replicas waits for them with writes paused; the sample is taken then.
+    ShuttingDown(bool, Sample),
     /// ZKSYNC.FAILOVER [TO id] [TIMEOUT ms] [FORCE].
     Failover {
         to: Option<String>,
@@ -209,7 +212,9 @@ impl Session {
                         pending.resolve(Reply::Error(Error::ZkDown(STATUS.state().name().into())));
                     }
                     Some(Control::AskServers(pending)) => self.ask_servers(pending),
-                    Some(Control::Sample(sample)) | Some(Control::Acted(_, sample)) => self.membership.take_sample(sample),
+                    Some(Control::Sample(sample))
+                    | Some(Control::Acted(_, sample))
+                    | Some(Control::ShuttingDown(_, sample)) => self.membership.take_sample(sample),
                     Some(Control::Failover { pending, .. }) => {
                         pending.resolve(Reply::Error(Error::ZkDown(STATUS.state().name().into())));
                     }
@@ -317,6 +322,7 @@ impl Session {
                         self.reconcile();
                     }
                     Some(Control::Acted(action, sample)) => self.acted(client, action, sample).await,
+                    Some(Control::ShuttingDown(started, sample)) => self.shutting_down(client, started, sample).await,
                     Some(Control::Failover { to, timeout, force, pending }) => {
                         self.failover(client, to, timeout, force, pending).await;
                     }
