@@ -212,7 +212,10 @@ fn run(system: System, event: Event, zk: &str) -> Outcome {
     // Writes flow again on another master, for a while.
     let mut new_master = master;
     wait_until(Duration::from_secs(60), "a new master taking writes", || {
-        new_master = cluster.discover(1).unwrap_or(master);
+        new_master = (0..3)
+            .filter_map(|n| cluster.discover(n))
+            .find(|p| *p != master)
+            .unwrap_or(master);
         new_master != master && cluster.replicas_linked_or_alone(new_master, event)
     });
     let resumed = count(&writer);

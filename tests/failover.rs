@@ -682,6 +682,11 @@ fn bad_input_is_refused() {
     assert!(e.to_string().contains("cannot be promoted"), "{e}");
     // A second switchover while one is in progress.
     g.members[replica].cmd(&["CONFIG", "SET", "replica-priority", "100"]);
+    wait_until(Duration::from_secs(5), "the priority to be published", || {
+        client.get(&member_znode).is_some_and(|d| {
+            serde_json::from_slice::<serde_json::Value>(&d).is_ok_and(|j| j["zksync"]["priority"] == 100)
+        })
+    });
     client.create_ephemeral(
         &format!("/zksync/{}/switchover", g.name),
         b"{\"from\":null,\"to\":\"x\",\"force\":false,\"timeout_ms\":1,\"stage\":\"requested\"}",

@@ -150,6 +150,7 @@ mod tests {
             id: id.to_string(),
             node: MemberNode::new(host, port, status, figures),
             mtime_ms: 0,
+            mzxid: 0,
         }
     }
 

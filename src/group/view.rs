@@ -13,6 +13,8 @@ pub struct Member {
     pub node: MemberNode,
     /// When the member last wrote its znode (ZooKeeper's clock, ms since the epoch).
     pub mtime_ms: i64,
+    /// The zxid of that write.
+    pub mzxid: i64,
 }
 
 /// Members sorted by id.
@@ -99,6 +101,7 @@ mod tests {
             id: id.to_string(),
             node: MemberNode::new(host, port, status, Figures::new(role, offset, ops, 1, 0, 0)),
             mtime_ms,
+            mzxid: 0,
         }
     }
 

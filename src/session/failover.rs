@@ -21,9 +21,9 @@ use crate::status::STATUS;
 use std::time::{Duration, Instant};
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
 
-/// After the leader vanished, how long members have to publish fresh offsets
-/// before the best of them takes over.
-const SETTLE: Duration = Duration::from_millis(100);
+/// After the leader vanished, every member publishes its offset afresh; the
+/// best one takes over once all have (or at the latest after this).
+const SETTLE: Duration = Duration::from_millis(250);
 /// The same role action is not asked again sooner than this.
 const REPEAT: Duration = Duration::from_secs(1);
 /// A member that answered the ZKSYNC.FAILOVER it was asked lets the reply
@@ -57,6 +57,9 @@ pub(super) struct Election {
     vacant_since: Option<Instant>,
     /// This vacancy's fresh sample was asked for / logged as hopeless.
     fresh_asked: bool,
+    /// Each member's znode zxid when the vacancy began: a member has
+    /// published afresh once its znode moved past it (or went away).
+    vacancy_marks: Vec<(String, i64)>,
     warned_vacant: bool,
     /// The last leader's last published replication offset.
     master_offset: i64,
@@ -197,6 +200,7 @@ impl Session {
             None => {
                 if election.vacant_since.is_none() {
                     election.vacant_since = Some(Instant::now());
+                    election.vacancy_marks = self.membership.members().into_iter().map(|m| (m.id, m.mzxid)).collect();
                     election.fresh_asked = false;
                     election.warned_vacant = false;
                     if election.leader.is_some() {
@@ -306,11 +310,16 @@ impl Session {
             return;
         }
         let waited = vacant_since.elapsed();
-        if waited < SETTLE {
+        let members = self.membership.members();
+        let all_fresh = self
+            .election
+            .vacancy_marks
+            .iter()
+            .all(|(id, mark)| members.iter().find(|m| m.id == *id).is_none_or(|m| m.mzxid > *mark));
+        if !all_fresh && waited < SETTLE {
             return;
         }
         let max_lag = crate::config::FAILOVER_MAX_LAG.load(std::sync::atomic::Ordering::Relaxed);
-        let members = self.membership.members();
         let ranked = leader::rank(&members, self.election.master_offset, max_lag);
         let me = ranked.iter().position(|m| m.id == id);
         // The best one leads; should it not within two session timeouts, anyone eligible may.

@@ -28,8 +28,8 @@ pub(super) struct Membership {
     sample: Option<(Sample, Instant)>,
     /// The member znode as this session wrote it; `None` until registered.
     published: Option<Published>,
-    /// Member znodes as last read: path → (data, mtime).
-    table: BTreeMap<String, (Vec<u8>, i64)>,
+    /// Member znodes as last read: path → (data, mtime, mzxid).
+    table: BTreeMap<String, (Vec<u8>, i64, i64)>,
     /// The table decoded, sorted by id.
     members: Vec<Member>,
     /// Malformed member znodes already logged: (path, mtime).
@@ -243,7 +243,7 @@ impl Session {
                     .nodes
                     .into_iter()
                     .filter(|n| crate::path::parent(&n.path) == Some(dir.as_str()))
-                    .map(|n| (n.path, (n.data, n.stat.mtime)))
+                    .map(|n| (n.path, (n.data, n.stat.mtime, n.stat.mzxid)))
                     .collect();
                 self.refresh_view();
             }
@@ -263,7 +263,9 @@ impl Session {
                 for (p, result) in paths.iter().zip(results) {
                     match result {
                         Ok(Some(node)) => {
-                            self.membership.table.insert(node.path, (node.data, node.stat.mtime));
+                            self.membership
+                                .table
+                                .insert(node.path, (node.data, node.stat.mtime, node.stat.mzxid));
                         }
                         Ok(None) => {
                             self.membership.table.remove(p);
@@ -293,12 +295,13 @@ impl Session {
     /// Hands the table to the main thread; malformed znodes are skipped and logged once.
     fn refresh_view(&mut self) {
         let mut members = Vec::with_capacity(self.membership.table.len());
-        for (p, (data, mtime)) in &self.membership.table {
+        for (p, (data, mtime, mzxid)) in &self.membership.table {
             match MemberNode::decode(data) {
                 Ok(node) => members.push(Member {
                     id: p.rsplit('/').next().unwrap_or_default().to_string(),
                     node,
                     mtime_ms: *mtime,
+                    mzxid: *mzxid,
                 }),
                 Err(e) => {
                     if self.membership.warned.insert((p.clone(), *mtime)) {
