@@ -296,6 +296,12 @@ impl Ensemble {
 
     /// `whitelists[i]`: member i's `4lw.commands.whitelist`.
     pub fn start_with_whitelists(whitelists: [&str; 3]) -> Ensemble {
+        Ensemble::start_with(500, whitelists)
+    }
+
+    /// With `tick_ms` as tickTime: ZooKeeper expires a session between its
+    /// timeout and the timeout plus a tick.
+    pub fn start_with(tick_ms: u64, whitelists: [&str; 3]) -> Ensemble {
         let client_ports = [free_port(), free_port(), free_port()];
         let peers: Vec<String> = (0..3)
             .map(|i| format!("server.{}=127.0.0.1:{}:{}", i + 1, free_port(), free_port()))
@@ -307,7 +313,7 @@ impl Ensemble {
             std::fs::write(
                 dir.join("zoo.cfg"),
                 format!(
-                    "tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\n\
+                    "tickTime={tick_ms}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\n\
                      clientPortAddress=127.0.0.1\n4lw.commands.whitelist={}\nadmin.enableServer=false\n\
                      maxClientCnxns=0\n{}\n",
                     dir.join("data").display(),
