@@ -629,8 +629,17 @@ fn manual_mode_waits_for_force_and_operators_cannot_repoint_members() {
 
     // An operator's REPLICAOF on a member is reverted.
     g.members[replica].cmd(&["REPLICAOF", "NO", "ONE"]);
+    wait_until(Duration::from_secs(5), "the REPLICAOF to be reverted", || {
+        g.members[replica].log().contains("changed outside the group")
+    });
     g.wait_converged(&[0, 1, 2], Duration::from_secs(10));
-    assert!(g.members[replica].log().contains("following the group's master"));
+    // And on the master.
+    g.members[master].cmd(&["REPLICAOF", "127.0.0.1", &g.members[other].port().to_string()]);
+    wait_until(Duration::from_secs(5), "the master's REPLICAOF to be reverted", || {
+        g.members[master].log().contains("changed outside the group")
+    });
+    g.wait_converged(&[0, 1, 2], Duration::from_secs(10));
+    assert_eq!(g.leader_seen_by(replica).unwrap().1, epoch);
 
     g.members[master].kill();
     std::thread::sleep(SESSION_TIMEOUT * 2);

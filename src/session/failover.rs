@@ -68,6 +68,8 @@ pub(super) struct Election {
     last_renew: Option<Instant>,
     /// The last role action asked for, and when.
     requested: Option<(Action, Instant)>,
+    /// The epoch for which this server's role was last seen right.
+    in_place_at: Option<u64>,
     /// The switchover znode as last read, with its version.
     switchover: Option<(Switchover, i32)>,
     /// This master paused its writes for a switchover.
@@ -231,6 +233,19 @@ impl Session {
             return;
         };
         let Some(leader) = &self.election.leader else { return };
+        let following = sample.figures.role == Role::Replica && sample.master.as_deref() == Some(&leader.node.addr);
+        let in_place = if self.election.leading {
+            sample.figures.role == Role::Master
+        } else {
+            leader.node.id == id || following
+        };
+        if in_place {
+            self.election.in_place_at = Some(leader.node.epoch);
+        } else if self.election.in_place_at == Some(leader.node.epoch) {
+            // Right for this epoch before, wrong now: not the group's doing.
+            log_warning("replication was changed outside the group (an operator's REPLICAOF?); the group decides: setting it back");
+            self.election.in_place_at = None;
+        }
         let want = if self.election.leading {
             let wait = self.election.promote_after.is_some_and(|t| Instant::now() < t);
             (sample.figures.role != Role::Master && !wait).then_some(Action::Promote)
@@ -238,7 +253,6 @@ impl Session {
             // Our own previous run's znode: `read_leader` removes it.
             None
         } else {
-            let following = sample.figures.role == Role::Replica && sample.master.as_deref() == Some(&leader.node.addr);
             // Re-pointing force-unblocks clients: a member waiting to answer
             // the ZKSYNC.FAILOVER it was asked re-points after the reply.
             let held = self.election.asked.is_some()
