@@ -1716,3 +1716,21 @@ fn digest_auth_mirrors_protected_data_and_wrong_credentials_say_auth_failed() {
     wait_mirror_equals(&bad, &owner, &root, "zk:", SETTLE);
     assert!(!bad.log().contains("s3cr3t"), "the secret must not be logged");
 }
+
+/// Znodes near ZooKeeper's 1 MB limit: a multi-read of many of them would be
+/// a reply far over any buffer limit; they still sync, and change live.
+#[test]
+fn near_limit_znodes_sync_and_update() {
+    let root = unique_root("big");
+    let zk = zk();
+    let big = vec![b'x'; 1_000_000];
+    for i in 0..12 {
+        zk.create_all(&format!("{root}/n{i}"), &big);
+    }
+    let redis = mirroring(&root);
+    wait_mirror_equals(&redis, &zk, &root, "zk:", Duration::from_secs(20));
+    let changed = vec![b'y'; 999_000];
+    zk.set(&format!("{root}/n3"), &changed);
+    zk.set(&format!("{root}/n7"), &changed);
+    wait_mirror_equals(&redis, &zk, &root, "zk:", Duration::from_secs(20));
+}
