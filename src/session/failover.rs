@@ -55,11 +55,12 @@ pub(super) struct Election {
     epoch: u64,
     /// Since when the group has had no leader, as seen here.
     vacant_since: Option<Instant>,
-    /// This vacancy's fresh sample was asked for / logged as hopeless.
+    /// This vacancy's fresh sample was asked for.
     fresh_asked: bool,
     /// Each member's znode zxid when the vacancy began: a member has
     /// published afresh once its znode moved past it (or went away).
     vacancy_marks: Vec<(String, i64)>,
+    /// This vacancy was logged as one no member may fill.
     warned_vacant: bool,
     /// The last leader's last published replication offset.
     master_offset: i64,
@@ -109,10 +110,11 @@ impl Session {
         election.known = false;
         election.switchover = None;
         election.requested = None;
+        election.handing_over = false;
         fence::revoke();
         if let Some(asked) = election.asked.take() {
             asked.pending.resolve(Reply::Error(Error::Failover(
-                "the ZooKeeper session was lost; nothing changed".into(),
+                "the ZooKeeper session was lost before the switchover finished; see ZKSYNC.LEADER".into(),
             )));
         }
         if std::mem::take(&mut election.paused) {
