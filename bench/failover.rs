@@ -15,7 +15,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::writer::{connect, counter_writer, lost_writes, Acked, Background};
+use common::writer::{connect, counter_writer, longest_gap, lost_writes, Acked, Background};
 use common::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -224,12 +224,7 @@ fn run(system: System, event: Event, zk: &str) -> Outcome {
         count(&writer) > resumed + 2000
     });
     let acked = writer.stop();
-    let mut outage = Duration::ZERO;
-    let mut previous = at;
-    for (when, _) in acked.iter().filter(|(w, _)| *w >= at) {
-        outage = outage.max(when.duration_since(previous));
-        previous = *when;
-    }
+    let outage = longest_gap(&acked, at);
     eprintln!(
         "  {} {}: outage {outage:?}, lost {}",
         if system == System::Zksync { "zksync" } else { "Sentinel" },

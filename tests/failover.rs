@@ -6,7 +6,7 @@
 mod common;
 
 use common::proxy::Proxy;
-use common::writer::{connect, counter_writer, lost_writes, set_stopped, Acked, Background};
+use common::writer::{connect, counter_writer, longest_gap, lost_writes, set_stopped, Acked, Background};
 use common::*;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -372,13 +372,7 @@ fn clean_shutdown_hands_over_at_once_without_losing_a_write() {
         count(&writer) > before + 50
     });
     let acked = writer.stop();
-    // The longest the writer went without an acknowledgement.
-    let mut outage = Duration::ZERO;
-    let mut previous = started;
-    for (when, _) in acked.iter().filter(|(w, _)| *w >= started) {
-        outage = outage.max(when.duration_since(previous));
-        previous = *when;
-    }
+    let outage = longest_gap(&acked, started);
     println!("clean shutdown: longest write gap {outage:?}");
     assert!(outage < Duration::from_secs(1), "outage {outage:?}");
     assert!(prober.stop().is_empty());

@@ -102,3 +102,14 @@ pub fn counter_writer(discover: impl Fn(usize) -> Option<u16> + Send + 'static, 
 pub fn lost_writes(acked: &[(Instant, i64)]) -> i64 {
     acked.windows(2).map(|w| (w[0].1 - w[1].1 + 1).max(0)).sum()
 }
+
+/// The longest the writer went without an acknowledgement from `since` on.
+pub fn longest_gap(acked: &[(Instant, i64)], since: Instant) -> Duration {
+    let mut gap = Duration::ZERO;
+    let mut previous = since;
+    for (when, _) in acked.iter().filter(|(w, _)| *w >= since) {
+        gap = gap.max(when.duration_since(previous));
+        previous = *when;
+    }
+    gap
+}
