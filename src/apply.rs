@@ -9,10 +9,7 @@ use crate::mirror::{stat_zxid, Node, Op, Update};
 use crate::reply::{Pending, Reply};
 use crate::status::STATUS;
 use crossbeam_channel::{Receiver, Sender};
-use redis_module::{
-    raw, CallOptions, CallOptionsBuilder, CallReply, CallResult, Context, ContextFlags, DetachedFromClient,
-    ThreadSafeContext,
-};
+use redis_module::{raw, CallOptions, CallOptionsBuilder, CallReply, CallResult, Context, ContextFlags};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -28,18 +25,20 @@ pub fn start() -> Result<Sender<Update>, String> {
     std::thread::Builder::new()
         .name("zksync-apply".into())
         .spawn(move || {
-            Applier {
-                ctx: ThreadSafeContext::new(),
-                rx,
-            }
-            .run()
+            // SAFETY: API pointers are set at module load, before this thread starts.
+            let Some(create) = (unsafe { raw::RedisModule_GetThreadSafeContext }) else {
+                return;
+            };
+            let ctx = unsafe { create(std::ptr::null_mut()) };
+            Applier { ctx, rx }.run()
         })
         .map_err(|e| format!("cannot start the apply thread: {e}"))?;
     Ok(tx)
 }
 
 struct Applier {
-    ctx: ThreadSafeContext<DetachedFromClient>,
+    /// A detached thread-safe context, for the life of the thread.
+    ctx: *mut raw::RedisModuleCtx,
     rx: Receiver<Update>,
 }
 
@@ -230,7 +229,7 @@ impl Applier {
     /// replies and keyspace notifications leave at once.
     fn locked<R>(&self, f: impl FnOnce(&Context, &mut Index, Access) -> R) -> R {
         loop {
-            let guard = self.ctx.lock();
+            let guard = Locked::new(self.ctx);
             let flags = guard.get_flags();
             if flags.contains(ContextFlags::LOADING) || guard.avoid_replication_traffic() {
                 drop(guard);
@@ -251,6 +250,38 @@ impl Applier {
             drop(guard);
             wake_event_loop();
             return result;
+        }
+    }
+}
+
+/// The Redis lock, held through the apply thread's one thread-safe context.
+/// (redis-module 2.0.8's `ThreadSafeContext::lock` creates and frees a
+/// context, with a client, on every lock: a tenth of what an update costs.)
+struct Locked {
+    ctx: Context,
+}
+
+impl Locked {
+    fn new(ctx: *mut raw::RedisModuleCtx) -> Locked {
+        // SAFETY: API pointers are set at module load; the context lives as long as the thread.
+        if let Some(lock) = unsafe { raw::RedisModule_ThreadSafeContextLock } {
+            unsafe { lock(ctx) };
+        }
+        Locked { ctx: Context::new(ctx) }
+    }
+}
+
+impl std::ops::Deref for Locked {
+    type Target = Context;
+    fn deref(&self) -> &Context {
+        &self.ctx
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        if let Some(unlock) = unsafe { raw::RedisModule_ThreadSafeContextUnlock } {
+            unsafe { unlock(self.ctx.ctx) };
         }
     }
 }

@@ -36,7 +36,7 @@ type Allocator = redis_module::alloc::RedisAlloc;
 type Allocator = std::alloc::System;
 
 fn init(ctx: &Context, _args: &[RedisString]) -> Status {
-    let started = group::fence::install(ctx)
+    let started = group::fence::install(ctx, !GROUP.get().is_empty())
         .and_then(|()| group::role::start())
         .and_then(|()| apply::start())
         .and_then(|updates| session::start(Settings::current(), updates));
@@ -61,9 +61,11 @@ fn deinit(ctx: &Context) -> Status {
 }
 
 /// Any config change: the session thread takes the new snapshot (reconnecting
-/// if the connection settings moved).
+/// if the connection settings moved); fencing follows `zksync.group`.
 fn on_config_changed<T>(_ctx: &ConfigurationContext, _name: &str, _value: &'static T) {
-    let _ = session::send(Control::Settings(Settings::current()));
+    let settings = Settings::current();
+    group::fence::set_active(settings.group.is_some());
+    let _ = session::send(Control::Settings(settings));
 }
 
 /// A server promoted to master rewrites its mirror from ZooKeeper: as a

@@ -757,3 +757,31 @@ fn a_master_restarted_empty_before_its_session_expired_wipes_nothing() {
         );
     }
 }
+
+#[test]
+fn joining_and_leaving_a_group_at_run_time() {
+    let _serial = serial();
+    let zk = shared_ensemble().connect_string();
+    let name = group_name("runtime");
+    let a = Redis::start(&zk, &[("zksync.load-interval", "200")]);
+    let b = Redis::start(&zk, &[("zksync.load-interval", "200")]);
+    a.cmd(&["SET", "k", "a"]);
+    a.cmd(&["CONFIG", "SET", "zksync.group", &name]);
+    let id_a = format!("127.0.0.1:{}", a.port());
+    wait_until(Duration::from_secs(10), "a to lead the new group", || {
+        a.status().get("leader") == Some(&id_a)
+    });
+    a.cmd(&["SET", "k", "a2"]);
+    b.cmd(&["CONFIG", "SET", "zksync.group", &name]);
+    wait_until(Duration::from_secs(10), "b to follow a", || {
+        text(&b.cmd(&["INFO", "replication"])).contains(&format!("master_port:{}", a.port()))
+    });
+    wait_until(Duration::from_secs(5), "b to hold a's data", || text(&b.cmd(&["GET", "k"])) == "a2");
+    // The leader leaves: b takes over; a, out of any group, writes as any Redis.
+    a.cmd(&["CONFIG", "SET", "zksync.group", ""]);
+    let id_b = format!("127.0.0.1:{}", b.port());
+    wait_until(Duration::from_secs(10), "b to lead", || b.status().get("leader") == Some(&id_b));
+    wait_until(Duration::from_secs(5), "b to take writes", || b.try_cmd(&["SET", "k", "b"]).is_ok());
+    a.cmd(&["SET", "other", "1"]);
+    assert!(!a.status().contains_key("fenced"));
+}

@@ -17,7 +17,7 @@ use once_cell::sync::Lazy;
 use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
 use std::collections::HashSet;
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,11 @@ static BASE: Lazy<Instant> = Lazy::new(Instant::now);
 static LEASE_UNTIL: AtomicU64 = AtomicU64::new(0);
 /// Whether fencing applies: this server is in a group.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// A context of this module that outlives module load, to (un)register the
+/// filter when `zksync.group` changes; and the filter while registered. Both
+/// are used on the main thread only.
+static MODULE_CTX: AtomicUsize = AtomicUsize::new(0);
+static FILTER: AtomicUsize = AtomicUsize::new(0);
 /// Lowercase names of write commands (`container|sub` for subcommands), from COMMAND.
 static WRITES: Lazy<Mutex<(usize, HashSet<Vec<u8>>)>> = Lazy::new(Default::default);
 
@@ -36,11 +41,30 @@ fn since_base(at: Instant) -> u64 {
     at.saturating_duration_since(*BASE).as_nanos() as u64
 }
 
-/// This server joined (or left) a group.
+/// This server joined (or left) a group: the filter is registered only in
+/// a group, so that a server that only mirrors pays nothing per command.
+/// Main thread.
 pub fn set_active(active: bool) {
     ACTIVE.store(active, Ordering::Relaxed);
     if !active {
         revoke();
+    }
+    let ctx = MODULE_CTX.load(Ordering::Relaxed) as *mut raw::RedisModuleCtx;
+    let registered = FILTER.load(Ordering::Relaxed) as *mut raw::RedisModuleCommandFilter;
+    if ctx.is_null() || active != registered.is_null() {
+        return;
+    }
+    // SAFETY: API pointers are set at module load; `ctx` lives as long as the process.
+    unsafe {
+        if active {
+            if let Some(register) = raw::RedisModule_RegisterCommandFilter {
+                let filter = register(ctx, Some(filter), raw::REDISMODULE_CMDFILTER_NOSELF as c_int);
+                FILTER.store(filter as usize, Ordering::Relaxed);
+            }
+        } else if let Some(unregister) = raw::RedisModule_UnregisterCommandFilter {
+            unregister(ctx, registered);
+            FILTER.store(0, Ordering::Relaxed);
+        }
     }
 }
 
@@ -67,13 +91,20 @@ pub fn fenced() -> bool {
         && since_base(Instant::now()) >= LEASE_UNTIL.load(Ordering::Relaxed)
 }
 
-/// Registers the filter and learns the write commands. Module load only.
-pub fn install(ctx: &Context) -> Result<(), String> {
+/// Keeps a context to (un)register the filter with, learns the write
+/// commands, and registers the filter if in a group. Module load only.
+pub fn install(ctx: &Context, in_group: bool) -> Result<(), String> {
     learn_write_commands(ctx);
-    // SAFETY: API pointers are set at module load; the callback is a plain function.
-    let register = unsafe { raw::RedisModule_RegisterCommandFilter }.ok_or("command filters are not available")?;
-    let filter = unsafe { register(ctx.ctx, Some(filter), raw::REDISMODULE_CMDFILTER_NOSELF as c_int) };
-    if filter.is_null() {
+    // SAFETY: API pointers are set at module load.
+    let detach =
+        unsafe { raw::RedisModule_GetDetachedThreadSafeContext }.ok_or("detached contexts are not available")?;
+    let module_ctx = unsafe { detach(ctx.ctx) };
+    if module_ctx.is_null() {
+        return Err("cannot create the fencing context".into());
+    }
+    MODULE_CTX.store(module_ctx as usize, Ordering::Relaxed);
+    set_active(in_group);
+    if in_group && FILTER.load(Ordering::Relaxed) == 0 {
         return Err("cannot register the fencing filter".into());
     }
     Ok(())

@@ -12,8 +12,8 @@ mod requests;
 use crate::config::{Connection, MirrorSpec, Settings};
 use crate::error::Error;
 use crate::group::load::Sample;
+use crate::group::mntr;
 use crate::group::role::Action;
-use crate::group::{fence, mntr};
 use crate::mirror::tree::Tree;
 use crate::mirror::{read, Update};
 use crate::path;
@@ -134,7 +134,6 @@ struct Session {
 impl Session {
     async fn run(mut self) {
         self.send(Update::Mirrors(self.settings.mirrors.clone()));
-        fence::set_active(self.settings.group.is_some());
         let ack = loop {
             STATUS.set_state(SessionState::Connecting);
             let client = match self.connect().await {
@@ -223,7 +222,6 @@ impl Session {
                         self.take_mirrors(&settings.mirrors);
                         if settings.group != self.settings.group {
                             STATUS.set_member(None);
-                            fence::set_active(settings.group.is_some());
                         }
                         self.settings = settings;
                         if reconnect {
@@ -330,7 +328,6 @@ impl Session {
                         let regroup = settings.group != self.settings.group;
                         if regroup {
                             self.leave(client).await;
-                            fence::set_active(settings.group.is_some());
                         }
                         if settings.connection != self.settings.connection {
                             self.take_mirrors(&settings.mirrors);
