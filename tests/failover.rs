@@ -776,12 +776,18 @@ fn joining_and_leaving_a_group_at_run_time() {
     wait_until(Duration::from_secs(10), "b to follow a", || {
         text(&b.cmd(&["INFO", "replication"])).contains(&format!("master_port:{}", a.port()))
     });
-    wait_until(Duration::from_secs(5), "b to hold a's data", || text(&b.cmd(&["GET", "k"])) == "a2");
+    wait_until(Duration::from_secs(5), "b to hold a's data", || {
+        text(&b.cmd(&["GET", "k"])) == "a2"
+    });
     // The leader leaves: b takes over; a, out of any group, writes as any Redis.
     a.cmd(&["CONFIG", "SET", "zksync.group", ""]);
     let id_b = format!("127.0.0.1:{}", b.port());
-    wait_until(Duration::from_secs(10), "b to lead", || b.status().get("leader") == Some(&id_b));
-    wait_until(Duration::from_secs(5), "b to take writes", || b.try_cmd(&["SET", "k", "b"]).is_ok());
+    wait_until(Duration::from_secs(10), "b to lead", || {
+        b.status().get("leader") == Some(&id_b)
+    });
+    wait_until(Duration::from_secs(5), "b to take writes", || {
+        b.try_cmd(&["SET", "k", "b"]).is_ok()
+    });
     a.cmd(&["SET", "other", "1"]);
     assert!(!a.status().contains_key("fenced"));
 }
