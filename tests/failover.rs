@@ -402,6 +402,8 @@ fn a_stopped_master_comes_back_fenced_and_rejoins_as_replica() {
         writer,
         prober,
     } = loaded("stop");
+    // A client of the master, idle meanwhile: the demotion disconnects it.
+    let mut idle_client = g.members[master].conn();
 
     sigstop(&g.members[master], true);
     let alive: Vec<usize> = (0..3).filter(|&i| i != master).collect();
@@ -418,6 +420,10 @@ fn a_stopped_master_comes_back_fenced_and_rejoins_as_replica() {
     let (again, _) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
     assert_eq!(again, new_master);
     assert!(g.members[master].log().contains("following the group's master"));
+    assert!(
+        redis::cmd("PING").query::<String>(&mut idle_client).is_err(),
+        "the demoted master's clients are disconnected"
+    );
     let acked = writer.stop();
     let violations = prober.stop();
     assert!(violations.is_empty(), "{violations:?}");

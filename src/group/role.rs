@@ -19,10 +19,10 @@ use std::time::Duration;
 pub enum Action {
     /// `REPLICAOF NO ONE` (if a replica).
     Promote,
-    /// `REPLICAOF host port` (unless already following it). A master that is
-    /// demoted so disconnects its normal clients, so they rediscover, and
-    /// ends a switchover's pause.
-    Follow(String),
+    /// `REPLICAOF host port` (unless already following it), ending a
+    /// switchover's pause. `demote`: this server led the group, so its
+    /// normal clients are disconnected and rediscover the master.
+    Follow { addr: String, demote: bool },
     /// `CLIENT PAUSE ms WRITE`: a switchover away from this master.
     Pause(u64),
     /// `CLIENT UNPAUSE`: the switchover was rolled back.
@@ -86,7 +86,7 @@ fn execute(ctx: &Context, action: &Action) -> Result<(), String> {
             call(&["REPLICAOF", "NO", "ONE"])
         }
         Action::Promote => Ok(()),
-        Action::Follow(addr) => {
+        Action::Follow { addr, demote } => {
             let (host, port) = super::split_addr(addr).ok_or_else(|| format!("bad leader address {addr}"))?;
             if replica && load::sample(ctx).master.as_deref() == Some(addr.as_str()) {
                 return Ok(());
@@ -94,7 +94,9 @@ fn execute(ctx: &Context, action: &Action) -> Result<(), String> {
             session::log_notice(&format!("following the group's master {addr}"));
             call(&["REPLICAOF", host, &port.to_string()])?;
             if !replica {
-                call(&["CLIENT", "KILL", "TYPE", "normal"])?;
+                if *demote {
+                    call(&["CLIENT", "KILL", "TYPE", "normal"])?;
+                }
                 call(&["CLIENT", "UNPAUSE"])?;
             }
             Ok(())

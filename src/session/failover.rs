@@ -66,6 +66,9 @@ pub(super) struct Election {
     master_offset: i64,
     /// This session owns the leader znode.
     leading: bool,
+    /// This process led the group since it last followed: following now is
+    /// a demotion (its clients are disconnected).
+    led: bool,
     last_renew: Option<Instant>,
     /// The last role action asked for, and when.
     requested: Option<(Action, Instant)>,
@@ -188,6 +191,7 @@ impl Session {
                 election.vacant_since = None;
                 let was_leading = election.leading;
                 election.leading = l.owner == session;
+                election.led |= election.leading;
                 if was_leading && !election.leading && election.shutting_down {
                     role::request(Action::Disconnect);
                 }
@@ -243,6 +247,9 @@ impl Session {
         };
         if in_place {
             self.election.in_place_at = Some(leader.node.epoch);
+            if following {
+                self.election.led = false;
+            }
         } else if self.election.in_place_at == Some(leader.node.epoch) {
             // Right for this epoch before, wrong now: not the group's doing.
             log_warning("replication was changed outside the group (an operator's REPLICAOF?); the group decides: setting it back");
@@ -260,7 +267,10 @@ impl Session {
             let held = self.election.asked.is_some()
                 || self.election.shutting_down
                 || self.election.hold_follow_until.is_some_and(|t| Instant::now() < t);
-            (!following && !held).then(|| Action::Follow(leader.node.addr.clone()))
+            (!following && !held).then(|| Action::Follow {
+                addr: leader.node.addr.clone(),
+                demote: self.election.led,
+            })
         };
         if let Some(action) = want {
             let repeated = self
