@@ -570,6 +570,8 @@ fn switchover_under_load_loses_no_acknowledged_write() {
     });
 
     let acked = writer.stop();
+    let gap = longest_gap(&acked, started);
+    println!("switchover asked on the master: longest write gap {gap:?}");
     let violations = prober.stop();
     assert!(violations.is_empty(), "{violations:?}");
     g.wait_in_sync(third, &[0, 1, 2]);
