@@ -140,6 +140,22 @@ impl Cluster {
         self.redis.iter().position(|r| r.port() == port).expect("a member")
     }
 
+    fn replicas_hold_a_write(&self, master: u16) -> bool {
+        if query(master, &["SET", "warm-up", "1"]).is_none() {
+            return false;
+        }
+        let offset = |port: u16| {
+            query(port, &["INFO", "replication"]).and_then(|v| {
+                text(&v)
+                    .lines()
+                    .find_map(|l| l.strip_prefix("master_repl_offset:").map(|o| o.trim().to_string()))
+            })
+        };
+        let want = offset(master);
+        std::thread::sleep(Duration::from_millis(20));
+        want.is_some() && self.redis.iter().all(|r| offset(r.port()) == want)
+    }
+
     fn replicas_linked(&self, master: u16) -> bool {
         query(master, &["INFO", "replication"]).is_some_and(|v| {
             let info = text(&v);
@@ -147,14 +163,15 @@ impl Cluster {
         })
     }
 
-    /// The group is serving with two linked replicas, and (Sentinel) every
+    /// The group is serving with two linked replicas that hold a first write
+    /// (a just-synced replica may not stream yet), and (Sentinel) every
     /// Sentinel knows the replicas and the other Sentinels.
     fn wait_ready(&self) -> u16 {
         let mut master = 0;
         wait_until(Duration::from_secs(30), "the group to be ready", || {
             let Some(port) = self.discover(0) else { return false };
             master = port;
-            if !self.replicas_linked(port) {
+            if !self.replicas_linked(port) || !self.replicas_hold_a_write(port) {
                 return false;
             }
             self.sentinels.iter().all(|(p, _)| {
