@@ -85,7 +85,7 @@ fn on_role_changed(ctx: &Context, role: ServerRole) {
 #[cron_event_handler]
 fn on_cron(ctx: &Context, _hz: u64) {
     static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
-    if STATUS.replica.load(Ordering::Relaxed) || GROUP.get().is_empty() {
+    if STATUS.replica.load(Ordering::Relaxed) || !group::fence::in_group() {
         return;
     }
     let shutting_down = ctx.server_info("server").field("shutdown_in_milliseconds").is_some();
@@ -114,11 +114,11 @@ fn schedule_sample(ctx: &Context, first: bool) {
 }
 
 fn sample(ctx: &Context) {
-    group::fence::learn_write_commands(ctx);
     STATUS
         .replica
         .store(ctx.get_flags().contains(ContextFlags::SLAVE), Ordering::Relaxed);
-    if !GROUP.get().is_empty() {
+    if group::fence::in_group() {
+        group::fence::learn_write_commands(ctx);
         let _ = session::send(Control::Sample(group::load::sample(ctx)));
     }
 }

@@ -68,6 +68,11 @@ pub fn set_active(active: bool) {
     }
 }
 
+/// Whether this server is in a group (main thread: follows `zksync.group`).
+pub fn in_group() -> bool {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
 /// ZooKeeper confirmed our leadership with a check sent at `sent`.
 pub fn renew(sent: Instant, session_timeout: Duration) {
     let until = since_base(sent + session_timeout * 2 / 3).max(1);
@@ -86,7 +91,7 @@ pub fn revoke() {
 /// Whether this server must refuse writes now: a master of a group without
 /// a live lease.
 pub fn fenced() -> bool {
-    ACTIVE.load(Ordering::Relaxed)
+    in_group()
         && !STATUS.replica.load(Ordering::Relaxed)
         && since_base(Instant::now()) >= LEASE_UNTIL.load(Ordering::Relaxed)
 }

@@ -208,7 +208,12 @@ impl Session {
             None => {
                 if election.vacant_since.is_none() {
                     election.vacant_since = Some(Instant::now());
-                    election.vacancy_marks = self.membership.members().into_iter().map(|m| (m.id, m.mzxid)).collect();
+                    election.vacancy_marks = self
+                        .membership
+                        .members()
+                        .iter()
+                        .map(|m| (m.id.clone(), m.mzxid))
+                        .collect();
                     election.fresh_asked = false;
                     election.warned_vacant = false;
                     if election.leader.is_some() {
@@ -346,7 +351,7 @@ impl Session {
             return;
         }
         let max_lag = crate::config::FAILOVER_MAX_LAG.load(std::sync::atomic::Ordering::Relaxed);
-        let ranked = leader::rank(&members, self.election.master_offset, max_lag);
+        let ranked = leader::rank(members, self.election.master_offset, max_lag);
         let me = ranked.iter().position(|m| m.id == id);
         // The best one leads; should it not within two session timeouts, anyone eligible may.
         let patience = SETTLE + client.session_timeout() * 2;

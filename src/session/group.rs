@@ -60,8 +60,8 @@ impl Membership {
         self.sample.as_ref().map(|(s, at)| (s, *at))
     }
 
-    pub(super) fn members(&self) -> Vec<Member> {
-        self.members.clone()
+    pub(super) fn members(&self) -> &[Member] {
+        &self.members
     }
 
     pub(super) fn force_publish(&mut self) {

@@ -20,7 +20,7 @@ use crate::path;
 use crate::reply::{Pending, Reply};
 use crate::status::{SessionState, STATUS};
 use once_cell::sync::OnceCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -510,15 +510,19 @@ impl Session {
 
     /// Reads the znodes named by a burst of watch events and sends the changes.
     async fn apply_events(&mut self, client: &Client, events: Vec<(String, String)>) {
-        let mut by_root: Vec<(String, Vec<String>)> = Vec::new();
+        // Per root, each path once, in order (a set beside the list: bursts run to 10,000).
+        let mut by_root: Vec<(String, Vec<String>, HashSet<String>)> = Vec::new();
         for (root, p) in events {
-            match by_root.iter_mut().find(|(r, _)| *r == root) {
-                Some((_, paths)) if !paths.contains(&p) => paths.push(p),
-                Some(_) => {}
-                None => by_root.push((root, vec![p])),
+            match by_root.iter_mut().find(|(r, _, _)| *r == root) {
+                Some((_, paths, seen)) => {
+                    if seen.insert(p.clone()) {
+                        paths.push(p);
+                    }
+                }
+                None => by_root.push((root, vec![p.clone()], HashSet::from([p]))),
             }
         }
-        for (root, mut paths) in by_root {
+        for (root, mut paths, mut seen) in by_root {
             if Some(&root) == self.group_root().as_ref() {
                 self.group_events(client, paths).await;
                 continue;
@@ -535,7 +539,7 @@ impl Session {
                 .map(str::to_string)
                 .collect();
             for parent in parents {
-                if !paths.contains(&parent) {
+                if seen.insert(parent.clone()) {
                     paths.push(parent);
                 }
             }
