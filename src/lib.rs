@@ -8,6 +8,7 @@ mod commands;
 mod config;
 mod error;
 mod group;
+mod keyspace;
 mod mirror;
 mod path;
 mod reply;

@@ -1125,6 +1125,33 @@ fn a_writable_replica_still_refuses_mirror_writes() {
 }
 
 #[test]
+fn a_mirrored_write_acts_like_set_on_ttl_and_watch() {
+    let root = unique_root("like-set");
+    let zk = zk();
+    zk.create_all(&format!("{root}/k"), b"0");
+    let redis = mirroring(&root);
+    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let key = format!("zk:{root}/k");
+    redis.cmd(&["EXPIRE", &key, "1000"]);
+    let mut watcher = redis.conn();
+    let watched: Value = redis::cmd("WATCH").arg(&key).query(&mut watcher).unwrap();
+    assert_eq!(watched, Value::Okay);
+
+    zk.set(&format!("{root}/k"), b"1");
+    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    assert_eq!(int(redis.cmd(&["TTL", &key])), -1, "SET drops a TTL");
+    let exec: Value = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg("unrelated")
+        .arg("x")
+        .query(&mut watcher)
+        .unwrap();
+    assert_eq!(exec, Value::Nil, "a WATCHed mirrored key changed: EXEC aborts");
+    assert_eq!(get(&redis, "unrelated"), None);
+}
+
+#[test]
 fn mirrored_writes_reach_the_aof() {
     let root = unique_root("aof");
     let zk = zk();

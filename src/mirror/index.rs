@@ -18,6 +18,17 @@ pub struct MirrorEntry {
     pub applied_zxid: i64,
 }
 
+/// What an update changed, by `Index::advance`.
+#[derive(Debug, PartialEq)]
+pub enum Advance {
+    /// A new znode, or new data: the key is written.
+    Data,
+    /// Only the children changed: the stat moves, the key stays.
+    ChildrenOnly,
+    /// The index already holds this version or a newer one.
+    Stale,
+}
+
 #[derive(Default)]
 pub struct Index {
     mirrors: Vec<MirrorEntry>,
@@ -76,6 +87,24 @@ impl Index {
 
     pub fn insert(&mut self, path: String, stat: Stat) {
         self.nodes.insert(path, stat);
+    }
+
+    /// Records `stat` for `path` unless the index holds the same or a newer
+    /// version (one lookup: this runs under the Redis lock for every update).
+    pub fn advance(&mut self, path: String, stat: Stat) -> Advance {
+        let Some(old) = self.nodes.get_mut(&path) else {
+            self.nodes.insert(path, stat);
+            return Advance::Data;
+        };
+        let advance = if old.mzxid > stat.mzxid || (old.mzxid == stat.mzxid && old.pzxid >= stat.pzxid) {
+            return Advance::Stale;
+        } else if old.mzxid == stat.mzxid {
+            Advance::ChildrenOnly
+        } else {
+            Advance::Data
+        };
+        *old = stat;
+        advance
     }
 
     pub fn remove(&mut self, path: &str) -> Option<Stat> {
@@ -158,6 +187,18 @@ mod tests {
             data_length: 0,
             num_children: 0,
         }
+    }
+
+    #[test]
+    fn advance_is_monotonic_and_tells_data_from_children() {
+        let mut index = Index::default();
+        let at = |mzxid, pzxid| Stat { mzxid, pzxid, ..stat() };
+        assert_eq!(index.advance("/a".into(), at(5, 5)), Advance::Data);
+        assert_eq!(index.advance("/a".into(), at(5, 5)), Advance::Stale);
+        assert_eq!(index.advance("/a".into(), at(5, 7)), Advance::ChildrenOnly);
+        assert_eq!(index.advance("/a".into(), at(4, 9)), Advance::Stale);
+        assert_eq!(index.advance("/a".into(), at(6, 7)), Advance::Data);
+        assert_eq!(index.stat("/a").map(|s| (s.mzxid, s.pzxid)), Some((6, 7)));
     }
 
     #[test]
