@@ -13,6 +13,7 @@ use crossbeam_channel::{Receiver, Sender};
 use redis_module::{raw, CallOptionsBuilder, CallReply, CallResult, Context, ContextFlags};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Key writes per hold of the Redis lock: ~100 keeps Redis's latency near 2 ms
@@ -290,7 +291,7 @@ impl Drop for Locked {
 }
 
 /// The spec of the mirror at `root` if it is in force and not diverged.
-fn healthy_mirror(index: &Index, root: &str) -> Option<MirrorSpec> {
+fn healthy_mirror(index: &Index, root: &str) -> Option<Arc<MirrorSpec>> {
     index
         .mirrors()
         .iter()

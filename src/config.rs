@@ -7,28 +7,32 @@
 use crate::path;
 use redis_module::configuration::{ConfigurationContext, ConfigurationValue};
 use redis_module::{enum_configuration, RedisError, RedisString};
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 pub const DEFAULT_PREFIX: &str = "zk:";
+pub const DEFAULT_SERVERS: &str = "127.0.0.1:2181";
 
-/// A string config that is stored only once its parser accepts it.
+/// A string config that is stored only once its parser accepts it. It starts
+/// at its default: at load, Redis skips the setter for a value equal to the
+/// current one, which must therefore be valid too.
 pub struct Checked {
-    text: Mutex<String>,
+    text: Mutex<Cow<'static, str>>,
     check: fn(&str) -> Result<(), String>,
 }
 
 impl Checked {
-    const fn new(check: fn(&str) -> Result<(), String>) -> Self {
+    const fn new(default: &'static str, check: fn(&str) -> Result<(), String>) -> Self {
         Checked {
-            text: Mutex::new(String::new()),
+            text: Mutex::new(Cow::Borrowed(default)),
             check,
         }
     }
 
     pub fn get(&self) -> String {
-        self.text.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.text.lock().unwrap_or_else(|e| e.into_inner()).to_string()
     }
 }
 
@@ -42,7 +46,7 @@ impl ConfigurationValue<RedisString> for Checked {
             .try_as_str()
             .map_err(|_| RedisError::Str("value must be valid UTF-8"))?;
         (self.check)(text).map_err(RedisError::String)?;
-        *self.text.lock().unwrap_or_else(|e| e.into_inner()) = text.to_string();
+        *self.text.lock().unwrap_or_else(|e| e.into_inner()) = Cow::Owned(text.to_string());
         Ok(())
     }
 }
@@ -56,11 +60,11 @@ enum_configuration! {
     }
 }
 
-pub static SERVERS: Checked = Checked::new(|s| parse_servers(s).map(|_| ()));
-pub static AUTH: Checked = Checked::new(|s| parse_auth(s).map(|_| ()));
-pub static MIRRORS: Checked = Checked::new(|s| parse_mirrors(s).map(|_| ()));
-pub static GROUP: Checked = Checked::new(|s| parse_group(s).map(|_| ()));
-pub static ANNOUNCE: Checked = Checked::new(|s| parse_announce(s).map(|_| ()));
+pub static SERVERS: Checked = Checked::new(DEFAULT_SERVERS, |s| parse_servers(s).map(|_| ()));
+pub static AUTH: Checked = Checked::new("", |s| parse_auth(s).map(|_| ()));
+pub static MIRRORS: Checked = Checked::new("", |s| parse_mirrors(s).map(|_| ()));
+pub static GROUP: Checked = Checked::new("", |s| parse_group(s).map(|_| ()));
+pub static ANNOUNCE: Checked = Checked::new("", |s| parse_announce(s).map(|_| ()));
 pub static SESSION_TIMEOUT_MS: AtomicI64 = AtomicI64::new(6000);
 pub static FAILOVER_MAX_LAG: AtomicI64 = AtomicI64::new(1048576);
 pub static LOAD_INTERVAL_MS: AtomicI64 = AtomicI64::new(1000);

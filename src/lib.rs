@@ -17,15 +17,19 @@ mod status;
 
 use commands::status::info;
 use config::{
-    Settings, ANNOUNCE, AUTH, FAILOVER, FAILOVER_MAX_LAG, GROUP, LOAD_INTERVAL_MS, MIRRORS, SERVERS, SESSION_TIMEOUT_MS,
+    FailoverMode, Settings, ANNOUNCE, AUTH, DEFAULT_SERVERS, FAILOVER, FAILOVER_MAX_LAG, GROUP, LOAD_INTERVAL_MS,
+    MIRRORS, SERVERS, SESSION_TIMEOUT_MS,
 };
-use redis_module::configuration::{ConfigurationContext, ConfigurationFlags};
-use redis_module::server_events::ServerRole;
-use redis_module::{raw, redis_module, Context, ContextFlags, InfoContext, RedisResult, RedisString, Status};
-use redis_module_macros::{cron_event_handler, role_changed_event_handler};
+use redis_module::configuration::{
+    get_enum_default_config_value, get_i64_default_config_value, get_string_default_config_value,
+    register_enum_configuration, register_i64_configuration, register_string_configuration, ConfigurationContext,
+    ConfigurationFlags,
+};
+use redis_module::{
+    raw, redis_module, Context, ContextFlags, InfoContext, RedisError, RedisResult, RedisString, Status,
+};
 use session::Control;
-use status::STATUS;
-use std::os::raw::c_void;
+use std::os::raw::c_int;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -36,21 +40,64 @@ type Allocator = redis_module::alloc::RedisAlloc;
 #[cfg(test)]
 type Allocator = std::alloc::System;
 
-fn init(ctx: &Context, _args: &[RedisString]) -> Status {
-    let started = group::fence::install(ctx, !GROUP.get().is_empty())
-        .and_then(|()| group::role::start())
+fn init(ctx: &Context, args: &[RedisString]) -> Status {
+    let started = load_configs(ctx, args)
+        .and_then(|()| group::fence::install(ctx, !GROUP.get().is_empty()))
         .and_then(|()| apply::start())
         .and_then(|updates| session::start(Settings::current(), updates));
     match started {
         Ok(()) => {
             schedule_sample(ctx, true);
-            subscribe_shutdown(ctx);
+            REPLICA.store(ctx.get_flags().contains(ContextFlags::SLAVE), Ordering::Relaxed);
+            schedule_tick(ctx);
+            close_session_at_exit();
             Status::Ok
         }
         Err(e) => {
             ctx.log_warning(&format!("zksync: {e}"));
             Status::Err
         }
+    }
+}
+
+/// Registers the configs and has Redis set them: from the config file, the
+/// command line or MODULE LOADEX, else from the module's arguments or the
+/// defaults. `Err` if Redis refused a value (it logs which and why): the
+/// `configurations` of `redis_module!` would ignore that and call `init`.
+fn load_configs(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
+    use ConfigurationFlags as Flags;
+    // SAFETY: the API pointers are set at module load.
+    let load = unsafe { raw::RedisModule_LoadConfigs }.ok_or("module configs need Redis 7.0 or later")?;
+    let arg = |name: &str, e: RedisError| format!("module argument {name}: {e}");
+    #[rustfmt::skip]
+    let numbers = [
+        ("session-timeout", &SESSION_TIMEOUT_MS, 6000, 500, 600_000, Flags::DEFAULT),
+        ("failover-max-lag", &FAILOVER_MAX_LAG, 1048576, 0, i64::MAX, Flags::DEFAULT | Flags::MEMORY),
+        ("load-interval", &LOAD_INTERVAL_MS, 1000, 100, 3_600_000, Flags::DEFAULT),
+    ];
+    for (name, value, default, min, max, flags) in numbers {
+        let default = get_i64_default_config_value(args, name, default).map_err(|e| arg(name, e))?;
+        register_i64_configuration(ctx, name, value, default, min, max, flags, on_changed());
+    }
+    let strings = [
+        ("servers", &SERVERS, DEFAULT_SERVERS, Flags::DEFAULT),
+        ("auth", &AUTH, "", Flags::DEFAULT | Flags::SENSITIVE),
+        ("mirrors", &MIRRORS, "", Flags::DEFAULT),
+        ("group", &GROUP, "", Flags::DEFAULT),
+        ("announce", &ANNOUNCE, "", Flags::DEFAULT),
+    ];
+    for (name, value, default, flags) in strings {
+        let default = get_string_default_config_value(args, name, default).map_err(|e| arg(name, e))?;
+        register_string_configuration(ctx, name, value, default, flags, on_changed());
+    }
+    let failover =
+        get_enum_default_config_value(args, "failover", FailoverMode::auto).map_err(|e| arg("failover", e))?;
+    register_enum_configuration(ctx, "failover", &FAILOVER, failover, Flags::DEFAULT, on_changed());
+    // SAFETY: called from RedisModule_OnLoad, once the configs are registered.
+    if unsafe { load(ctx.ctx) } == raw::REDISMODULE_OK as c_int {
+        Ok(())
+    } else {
+        Err("a config was refused, see above".to_string())
     }
 }
 
@@ -61,6 +108,12 @@ fn deinit(ctx: &Context) -> Status {
     Status::Err
 }
 
+type OnChanged<T> = Option<Box<dyn Fn(&ConfigurationContext, &str, &'static T)>>;
+
+fn on_changed<T>() -> OnChanged<T> {
+    Some(Box::new(on_config_changed::<T>))
+}
+
 /// Any config change: the session thread takes the new snapshot (reconnecting
 /// if the connection settings moved); fencing follows `zksync.group`.
 fn on_config_changed<T>(_ctx: &ConfigurationContext, _name: &str, _value: &'static T) {
@@ -69,24 +122,42 @@ fn on_config_changed<T>(_ctx: &ConfigurationContext, _name: &str, _value: &'stat
     let _ = session::send(Control::Settings(settings));
 }
 
-/// A server promoted to master rewrites its mirror from ZooKeeper: as a
-/// replica it took whatever its master replicated. Its group learns the new
-/// role at once.
-#[role_changed_event_handler]
-fn on_role_changed(ctx: &Context, role: ServerRole) {
-    if role == ServerRole::Primary {
-        let _ = session::send(Control::Promoted);
-    }
-    sample(ctx);
+/// How often `tick` runs: as often as serverCron at the default hz.
+const TICK: Duration = Duration::from_millis(100);
+
+/// The role `tick` saw last (set at load).
+static REPLICA: AtomicBool = AtomicBool::new(false);
+
+/// Runs `tick` every `TICK` on the main thread. A Redis timer, not server
+/// event subscriptions (role change, cron): Redis walks every subscription
+/// twice per event-loop iteration, ~1% of a busy server (bench/overhead).
+fn schedule_tick(ctx: &Context) {
+    ctx.create_timer(
+        TICK,
+        |ctx: &Context, ()| {
+            tick(ctx);
+            schedule_tick(ctx);
+        },
+        (),
+    );
 }
 
-/// A master with replicas that is asked to shut down first waits for them,
-/// writes paused, and INFO shows `shutdown_in_milliseconds` meanwhile: the
-/// group hands the leadership over during that wait (checked every cron tick).
-#[cron_event_handler]
-fn on_cron(ctx: &Context, _hz: u64) {
+/// - A role change (REPLICAOF by the group or by hand): a server promoted to
+///   master rewrites its mirror from ZooKeeper, as a replica it took whatever
+///   its master replicated; the group learns the new role.
+/// - A master with replicas that is asked to shut down first waits for them,
+///   writes paused, and INFO shows `shutdown_in_milliseconds` meanwhile: the
+///   group hands the leadership over during that wait.
+fn tick(ctx: &Context) {
     static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
-    if STATUS.replica.load(Ordering::Relaxed) || !group::fence::in_group() {
+    let replica = ctx.get_flags().contains(ContextFlags::SLAVE);
+    if REPLICA.swap(replica, Ordering::Relaxed) != replica {
+        if !replica {
+            let _ = session::send(Control::Promoted);
+        }
+        sample(ctx);
+    }
+    if replica || !group::fence::in_group() {
         return;
     }
     let shutting_down = ctx.server_info("server").field("shutdown_in_milliseconds").is_some();
@@ -115,25 +186,24 @@ fn schedule_sample(ctx: &Context, first: bool) {
 }
 
 fn sample(ctx: &Context) {
-    STATUS
-        .replica
-        .store(ctx.get_flags().contains(ContextFlags::SLAVE), Ordering::Relaxed);
     if group::fence::in_group() {
         group::fence::learn_write_commands(ctx);
         let _ = session::send(Control::Sample(group::load::sample(ctx)));
     }
 }
 
-/// On a clean shutdown the session is closed, so this member's znode goes at once.
-fn subscribe_shutdown(ctx: &Context) {
-    unsafe extern "C" fn on_shutdown(_: *mut raw::RedisModuleCtx, _: raw::RedisModuleEvent, _: u64, _: *mut c_void) {
+/// When redis-server exits the session is closed, so that this member's
+/// znode goes at once. (At exit rather than on a shutdown subscription: see
+/// `schedule_tick`. Forked children leave with `_exit`, which skips it.)
+fn close_session_at_exit() {
+    extern "C" {
+        fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
+    }
+    extern "C" fn at_exit() {
         session::shutdown(Duration::from_secs(1));
     }
-    let event = raw::RedisModuleEvent {
-        id: raw::REDISMODULE_EVENT_SHUTDOWN,
-        dataver: 1,
-    };
-    raw::subscribe_to_server_event(ctx.ctx, event, Some(on_shutdown));
+    // SAFETY: the module is never unloaded, so the callback stays mapped.
+    unsafe { atexit(at_exit) };
 }
 
 redis_module! {
@@ -156,28 +226,4 @@ redis_module! {
         ["zksync.failover", commands::failover::failover, "admin", 0, 0, 0, ""],
         ["zksync.fenced", group::fence::refuse, "fast", 0, 0, 0, ""],
     ],
-    configurations: [
-        i64: [
-            ["session-timeout", &SESSION_TIMEOUT_MS, 6000, 500, 600_000, ConfigurationFlags::DEFAULT,
-                Some(Box::new(on_config_changed::<_>))],
-            ["failover-max-lag", &FAILOVER_MAX_LAG, 1048576, 0, i64::MAX,
-                ConfigurationFlags::DEFAULT | ConfigurationFlags::MEMORY, Some(Box::new(on_config_changed::<_>))],
-            ["load-interval", &LOAD_INTERVAL_MS, 1000, 100, 3_600_000, ConfigurationFlags::DEFAULT,
-                Some(Box::new(on_config_changed::<_>))],
-        ],
-        string: [
-            ["servers", &SERVERS, "127.0.0.1:2181", ConfigurationFlags::DEFAULT, Some(Box::new(on_config_changed::<_>))],
-            ["auth", &AUTH, "", ConfigurationFlags::DEFAULT | ConfigurationFlags::SENSITIVE,
-                Some(Box::new(on_config_changed::<_>))],
-            ["mirrors", &MIRRORS, "", ConfigurationFlags::DEFAULT, Some(Box::new(on_config_changed::<_>))],
-            ["group", &GROUP, "", ConfigurationFlags::DEFAULT, Some(Box::new(on_config_changed::<_>))],
-            ["announce", &ANNOUNCE, "", ConfigurationFlags::DEFAULT, Some(Box::new(on_config_changed::<_>))],
-        ],
-        bool: [],
-        enum: [
-            ["failover", &FAILOVER, config::FailoverMode::auto, ConfigurationFlags::DEFAULT,
-                Some(Box::new(on_config_changed::<_>))],
-        ],
-        module_args_as_configuration: true,
-    ]
 }

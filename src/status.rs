@@ -55,8 +55,6 @@ pub struct Status {
     /// The group's master `(id, addr, epoch)`, and the highest epoch seen.
     leader: Mutex<Option<(String, String, u64)>>,
     epoch: AtomicU64,
-    // Written by the main thread's load sampler.
-    pub replica: std::sync::atomic::AtomicBool,
     // Written by the apply thread.
     pub znodes: AtomicU64,
     pub events_applied: AtomicU64,
@@ -131,7 +129,7 @@ impl Status {
         ];
         let member = self.member.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some((group, id)) = member {
-            let role = if self.replica.load(Ordering::Relaxed) {
+            let role = if crate::group::fence::is_replica() {
                 "replica"
             } else {
                 "master"

@@ -654,6 +654,32 @@ fn manual_mode_waits_for_force_and_operators_cannot_repoint_members() {
     assert_eq!((now, e), (other, epoch + 1));
 }
 
+/// Waits until `replica` published `priority` and `master` has read that
+/// publication (its ZKSYNC.LOAD row shows the same figures as the znode).
+fn wait_priority_seen(client: &ZkClient, g: &Group, master: usize, replica: usize, priority: i64) {
+    let znode = format!("/zksync/{}/members/{}", g.name, g.id(replica));
+    wait_until(Duration::from_secs(5), "the priority to be published and seen", || {
+        let Some(json) = client
+            .get(&znode)
+            .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+        else {
+            return false;
+        };
+        let figures = &json["zksync"];
+        let redis::Value::Array(rows) = g.members[master].cmd(&["ZKSYNC.LOAD"]) else {
+            return false;
+        };
+        figures["priority"] == priority
+            && rows.iter().any(|row| {
+                let redis::Value::Array(fields) = row else { return false };
+                let row: HashMap<String, String> = fields.chunks(2).map(|kv| (text(&kv[0]), text(&kv[1]))).collect();
+                row.get("id") == Some(&g.id(replica))
+                    && row.get("used_memory").map(String::as_str) == Some(&figures["used_memory"].to_string())
+                    && row.get("repl_offset").map(String::as_str) == Some(&figures["repl_offset"].to_string())
+            })
+    });
+}
+
 #[test]
 fn bad_input_is_refused() {
     let _serial = serial();
@@ -683,21 +709,12 @@ fn bad_input_is_refused() {
     let replica = 1 - master;
     g.members[replica].cmd(&["CONFIG", "SET", "replica-priority", "0"]);
     let client = ZkClient::connect(&zk);
-    let member_znode = format!("/zksync/{}/members/{}", g.name, g.id(replica));
-    wait_until(Duration::from_secs(5), "the priority to be published", || {
-        client.get(&member_znode).is_some_and(|d| {
-            serde_json::from_slice::<serde_json::Value>(&d).is_ok_and(|j| j["zksync"]["priority"] == 0)
-        })
-    });
+    wait_priority_seen(&client, &g, master, replica, 0);
     let e = m.try_cmd(&["ZKSYNC.FAILOVER", "TO", &g.id(replica)]).unwrap_err();
     assert!(e.to_string().contains("cannot be promoted"), "{e}");
     // A second switchover while one is in progress.
     g.members[replica].cmd(&["CONFIG", "SET", "replica-priority", "100"]);
-    wait_until(Duration::from_secs(5), "the priority to be published", || {
-        client.get(&member_znode).is_some_and(|d| {
-            serde_json::from_slice::<serde_json::Value>(&d).is_ok_and(|j| j["zksync"]["priority"] == 100)
-        })
-    });
+    wait_priority_seen(&client, &g, master, replica, 100);
     client.create_ephemeral(
         &format!("/zksync/{}/switchover", g.name),
         b"{\"from\":null,\"to\":\"x\",\"force\":false,\"timeout_ms\":1,\"stage\":\"requested\"}",

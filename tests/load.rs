@@ -227,12 +227,13 @@ fn pick_avoids_a_loaded_member_and_returns_when_the_load_stops() {
     }
     load.kill().ok();
     load.wait().ok();
-    // Once idle, its published score is back where it was (a connection's
-    // worth of noise aside), so it is picked like before.
+    // Once idle, its published score is back where it was, give or take two
+    // connections' worth (its link to the master may have come up since the
+    // idle figure; the loaded score is in the thousands).
     wait_until(
         Duration::from_secs(10),
         "the member's score to return once idle",
-        || score_of(&busy) <= idle_score + 100,
+        || score_of(&busy) <= idle_score + 200,
     );
 }
 

@@ -1512,7 +1512,6 @@ fn a_bad_config_at_startup_stops_redis_with_the_reason() {
 /// A LOADEX refused for a bad config must leave nothing behind, so that the
 /// corrected LOADEX loads the module.
 #[test]
-#[ignore = "module bug: LOADEX with a bad zksync config answers an error, yet the module stays loaded with default configs and running threads (its OnUnload refuses the unload Redis attempts), and a corrected LOADEX is refused"]
 fn loadex_with_a_bad_config_fails_cleanly() {
     let root = unique_root("bad-loadex");
     let zk = zk();

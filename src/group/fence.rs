@@ -12,7 +12,6 @@
 //! pass the filter too); EXEC becomes DISCARD.
 
 use crate::error::Error;
-use crate::status::STATUS;
 use once_cell::sync::Lazy;
 use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
 use std::collections::HashSet;
@@ -91,9 +90,19 @@ pub fn revoke() {
 /// Whether this server must refuse writes now: a master of a group without
 /// a live lease.
 pub fn fenced() -> bool {
-    in_group()
-        && !STATUS.replica.load(Ordering::Relaxed)
-        && since_base(Instant::now()) >= LEASE_UNTIL.load(Ordering::Relaxed)
+    in_group() && since_base(Instant::now()) >= LEASE_UNTIL.load(Ordering::Relaxed) && !is_replica()
+}
+
+/// Whether this server replicates from a master, asked of Redis itself: a
+/// REPLICAOF (by the group or by hand) takes effect before the next command.
+/// Main thread.
+pub fn is_replica() -> bool {
+    let ctx = MODULE_CTX.load(Ordering::Relaxed) as *mut raw::RedisModuleCtx;
+    match unsafe { raw::RedisModule_GetContextFlags } {
+        // SAFETY: the detached context lives as long as the module.
+        Some(flags) if !ctx.is_null() => (unsafe { flags(ctx) } as u32) & raw::REDISMODULE_CTX_FLAGS_SLAVE != 0,
+        _ => false,
+    }
 }
 
 /// Keeps a context to (un)register the filter with, learns the write

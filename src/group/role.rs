@@ -38,11 +38,8 @@ pub enum Action {
 
 static ACTIONS: OnceCell<Sender<Action>> = OnceCell::new();
 
-pub fn start() -> Result<(), String> {
+fn start() -> Result<Sender<Action>, String> {
     let (tx, rx) = crossbeam_channel::unbounded::<Action>();
-    ACTIONS
-        .set(tx)
-        .map_err(|_| "the role thread is already running".to_string())?;
     std::thread::Builder::new()
         .name("zksync-role".into())
         .spawn(move || {
@@ -66,13 +63,18 @@ pub fn start() -> Result<(), String> {
             }
         })
         .map_err(|e| format!("cannot start the role thread: {e}"))?;
-    Ok(())
+    Ok(tx)
 }
 
-/// Hands `action` to the role thread.
+/// Hands `action` to the role thread, started on first use: a server that
+/// never joins a group never runs it (each thread costs Redis's cron a
+/// jemalloc arena to walk).
 pub fn request(action: Action) {
-    if let Some(tx) = ACTIONS.get() {
-        let _ = tx.send(action);
+    match ACTIONS.get_or_try_init(start) {
+        Ok(tx) => {
+            let _ = tx.send(action);
+        }
+        Err(e) => session::log_warning(&format!("{action:?} dropped: {e}")),
     }
 }
 

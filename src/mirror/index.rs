@@ -8,10 +8,12 @@ use once_cell::sync::Lazy;
 use redis_module::RedisGILGuard;
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
 use zookeeper_client::Stat;
 
 pub struct MirrorEntry {
-    pub spec: MirrorSpec,
+    /// Shared: the apply thread holds it across a batch for the price of a count.
+    pub spec: Arc<MirrorSpec>,
     /// Why the mirror stopped applying; `None` while healthy.
     pub diverged: Option<String>,
     /// The highest zxid applied: a ZooKeeper below it has another history.
@@ -43,12 +45,12 @@ impl Index {
     pub fn set_mirrors(&mut self, specs: &[MirrorSpec]) {
         let mut old = std::mem::take(&mut self.mirrors);
         for spec in specs {
-            match old.iter().position(|m| &m.spec == spec) {
+            match old.iter().position(|m| *m.spec == *spec) {
                 Some(i) => self.mirrors.push(old.swap_remove(i)),
                 None => {
                     self.forget_below(&spec.root);
                     self.mirrors.push(MirrorEntry {
-                        spec: spec.clone(),
+                        spec: Arc::new(spec.clone()),
                         diverged: None,
                         applied_zxid: 0,
                     });
