@@ -208,13 +208,13 @@ fn persistent() -> zkc::CreateOptions<'static> {
     zkc::CreateMode::Persistent.with_acls(zkc::Acls::anyone_all())
 }
 
-/// The ensemble member that holds the module's session. STATUS `server`
-/// reports the whole connect string, not the member (see the report), so
-/// the members' `cons` lists are asked for the session id.
+/// The member STATUS `server` names.
 fn serving_member(ensemble: &Ensemble, status: &HashMap<String, String>) -> Option<usize> {
-    if let Some(i) = (0..3).find(|i| status["server"] == ensemble.member_addr(*i)) {
-        return Some(i);
-    }
+    (0..3).find(|i| status["server"] == ensemble.member_addr(*i))
+}
+
+/// The member whose `cons` lists the session: the ensemble's own word.
+fn member_holding(ensemble: &Ensemble, status: &HashMap<String, String>) -> Option<usize> {
     let sid = format!("sid={}", status["session_id"]);
     (0..3).find(|i| four_letter(&ensemble.member_addr(*i), "cons").is_some_and(|c| c.contains(&sid)))
 }
@@ -320,7 +320,8 @@ fn killing_the_ensemble_member_serving_the_module_while_writes_continue() {
     drop(zk);
 
     let before = redis.status();
-    let victim = serving_member(ensemble, &before).expect("the member serving the module");
+    let victim = serving_member(ensemble, &before).expect("STATUS names the member serving the module");
+    assert_eq!(member_holding(ensemble, &before), Some(victim), "STATUS {before:?}");
     let others: Vec<String> = (0..3)
         .filter(|i| *i != victim)
         .map(|i| ensemble.member_addr(i))
@@ -360,6 +361,11 @@ fn killing_the_ensemble_member_serving_the_module_while_writes_continue() {
     );
     let after = redis.status();
     assert_eq!(after["state"], "connected");
+    assert_eq!(
+        member_holding(ensemble, &after),
+        serving_member(ensemble, &after),
+        "STATUS {after:?}"
+    );
     assert_eq!(
         after["session_id"], before["session_id"],
         "the session moves, it does not expire"
@@ -885,9 +891,6 @@ fn redis_stays_responsive_during_a_large_initial_sync() {
 // STATUS `server` names the ZooKeeper server the session is on.
 
 #[test]
-#[ignore = "module bug: STATUS `server` reports the whole zksync.servers connect string \
-            (session/mod.rs: STATUS.set_server(&self.settings.connection.servers)), not the \
-            server that holds the session, so an operator cannot tell which member serves it"]
 fn status_server_names_the_server_holding_the_session() {
     let _serial = serial();
     let zk = shared_zk().connect_string();

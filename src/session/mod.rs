@@ -7,6 +7,7 @@
 
 mod failover;
 mod group;
+mod peer;
 mod requests;
 
 use crate::config::{Connection, MirrorSpec, Settings};
@@ -234,6 +235,15 @@ impl Session {
         }
     }
 
+    /// Reports the server that holds the session (the connect string if it
+    /// cannot tell) in STATUS; returns it.
+    fn note_server(&self) -> String {
+        let connect = &self.settings.connection.servers;
+        let server = peer::connected_server(connect).unwrap_or_else(|| connect.clone());
+        STATUS.set_server(&server);
+        server
+    }
+
     async fn serve(&mut self, client: &Client) -> End {
         let timeout = client.session_timeout();
         STATUS.set_state(SessionState::Connected);
@@ -241,10 +251,9 @@ impl Session {
         STATUS
             .session_timeout_ms
             .store(timeout.as_millis() as u64, Ordering::Relaxed);
-        STATUS.set_server(&self.settings.connection.servers);
         log_notice(&format!(
             "connected to ZooKeeper {} (session {}, negotiated timeout {} ms)",
-            self.settings.connection.servers,
+            self.note_server(),
             client.session_id(),
             timeout.as_millis()
         ));
@@ -274,7 +283,10 @@ impl Session {
                     }
                     ZkState::SyncConnected | ZkState::ConnectedReadOnly => {
                         STATUS.set_state(SessionState::Connected);
-                        log_notice("ZooKeeper connection back; resyncing (watches replay nothing)");
+                        log_notice(&format!(
+                            "ZooKeeper connection back, to {}; resyncing (watches replay nothing)",
+                            self.note_server()
+                        ));
                         // zookeeper-client 0.11.2 does not restore persistent
                         // watches on reconnect (its SetWatches omits them):
                         // add them again before reading.
