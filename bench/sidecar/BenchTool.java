@@ -97,8 +97,11 @@ public final class BenchTool {
         notes.clear();
         List<Long> lags = new ArrayList<>();
         int lost = 0;
-        for (int i = 0; i < writes; i++) {
-            int k = i % keys;
+        // The first quarter warms up both JVMs (this one's JIT, ZooKeeper's)
+        // and is not counted.
+        int warmup = writes / 4;
+        for (int i = -warmup; i < writes; i++) {
+            int k = Math.floorMod(i, keys);
             zk.setData(dir + "/k" + k, Integer.toString(i).getBytes(StandardCharsets.US_ASCII), -1);
             long acked = System.nanoTime();
             long[] note;
@@ -106,10 +109,10 @@ public final class BenchTool {
                 note = notes.poll(2, TimeUnit.SECONDS);
             } while (note != null && note[0] != k);
             if (note == null) {
-                lost++;
+                if (i >= 0) lost++;
                 continue;
             }
-            lags.add(Math.max(0, note[1] - acked));
+            if (i >= 0) lags.add(Math.max(0, note[1] - acked));
             Thread.sleep(2);
         }
         lags.sort(Long::compare);
