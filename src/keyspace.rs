@@ -41,31 +41,30 @@ pub fn set(ctx: Ctx, key: &[u8], value: &[u8]) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Deletes `key`; false if it did not exist.
-pub fn delete(ctx: Ctx, key: &[u8]) -> bool {
+/// Deletes `key` if it exists.
+pub fn delete(ctx: Ctx, key: &[u8]) {
     let Some(name) = RedisStr::new(ctx, key) else {
-        return false;
+        return;
     };
     let Some(open) = OpenKey::new(ctx, &name, raw::REDISMODULE_WRITE) else {
-        return false;
+        return;
     };
     let (Some(key_type), Some(delete), Some(replicate)) = (
         api!(RedisModule_KeyType),
         api!(RedisModule_DeleteKey),
         api!(RedisModule_Replicate),
     ) else {
-        return false;
+        return;
     };
     // SAFETY: the key is open for writing.
     if unsafe { key_type(open.0.as_ptr()) } == raw::REDISMODULE_KEYTYPE_EMPTY as c_int {
-        return false;
+        return;
     }
     unsafe { delete(open.0.as_ptr()) };
     drop(open);
     notify(ctx, raw::REDISMODULE_NOTIFY_GENERIC, c"del", &name);
     // SAFETY: "s" takes one RedisModuleString.
     unsafe { replicate(ctx, c"DEL".as_ptr(), c"s".as_ptr(), name.0.as_ptr()) };
-    true
 }
 
 /// Whether `key` exists.

@@ -246,14 +246,15 @@ impl Session {
 
     async fn serve(&mut self, client: &Client) -> End {
         let timeout = client.session_timeout();
-        STATUS.set_state(SessionState::Connected);
+        // The figures first: a client that sees `connected` reads them next.
+        let server = self.note_server();
         STATUS.session_id.store(client.session_id().0, Ordering::Relaxed);
         STATUS
             .session_timeout_ms
             .store(timeout.as_millis() as u64, Ordering::Relaxed);
+        STATUS.set_state(SessionState::Connected);
         log_notice(&format!(
-            "connected to ZooKeeper {} (session {}, negotiated timeout {} ms)",
-            self.note_server(),
+            "connected to ZooKeeper {server} (session {}, negotiated timeout {} ms)",
             client.session_id(),
             timeout.as_millis()
         ));
@@ -282,10 +283,10 @@ impl Session {
                         log_warning("lost the ZooKeeper connection; the session is suspended");
                     }
                     ZkState::SyncConnected | ZkState::ConnectedReadOnly => {
+                        let server = self.note_server();
                         STATUS.set_state(SessionState::Connected);
                         log_notice(&format!(
-                            "ZooKeeper connection back, to {}; resyncing (watches replay nothing)",
-                            self.note_server()
+                            "ZooKeeper connection back, to {server}; resyncing (watches replay nothing)"
                         ));
                         // zookeeper-client 0.11.2 does not restore persistent
                         // watches on reconnect (its SetWatches omits them):

@@ -789,21 +789,27 @@ impl ZkClient {
     /// Every znode of the subtree at `root`, root included: path → data.
     pub fn tree(&self, root: &str) -> BTreeMap<String, Vec<u8>> {
         let mut tree = BTreeMap::new();
-        let mut todo = vec![root.to_string()];
-        while let Some(path) = todo.pop() {
-            let (data, children) = match self.block_on(async {
-                let data = self.client().get_data(&path).await?;
-                let children = self.client().list_children(&path).await?;
-                Ok::<_, zk::Error>((data.0, children))
-            }) {
-                Ok(found) => found,
-                Err(zk::Error::NoNode) => continue,
-                Err(e) => panic!("read {path}: {e}"),
-            };
-            for child in children {
-                todo.push(format!("{}/{child}", path.trim_end_matches('/')));
+        // Level by level, every read of a level in flight at once.
+        let mut level = vec![root.to_string()];
+        while !level.is_empty() {
+            let reads = self.block_on(futures::future::join_all(level.iter().map(|path| async move {
+                let data = self.client().get_data(path).await;
+                let children = self.client().list_children(path).await;
+                (path, data, children)
+            })));
+            let mut next = Vec::new();
+            for (path, data, children) in reads {
+                match (data, children) {
+                    (Ok((data, _)), Ok(children)) => {
+                        let parent = path.trim_end_matches('/');
+                        next.extend(children.into_iter().map(|child| format!("{parent}/{child}")));
+                        tree.insert(path.clone(), data);
+                    }
+                    (Err(zk::Error::NoNode), _) | (_, Err(zk::Error::NoNode)) => {}
+                    (Err(e), _) | (_, Err(e)) => panic!("read {path}: {e}"),
+                }
             }
-            tree.insert(path, data);
+            level = next;
         }
         tree
     }
@@ -844,24 +850,37 @@ pub fn mirror_keys(redis: &Redis, prefix: &str, root: &str) -> BTreeMap<String, 
         .expect("SCAN")
         .collect();
     let mut out = BTreeMap::new();
-    for key in keys {
-        let Some(path) = key.strip_prefix(prefix.as_bytes()) else {
-            continue;
-        };
-        let path = String::from_utf8_lossy(path).into_owned();
-        let within = path == root || root == "/" || path.starts_with(&format!("{root}/"));
-        if !within {
-            continue;
+    let keys: Vec<(String, Vec<u8>)> = keys
+        .into_iter()
+        .filter_map(|key| {
+            let path = String::from_utf8_lossy(key.strip_prefix(prefix.as_bytes())?).into_owned();
+            let within = path == root || root == "/" || path.starts_with(&format!("{root}/"));
+            within.then_some((path, key))
+        })
+        .collect();
+    for chunk in keys.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for (_, key) in chunk {
+            pipe.cmd("GET").arg(key);
         }
-        // A key of another type shows up as a difference, not as missing.
-        let value: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("GET").arg(&key).query(&mut conn);
-        match value {
-            Ok(Some(value)) => {
-                out.insert(path, value);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                out.insert(path, format!("<GET failed: {e}>").into_bytes());
+        // One error fails a whole pipeline: then each key on its own, so that
+        // a key of another type shows up as a difference, not as missing.
+        let values: Vec<redis::RedisResult<Option<Vec<u8>>>> = match pipe.query::<Vec<Option<Vec<u8>>>>(&mut conn) {
+            Ok(values) => values.into_iter().map(Ok).collect(),
+            Err(_) => chunk
+                .iter()
+                .map(|(_, key)| redis::cmd("GET").arg(key).query(&mut conn))
+                .collect(),
+        };
+        for ((path, _), value) in chunk.iter().zip(values) {
+            match value {
+                Ok(Some(value)) => {
+                    out.insert(path.clone(), value);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    out.insert(path.clone(), format!("<GET failed: {e}>").into_bytes());
+                }
             }
         }
     }
