@@ -29,7 +29,7 @@ use redis_module::{
     raw, redis_module, Context, ContextFlags, InfoContext, RedisError, RedisResult, RedisString, Status,
 };
 use session::Control;
-use std::os::raw::c_int;
+use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -41,16 +41,9 @@ type Allocator = redis_module::alloc::RedisAlloc;
 type Allocator = std::alloc::System;
 
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
-    let started = load_configs(ctx, args)
-        .and_then(|()| group::fence::install(ctx, !GROUP.get().is_empty()))
-        .and_then(|()| apply::start())
-        .and_then(|updates| session::start(Settings::current(), updates));
-    match started {
+    match load_configs(ctx, args).and_then(|()| group::fence::install(ctx, !GROUP.get().is_empty())) {
         Ok(()) => {
-            schedule_sample(ctx, true);
-            REPLICA.store(ctx.get_flags().contains(ContextFlags::SLAVE), Ordering::Relaxed);
-            schedule_tick(ctx);
-            close_session_at_exit();
+            subscribe(ctx, raw::REDISMODULE_EVENT_CRON_LOOP, Some(on_first_cron));
             Status::Ok
         }
         Err(e) => {
@@ -58,6 +51,33 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
             Status::Err
         }
     }
+}
+
+/// Whether the threads were started; until then the module can be unloaded.
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// The threads and timers start at the first cron tick after load, not in
+/// `init`: Redis may unload the module right after a successful OnLoad (a
+/// MODULE LOADEX naming a config zksync does not have), and it can only if
+/// nothing was started. Redis drops the subscription itself on unload.
+unsafe extern "C" fn on_first_cron(ctx: *mut raw::RedisModuleCtx, _: raw::RedisModuleEvent, _: u64, _: *mut c_void) {
+    if STARTED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let ctx = Context::new(ctx);
+    match apply::start().and_then(|updates| session::start(Settings::current(), updates)) {
+        Ok(()) => {
+            schedule_sample(&ctx, true);
+            REPLICA.store(ctx.get_flags().contains(ContextFlags::SLAVE), Ordering::Relaxed);
+            schedule_tick(&ctx);
+            close_session_at_exit();
+        }
+        Err(e) => ctx.log_warning(&format!("zksync: {e}; the module is inert")),
+    }
+}
+
+fn subscribe(ctx: &Context, id: u64, callback: raw::RedisModuleEventCallback) {
+    raw::subscribe_to_server_event(ctx.ctx, raw::RedisModuleEvent { id, dataver: 1 }, callback);
 }
 
 /// Registers the configs and has Redis set them: from the config file, the
@@ -101,9 +121,13 @@ fn load_configs(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     }
 }
 
-/// The session and apply threads, the tokio runtime and the client library's
-/// own I/O thread cannot be torn down cleanly: refuse MODULE UNLOAD.
+/// Once started, the session and apply threads, the tokio runtime and the
+/// client library's own I/O thread cannot be torn down cleanly: refuse
+/// MODULE UNLOAD.
 fn deinit(ctx: &Context) -> Status {
+    if !STARTED.load(Ordering::Relaxed) {
+        return Status::Ok;
+    }
     ctx.log_warning("zksync cannot be unloaded: its ZooKeeper threads would outlive it. Restart redis-server instead.");
     Status::Err
 }
@@ -150,6 +174,12 @@ fn schedule_tick(ctx: &Context) {
 ///   group hands the leadership over during that wait.
 fn tick(ctx: &Context) {
     static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+    static FIRST: AtomicBool = AtomicBool::new(true);
+    if FIRST.swap(false, Ordering::Relaxed) {
+        // Out of `on_first_cron` itself: Redis 7.0 reads the subscription
+        // again after its callback returns.
+        subscribe(ctx, raw::REDISMODULE_EVENT_CRON_LOOP, None);
+    }
     let replica = ctx.get_flags().contains(ContextFlags::SLAVE);
     if REPLICA.swap(replica, Ordering::Relaxed) != replica {
         if !replica {

@@ -1523,6 +1523,8 @@ fn loadex_with_a_bad_config_fails_cleanly() {
         ("zksync.mirrors", "relative"),
         ("zksync.servers", ""),
         ("zksync.session-timeout", "abc"),
+        // Not one of zksync's: Redis unloads the module after its OnLoad.
+        ("zksync.bogus", "x"),
     ] {
         let (code, message) = error(plain.try_cmd(&["MODULE", "LOADEX", so.to_str().unwrap(), "CONFIG", name, bad]));
         assert_eq!(code, "ERR", "{name} {bad}: {message}");
