@@ -1,7 +1,8 @@
 //! zksync: a Redis module that makes a Redis server a ZooKeeper citizen.
 //!
 //! This file only wires the module into Redis: commands, configs, the INFO
-//! section, server events. See README.md for the architecture.
+//! section, the start of the threads, a 100 ms timer, the exit. See README.md
+//! for the architecture.
 
 mod apply;
 mod commands;
@@ -227,7 +228,7 @@ fn sample(ctx: &Context) {
 /// `schedule_tick`. Forked children leave with `_exit`, which skips it.)
 fn close_session_at_exit() {
     extern "C" {
-        fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
+        fn atexit(callback: extern "C" fn()) -> c_int;
     }
     extern "C" fn at_exit() {
         session::shutdown(Duration::from_secs(1));
