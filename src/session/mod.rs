@@ -118,6 +118,13 @@ enum Offline<T> {
     Shutdown(Option<crossbeam_channel::Sender<()>>),
 }
 
+/// A change under a watched root, from its persistent recursive watch.
+struct WatchEvent {
+    root: String,
+    path: String,
+    parent_changed: bool,
+}
+
 struct Session {
     control: UnboundedReceiver<Control>,
     updates: crossbeam_channel::Sender<Update>,
@@ -440,7 +447,7 @@ impl Session {
         &mut self,
         client: &Client,
         root: &str,
-        events: &mpsc::UnboundedSender<(String, String)>,
+        events: &mpsc::UnboundedSender<WatchEvent>,
         watches: &mut HashMap<String, JoinHandle<()>>,
     ) {
         match client.watch(root, AddWatchMode::PersistentRecursive).await {
@@ -457,7 +464,13 @@ impl Session {
                             }
                             continue;
                         }
-                        if events.send((watched.clone(), event.path)).is_err() {
+                        let event = WatchEvent {
+                            root: watched.clone(),
+                            // Only a create or a delete changes the parent's stat.
+                            parent_changed: matches!(event.event_type, EventType::NodeCreated | EventType::NodeDeleted),
+                            path: event.path,
+                        };
+                        if events.send(event).is_err() {
                             break;
                         }
                     }
@@ -522,20 +535,47 @@ impl Session {
     }
 
     /// Reads the znodes named by a burst of watch events and sends the changes.
-    async fn apply_events(&mut self, client: &Client, events: Vec<(String, String)>) {
-        // Per root, each path once, in order (a set beside the list: bursts run to 10,000).
-        let mut by_root: Vec<(String, Vec<String>, HashSet<String>)> = Vec::new();
-        for (root, p) in events {
-            match by_root.iter_mut().find(|(r, _, _)| *r == root) {
-                Some((_, paths, seen)) => {
-                    if seen.insert(p.clone()) {
-                        paths.push(p);
-                    }
+    async fn apply_events(&mut self, client: &Client, events: Vec<WatchEvent>) {
+        // Per root, each path once, in order (a set beside the list: bursts
+        // run to 10,000), and the parents whose stat changed.
+        #[derive(Default)]
+        struct RootEvents {
+            root: String,
+            paths: Vec<String>,
+            seen: HashSet<String>,
+            parents: Vec<String>,
+        }
+        let mut by_root: Vec<RootEvents> = Vec::new();
+        for event in events {
+            let index = match by_root.iter().position(|r| r.root == event.root) {
+                Some(index) => index,
+                None => {
+                    by_root.push(RootEvents {
+                        root: event.root.clone(),
+                        ..Default::default()
+                    });
+                    by_root.len() - 1
                 }
-                None => by_root.push((root, vec![p.clone()], HashSet::from([p]))),
+            };
+            let r = &mut by_root[index];
+            if event.parent_changed {
+                // A child created or deleted changes its parent's stat (pzxid,
+                // cversion, num_children), and no event says so: read it too.
+                if let Some(parent) = path::parent(&event.path).filter(|parent| path::is_within(parent, &r.root)) {
+                    r.parents.push(parent.to_string());
+                }
+            }
+            if r.seen.insert(event.path.clone()) {
+                r.paths.push(event.path);
             }
         }
-        for (root, mut paths, mut seen) in by_root {
+        for RootEvents {
+            root,
+            mut paths,
+            mut seen,
+            parents,
+        } in by_root
+        {
             if Some(&root) == self.group_root().as_ref() {
                 self.group_events(client, paths).await;
                 continue;
@@ -543,14 +583,6 @@ impl Session {
             if !self.trees.contains_key(&root) {
                 continue;
             }
-            // A child created or deleted changes its parent's stat (pzxid,
-            // cversion, num_children), and no event says so: read it too.
-            let parents: Vec<String> = paths
-                .iter()
-                .filter_map(|p| path::parent(p))
-                .filter(|parent| path::is_within(parent, &root))
-                .map(str::to_string)
-                .collect();
             for parent in parents {
                 if seen.insert(parent.clone()) {
                     paths.push(parent);
