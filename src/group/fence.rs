@@ -33,6 +33,10 @@ static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// are used on the main thread only.
 static MODULE_CTX: AtomicUsize = AtomicUsize::new(0);
 static FILTER: AtomicUsize = AtomicUsize::new(0);
+/// Whether this server replicates from a master: exact while in a group,
+/// where Redis reports every role change (a subscription held only then:
+/// Redis walks subscriptions twice per event-loop iteration).
+static REPLICA: AtomicBool = AtomicBool::new(false);
 /// Lowercase names of write commands (`container|sub` for subcommands), from COMMAND.
 static WRITES: Lazy<Mutex<(usize, HashSet<Vec<u8>>)>> = Lazy::new(Default::default);
 
@@ -53,6 +57,10 @@ pub fn set_active(active: bool) {
     if ctx.is_null() || active != registered.is_null() {
         return;
     }
+    let role_changes = raw::RedisModuleEvent {
+        id: raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
+        dataver: 1,
+    };
     // SAFETY: API pointers are set at module load; `ctx` lives as long as the process.
     unsafe {
         if active {
@@ -60,11 +68,33 @@ pub fn set_active(active: bool) {
                 let filter = register(ctx, Some(filter), raw::REDISMODULE_CMDFILTER_NOSELF as c_int);
                 FILTER.store(filter as usize, Ordering::Relaxed);
             }
+            raw::subscribe_to_server_event(ctx, role_changes, Some(on_role_change));
+            if let Some(flags) = raw::RedisModule_GetContextFlags {
+                let replica = flags(ctx) as u32 & raw::REDISMODULE_CTX_FLAGS_SLAVE != 0;
+                REPLICA.store(replica, Ordering::Relaxed);
+            }
         } else if let Some(unregister) = raw::RedisModule_UnregisterCommandFilter {
             unregister(ctx, registered);
             FILTER.store(0, Ordering::Relaxed);
+            // Paired with the subscription above: Redis 7.0 would add an
+            // empty one for an event never subscribed.
+            raw::subscribe_to_server_event(ctx, role_changes, None);
         }
     }
+}
+
+/// Redis changed this server's role (REPLICAOF by the group or by hand),
+/// before the next command runs.
+unsafe extern "C" fn on_role_change(
+    _: *mut raw::RedisModuleCtx,
+    _: raw::RedisModuleEvent,
+    subevent: u64,
+    _: *mut std::os::raw::c_void,
+) {
+    REPLICA.store(
+        subevent == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_REPLICA,
+        Ordering::Relaxed,
+    );
 }
 
 /// Whether this server is in a group (main thread: follows `zksync.group`).
@@ -93,16 +123,9 @@ pub fn fenced() -> bool {
     in_group() && since_base(Instant::now()) >= LEASE_UNTIL.load(Ordering::Relaxed) && !is_replica()
 }
 
-/// Whether this server replicates from a master, asked of Redis itself: a
-/// REPLICAOF (by the group or by hand) takes effect before the next command.
-/// Main thread.
+/// Whether this server replicates from a master (exact in a group).
 pub fn is_replica() -> bool {
-    let ctx = MODULE_CTX.load(Ordering::Relaxed) as *mut raw::RedisModuleCtx;
-    match unsafe { raw::RedisModule_GetContextFlags } {
-        // SAFETY: the detached context lives as long as the module.
-        Some(flags) if !ctx.is_null() => (unsafe { flags(ctx) } as u32) & raw::REDISMODULE_CTX_FLAGS_SLAVE != 0,
-        _ => false,
-    }
+    REPLICA.load(Ordering::Relaxed)
 }
 
 /// Keeps a context to (un)register the filter with, learns the write
