@@ -244,9 +244,9 @@ impl Session {
 
     /// Reports the server that holds the session (the connect string if it
     /// cannot tell) in STATUS; returns it.
-    fn note_server(&self) -> String {
+    async fn note_server(&self) -> String {
         let connect = &self.settings.connection.servers;
-        let server = peer::connected_server(connect).unwrap_or_else(|| connect.clone());
+        let server = peer::connected_server(connect).await.unwrap_or_else(|| connect.clone());
         STATUS.set_server(&server);
         server
     }
@@ -254,7 +254,7 @@ impl Session {
     async fn serve(&mut self, client: &Client) -> End {
         let timeout = client.session_timeout();
         // The figures first: a client that sees `connected` reads them next.
-        let server = self.note_server();
+        let server = self.note_server().await;
         STATUS.session_id.store(client.session_id().0, Ordering::Relaxed);
         STATUS
             .session_timeout_ms
@@ -290,7 +290,7 @@ impl Session {
                         log_warning("lost the ZooKeeper connection; the session is suspended");
                     }
                     ZkState::SyncConnected | ZkState::ConnectedReadOnly => {
-                        let server = self.note_server();
+                        let server = self.note_server().await;
                         STATUS.set_state(SessionState::Connected);
                         log_notice(&format!(
                             "ZooKeeper connection back, to {server}; resyncing (watches replay nothing)"

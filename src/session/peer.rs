@@ -3,12 +3,17 @@
 //! TCP connection to a server of the connect string.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+/// How long a host name of the connect string may take to resolve: the
+/// session thread waits for it (a slow DNS only makes STATUS vaguer).
+const RESOLVE_LIMIT: Duration = Duration::from_millis(200);
 
 /// The `host:port` of the connect string that this process is connected to,
 /// if exactly one is (a ZKSYNC.LOAD ZK in flight may add another).
-pub fn connected_server(connect: &str) -> Option<String> {
-    let servers = resolve(connect);
+pub async fn connected_server(connect: &str) -> Option<String> {
+    let servers = resolve(connect).await;
     let sockets = own_sockets();
     let mut found = HashSet::new();
     for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
@@ -29,11 +34,19 @@ pub fn connected_server(connect: &str) -> Option<String> {
 }
 
 /// Every address of every `host:port` of the connect string (chroot aside).
-fn resolve(connect: &str) -> HashMap<SocketAddr, String> {
+async fn resolve(connect: &str) -> HashMap<SocketAddr, String> {
     let hosts = connect.split('/').next().unwrap_or_default();
     let mut servers = HashMap::new();
     for server in hosts.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        for addr in server.to_socket_addrs().into_iter().flatten() {
+        let addrs = match server.parse::<SocketAddr>() {
+            Ok(addr) => vec![addr],
+            Err(_) => tokio::time::timeout(RESOLVE_LIMIT, async_net::resolve(server))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default(),
+        };
+        for addr in addrs {
             servers.insert(addr, server.to_string());
         }
     }
@@ -107,9 +120,14 @@ mod tests {
         assert_eq!(established(mapped), Some(("127.0.0.1:2181".parse().unwrap(), 7)));
     }
 
-    #[test]
-    fn resolves_the_connect_string_without_its_chroot() {
-        let servers = resolve("127.0.0.1:2181,127.0.0.2:2182/app");
+    #[tokio::test]
+    async fn resolves_the_connect_string_without_its_chroot() {
+        let servers = resolve("127.0.0.1:2181,localhost:2182/app").await;
+        assert_eq!(
+            servers.get(&"127.0.0.1:2182".parse().unwrap()).map(String::as_str),
+            Some("localhost:2182")
+        );
+        let servers = resolve("127.0.0.1:2181,127.0.0.2:2182/app").await;
         assert_eq!(
             servers.get(&"127.0.0.2:2182".parse().unwrap()).map(String::as_str),
             Some("127.0.0.2:2182")
