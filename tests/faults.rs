@@ -900,6 +900,12 @@ fn status_server_names_the_server_holding_the_session() {
     redis.wait_state("connected", SETTLE);
     let status = redis.status();
     assert_eq!(status["server"], zk, "STATUS {status:?}");
+    // A host name is named as the connect string spells it.
+    let by_name = format!("localhost:{}", shared_zk().port());
+    let redis = Redis::start(&format!("127.0.0.1:{},{by_name}", free_port()), &[]);
+    redis.wait_state("connected", SETTLE);
+    let status = redis.status();
+    assert_eq!(status["server"], by_name, "STATUS {status:?}");
 }
 
 // ---------------------------------------------------------------------------
