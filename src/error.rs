@@ -14,6 +14,10 @@ pub enum Error {
     NoAuth(String),
     Timeout,
     ReadOnly(String),
+    /// A replica's PSYNC or SYNC to a fenced master. NOMASTERLINK makes the
+    /// replica try PSYNC again later; any other error sends it to the old
+    /// SYNC, after which Redis 7.0 never streams to it (it sends no ACK).
+    NoMasterLink(String),
     /// A load or failover command on a server without `zksync.group`.
     NoGroup,
     /// A switchover refused or rolled back.
@@ -37,13 +41,14 @@ impl Error {
             Error::NoAuth(_) => "ZKNOAUTH",
             Error::Timeout => "ZKTIMEOUT",
             Error::ReadOnly(_) => "READONLY",
+            Error::NoMasterLink(_) => "NOMASTERLINK",
             Error::NoGroup => "NOGROUP",
         }
     }
 
     fn message(&self) -> String {
         match self {
-            Error::BadArgs(m) | Error::ReadOnly(m) => m.clone(),
+            Error::BadArgs(m) | Error::ReadOnly(m) | Error::NoMasterLink(m) => m.clone(),
             Error::Failover(m) => format!("failover: {m}"),
             Error::ZkDown(why) => format!("no ZooKeeper session ({why})"),
             Error::NoNode(p) => format!("znode {p} does not exist"),

@@ -256,5 +256,6 @@ redis_module! {
         ["zksync.leader", commands::failover::leader, "readonly fast", 0, 0, 0, ""],
         ["zksync.failover", commands::failover::failover, "admin", 0, 0, 0, ""],
         ["zksync.fenced", group::fence::refuse, "fast", 0, 0, 0, ""],
+        ["zksync.fenced-sync", group::fence::refuse_sync, "fast", 0, 0, 0, ""],
     ],
 }

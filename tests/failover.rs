@@ -481,6 +481,22 @@ fn a_master_cut_from_zookeeper_fences_itself_before_anyone_else_leads() {
     assert!(tx.is_err(), "{tx:?}");
     assert_eq!(g.members[0].cmd(&["EXISTS", "z"]), redis::Value::Int(0));
     g.members[0].cmd(&["GET", "x"]);
+    // A replica it is asked to feed is told to retry later (NOMASTERLINK):
+    // any other error would send it to the old SYNC, after which Redis 7.0
+    // may never stream to it.
+    let outsider = Redis::start_plain(&[]);
+    outsider.cmd(&["REPLICAOF", "127.0.0.1", &g.members[0].port().to_string()]);
+    wait_until(Duration::from_secs(5), "the fenced master to refuse PSYNC", || {
+        outsider
+            .log()
+            .contains("Master is currently unable to PSYNC but should be in the future")
+    });
+    assert!(
+        !outsider.log().contains("Retrying with SYNC"),
+        "{}",
+        outsider.log_tail()
+    );
+    drop(outsider);
 
     proxy.restore();
     let (again, _) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
@@ -780,6 +796,10 @@ fn a_master_restarted_empty_before_its_session_expired_wipes_nothing() {
             "data",
             "a replica synced from the empty master"
         );
+        // The fenced master's refusal (NOMASTERLINK) makes a replica retry
+        // PSYNC later; any other error sends it to the old SYNC, after which
+        // Redis 7.0 may never stream to it.
+        assert!(!m.log().contains("Retrying with SYNC"), "{}", m.log_tail());
     }
 }
 

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 /// The command a fenced write becomes.
 pub const FENCED_COMMAND: &str = "zksync.fenced";
+/// The command a replica's PSYNC or SYNC to a fenced master becomes.
+pub const FENCED_SYNC_COMMAND: &str = "zksync.fenced-sync";
 
 static BASE: Lazy<Instant> = Lazy::new(Instant::now);
 /// End of the lease, in ns since `BASE`; 0 for none.
@@ -166,6 +168,7 @@ pub fn learn_write_commands(ctx: &Context) {
         collect_writes(command, None, &mut names);
     }
     names.remove(FENCED_COMMAND.as_bytes());
+    names.remove(FENCED_SYNC_COMMAND.as_bytes());
     *writes = (count, names);
 }
 
@@ -238,9 +241,11 @@ unsafe extern "C" fn filter(fctx: *mut raw::RedisModuleCommandFilterCtx) {
         // Writes queued before the lease lapsed must not run after it: the
         // transaction is discarded (the reply is DISCARD's +OK).
         "DISCARD"
-    } else if name.eq_ignore_ascii_case(b"psync") || name.eq_ignore_ascii_case(b"sync") || is_write(name, sub) {
+    } else if name.eq_ignore_ascii_case(b"psync") || name.eq_ignore_ascii_case(b"sync") {
         // Nor does a master that is not the leader feed replicas: one that
         // restarted empty would wipe them.
+        FENCED_SYNC_COMMAND
+    } else if is_write(name, sub) {
         FENCED_COMMAND
     } else {
         return;
@@ -254,6 +259,12 @@ pub fn refuse(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
         "this master may have lost its ZooKeeper lease (zksync fencing); retry on the group's master".into(),
     )
     .into())
+}
+
+/// `zksync.fenced-sync ...`: what a replica's PSYNC or SYNC to a fenced
+/// master becomes.
+pub fn refuse_sync(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    Err(Error::NoMasterLink("this master is not the group's leader yet (zksync fencing); retry later".into()).into())
 }
 
 #[cfg(test)]
