@@ -65,9 +65,13 @@ pub static AUTH: Checked = Checked::new("", |s| parse_auth(s).map(|_| ()));
 pub static MIRRORS: Checked = Checked::new("", |s| parse_mirrors(s).map(|_| ()));
 pub static GROUP: Checked = Checked::new("", |s| parse_group(s).map(|_| ()));
 pub static ANNOUNCE: Checked = Checked::new("", |s| parse_announce(s).map(|_| ()));
-pub static SESSION_TIMEOUT_MS: AtomicI64 = AtomicI64::new(6000);
-pub static FAILOVER_MAX_LAG: AtomicI64 = AtomicI64::new(1048576);
-pub static LOAD_INTERVAL_MS: AtomicI64 = AtomicI64::new(1000);
+pub const DEFAULT_SESSION_TIMEOUT_MS: i64 = 6000;
+pub const DEFAULT_FAILOVER_MAX_LAG: i64 = 1048576;
+pub const DEFAULT_LOAD_INTERVAL_MS: i64 = 1000;
+// Like the strings, they start at their defaults (see `Checked`).
+pub static SESSION_TIMEOUT_MS: AtomicI64 = AtomicI64::new(DEFAULT_SESSION_TIMEOUT_MS);
+pub static FAILOVER_MAX_LAG: AtomicI64 = AtomicI64::new(DEFAULT_FAILOVER_MAX_LAG);
+pub static LOAD_INTERVAL_MS: AtomicI64 = AtomicI64::new(DEFAULT_LOAD_INTERVAL_MS);
 pub static FAILOVER: Mutex<FailoverMode> = Mutex::new(FailoverMode::auto);
 
 /// One `ROOT[=PREFIX]` entry of `zksync.mirrors`.

@@ -106,7 +106,8 @@ fn notify(ctx: Ctx, event_type: c_int, event: &std::ffi::CStr, key: &RedisStr) {
     }
 }
 
-/// A RedisModuleString this code owns.
+/// A RedisModuleString this code owns (redis-module's `RedisString::create`
+/// goes through a CString and panics on a NUL byte: znode data is binary).
 struct RedisStr(NonNull<raw::RedisModuleString>, Ctx);
 
 impl RedisStr {

@@ -18,8 +18,9 @@ mod status;
 
 use commands::status::info;
 use config::{
-    FailoverMode, Settings, ANNOUNCE, AUTH, DEFAULT_SERVERS, FAILOVER, FAILOVER_MAX_LAG, GROUP, LOAD_INTERVAL_MS,
-    MIRRORS, SERVERS, SESSION_TIMEOUT_MS,
+    FailoverMode, Settings, ANNOUNCE, AUTH, DEFAULT_FAILOVER_MAX_LAG, DEFAULT_LOAD_INTERVAL_MS, DEFAULT_SERVERS,
+    DEFAULT_SESSION_TIMEOUT_MS, FAILOVER, FAILOVER_MAX_LAG, GROUP, LOAD_INTERVAL_MS, MIRRORS, SERVERS,
+    SESSION_TIMEOUT_MS,
 };
 use redis_module::configuration::{
     get_enum_default_config_value, get_i64_default_config_value, get_string_default_config_value,
@@ -92,9 +93,9 @@ fn load_configs(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     let arg = |name: &str, e: RedisError| format!("module argument {name}: {e}");
     #[rustfmt::skip]
     let numbers = [
-        ("session-timeout", &SESSION_TIMEOUT_MS, 6000, 500, 600_000, Flags::DEFAULT),
-        ("failover-max-lag", &FAILOVER_MAX_LAG, 1048576, 0, i64::MAX, Flags::DEFAULT | Flags::MEMORY),
-        ("load-interval", &LOAD_INTERVAL_MS, 1000, 100, 3_600_000, Flags::DEFAULT),
+        ("session-timeout", &SESSION_TIMEOUT_MS, DEFAULT_SESSION_TIMEOUT_MS, 500, 600_000, Flags::DEFAULT),
+        ("failover-max-lag", &FAILOVER_MAX_LAG, DEFAULT_FAILOVER_MAX_LAG, 0, i64::MAX, Flags::DEFAULT | Flags::MEMORY),
+        ("load-interval", &LOAD_INTERVAL_MS, DEFAULT_LOAD_INTERVAL_MS, 100, 3_600_000, Flags::DEFAULT),
     ];
     for (name, value, default, min, max, flags) in numbers {
         let default = get_i64_default_config_value(args, name, default).map_err(|e| arg(name, e))?;
