@@ -14,7 +14,7 @@ use redis_module::{raw, CallOptionsBuilder, CallReply, CallResult, Context, Cont
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Key writes per hold of the Redis lock: ~100 keeps Redis's latency near 2 ms
 /// during a large sync (FIELD-NOTES).
@@ -251,7 +251,9 @@ impl Applier {
                 STATUS.znodes.store(index.len() as u64, Ordering::Relaxed);
                 result
             };
+            let held = guard.since.elapsed().as_nanos() as u64;
             drop(guard);
+            STATUS.lock_held_ns.fetch_add(held, Ordering::Relaxed);
             wake_event_loop();
             return result;
         }
@@ -263,6 +265,7 @@ impl Applier {
 /// context, with a client, on every lock: a tenth of what an update costs.)
 struct Locked {
     ctx: Context,
+    since: Instant,
 }
 
 impl Locked {
@@ -271,7 +274,10 @@ impl Locked {
         if let Some(lock) = unsafe { raw::RedisModule_ThreadSafeContextLock } {
             unsafe { lock(ctx) };
         }
-        Locked { ctx: Context::new(ctx) }
+        Locked {
+            ctx: Context::new(ctx),
+            since: Instant::now(),
+        }
     }
 }
 

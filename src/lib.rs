@@ -31,9 +31,10 @@ use redis_module::{
     raw, redis_module, Context, ContextFlags, InfoContext, RedisError, RedisResult, RedisString, Status,
 };
 use session::Control;
+use std::cell::Cell;
 use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Redis's allocator inside redis-server (module memory counts in INFO); the
 /// system one for unit tests, which run outside Redis.
@@ -45,7 +46,7 @@ type Allocator = std::alloc::System;
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
     match load_configs(ctx, args).and_then(|()| group::fence::install(ctx, !GROUP.get().is_empty())) {
         Ok(()) => {
-            subscribe(ctx, raw::REDISMODULE_EVENT_CRON_LOOP, Some(on_first_cron));
+            subscribe(ctx, raw::REDISMODULE_EVENT_CRON_LOOP, Some(on_cron));
             Status::Ok
         }
         Err(e) => {
@@ -58,23 +59,31 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
 /// Whether the threads were started; until then the module can be unloaded.
 static STARTED: AtomicBool = AtomicBool::new(false);
 
-/// The threads and timers start at the first cron tick after load, not in
-/// `init`: Redis may unload the module right after a successful OnLoad (a
-/// MODULE LOADEX naming a config zksync does not have), and it can only if
-/// nothing was started. Redis drops the subscription itself on unload.
-unsafe extern "C" fn on_first_cron(ctx: *mut raw::RedisModuleCtx, _: raw::RedisModuleEvent, _: u64, _: *mut c_void) {
-    if STARTED.swap(true, Ordering::Relaxed) {
-        return;
-    }
+/// Whether the threads run (they may fail to start: the module is inert then).
+static RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// serverCron's event, `hz` times a second (10 by default). The first one
+/// starts the threads, not `init`: Redis may unload the module right after a
+/// successful OnLoad (a MODULE LOADEX naming a config zksync does not have),
+/// and it can only if nothing was started. Every one then runs `tick`. One
+/// subscription rather than Redis timers: a pending module timer costs every
+/// event-loop iteration a second time event to look at, and an idle server
+/// a wake-up per firing; serverCron wakes Redis anyway.
+unsafe extern "C" fn on_cron(ctx: *mut raw::RedisModuleCtx, _: raw::RedisModuleEvent, _: u64, _: *mut c_void) {
     let ctx = Context::new(ctx);
-    match apply::start().and_then(|updates| session::start(Settings::current(), updates)) {
-        Ok(()) => {
-            schedule_sample(&ctx, true);
-            REPLICA.store(ctx.get_flags().contains(ContextFlags::SLAVE), Ordering::Relaxed);
-            schedule_tick(&ctx);
-            close_session_at_exit();
+    if !STARTED.swap(true, Ordering::Relaxed) {
+        match apply::start().and_then(|updates| session::start(Settings::current(), updates)) {
+            Ok(()) => {
+                REPLICA.store(ctx.get_flags().contains(ContextFlags::SLAVE), Ordering::Relaxed);
+                close_session_at_exit();
+                RUNNING.store(true, Ordering::Relaxed);
+            }
+            // A started apply thread then ends: its channel's sender is gone.
+            Err(e) => ctx.log_warning(&format!("zksync: {e}; the module is inert")),
         }
-        Err(e) => ctx.log_warning(&format!("zksync: {e}; the module is inert")),
+    }
+    if RUNNING.load(Ordering::Relaxed) {
+        tick(&ctx);
     }
 }
 
@@ -148,25 +157,8 @@ fn on_config_changed<T>(_ctx: &ConfigurationContext, _name: &str, _value: &'stat
     let _ = session::send(Control::Settings(settings));
 }
 
-/// How often `tick` runs: as often as serverCron at the default hz.
-const TICK: Duration = Duration::from_millis(100);
-
-/// The role `tick` saw last (set at load).
+/// The role `tick` saw last (set at start).
 static REPLICA: AtomicBool = AtomicBool::new(false);
-
-/// Runs `tick` every `TICK` on the main thread. A Redis timer, not server
-/// event subscriptions (role change, cron): Redis walks every subscription
-/// twice per event-loop iteration, ~1% of a busy server (bench/overhead).
-fn schedule_tick(ctx: &Context) {
-    ctx.create_timer(
-        TICK,
-        |ctx: &Context, ()| {
-            tick(ctx);
-            schedule_tick(ctx);
-        },
-        (),
-    );
-}
 
 /// - A role change (REPLICAOF by the group or by hand): a server promoted to
 ///   master rewrites its mirror from ZooKeeper, as a replica it took whatever
@@ -174,13 +166,22 @@ fn schedule_tick(ctx: &Context) {
 /// - A master with replicas that is asked to shut down first waits for them,
 ///   writes paused, and INFO shows `shutdown_in_milliseconds` meanwhile: the
 ///   group hands the leadership over during that wait.
+/// - In a group, the load figures are sampled every `zksync.load-interval`
+///   (on the main thread, where they live), the first time at once: the
+///   group needs this server's port for its id.
 fn tick(ctx: &Context) {
     static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
-    static FIRST: AtomicBool = AtomicBool::new(true);
-    if FIRST.swap(false, Ordering::Relaxed) {
-        // Out of `on_first_cron` itself: Redis 7.0 reads the subscription
-        // again after its callback returns.
-        subscribe(ctx, raw::REDISMODULE_EVENT_CRON_LOOP, None);
+    thread_local!(static NEXT_SAMPLE: Cell<Option<Instant>> = const { Cell::new(None) });
+    let now = Instant::now();
+    let sample_due = NEXT_SAMPLE.with(|next| {
+        let due = next.get().is_none_or(|at| now >= at);
+        if due {
+            next.set(Some(now + config::load_interval()));
+        }
+        due
+    });
+    if sample_due {
+        sample(ctx);
     }
     let replica = ctx.get_flags().contains(ContextFlags::SLAVE);
     if REPLICA.swap(replica, Ordering::Relaxed) != replica {
@@ -198,25 +199,6 @@ fn tick(ctx: &Context) {
     }
 }
 
-/// Samples the load figures every `zksync.load-interval` (a Redis timer: the
-/// main thread, where the figures live), the first time as soon as the event
-/// loop runs: the group needs this server's port for its id.
-fn schedule_sample(ctx: &Context, first: bool) {
-    let delay = if first {
-        Duration::from_millis(1)
-    } else {
-        config::load_interval()
-    };
-    ctx.create_timer(
-        delay,
-        |ctx: &Context, ()| {
-            sample(ctx);
-            schedule_sample(ctx, false);
-        },
-        (),
-    );
-}
-
 fn sample(ctx: &Context) {
     if group::fence::in_group() {
         group::fence::learn_write_commands(ctx);
@@ -225,8 +207,9 @@ fn sample(ctx: &Context) {
 }
 
 /// When redis-server exits the session is closed, so that this member's
-/// znode goes at once. (At exit rather than on a shutdown subscription: see
-/// `schedule_tick`. Forked children leave with `_exit`, which skips it.)
+/// znode goes at once. (At exit rather than on a shutdown subscription, which
+/// would be one more for Redis to walk twice per event-loop iteration.
+/// Forked children leave with `_exit`, which skips it.)
 fn close_session_at_exit() {
     extern "C" {
         fn atexit(callback: extern "C" fn()) -> c_int;

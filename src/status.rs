@@ -58,6 +58,9 @@ pub struct Status {
     // Written by the apply thread.
     pub znodes: AtomicU64,
     pub events_applied: AtomicU64,
+    /// Nanoseconds the apply thread has held the Redis lock: main-thread
+    /// time the mirror took.
+    pub lock_held_ns: AtomicU64,
     pub mirrors: AtomicU64,
     pub diverged: AtomicU64,
 }
@@ -126,6 +129,10 @@ impl Status {
             ("events_applied", int(&self.events_applied)),
             ("resyncs", int(&self.resyncs)),
             ("last_resync_ms", int(&self.last_resync_ms)),
+            (
+                "lock_held_us",
+                Field::Int((self.lock_held_ns.load(Ordering::Relaxed) / 1000) as i64),
+            ),
         ];
         let member = self.member.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some((group, id)) = member {

@@ -905,6 +905,7 @@ fn status_and_info_report_the_session() {
         "events_applied",
         "resyncs",
         "last_resync_ms",
+        "lock_held_us",
     ] {
         assert!(status.contains_key(field), "{field} missing from {status:?}");
     }
@@ -915,6 +916,8 @@ fn status_and_info_report_the_session() {
     assert_eq!(status["session_timeout"], "2000");
     assert!(status["resyncs"].parse::<i64>().unwrap() >= 1);
     assert!(status["last_resync_ms"].parse::<i64>().is_ok());
+    // The sync wrote under the lock.
+    assert!(status["lock_held_us"].parse::<i64>().unwrap() > 0, "{status:?}");
     // The session is a real one: ZooKeeper lists it.
     let session = &status["session_id"];
     assert!(session.starts_with("0x"), "{session}");
