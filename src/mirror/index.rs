@@ -175,26 +175,14 @@ impl Index {
 mod tests {
     use super::*;
 
-    fn stat() -> Stat {
-        Stat {
-            czxid: 1,
-            mzxid: 1,
-            pzxid: 1,
-            ctime: 0,
-            mtime: 0,
-            version: 0,
-            cversion: 0,
-            aversion: 0,
-            ephemeral_owner: 0,
-            data_length: 0,
-            num_children: 0,
-        }
-    }
-
     #[test]
     fn advance_is_monotonic_and_tells_data_from_children() {
         let mut index = Index::default();
-        let at = |mzxid, pzxid| Stat { mzxid, pzxid, ..stat() };
+        let at = |mzxid, pzxid| Stat {
+            mzxid,
+            pzxid,
+            ..crate::mirror::test_stat()
+        };
         assert_eq!(index.advance("/a".into(), at(5, 5)), Advance::Data);
         assert_eq!(index.advance("/a".into(), at(5, 5)), Advance::Stale);
         assert_eq!(index.advance("/a".into(), at(5, 7)), Advance::ChildrenOnly);
@@ -217,7 +205,7 @@ mod tests {
             "/ab",
             "/a/z z",
         ] {
-            index.insert(p.to_string(), stat());
+            index.insert(p.to_string(), crate::mirror::test_stat());
         }
         assert_eq!(index.children("/a").unwrap(), ["x", "x!", "y", "z z"]);
         assert_eq!(index.children("/a/x").unwrap(), ["deep"]);
@@ -234,8 +222,8 @@ mod tests {
         };
         let mut index = Index::default();
         index.set_mirrors(&[spec("/a"), spec("/b")]);
-        index.insert("/a/1".into(), stat());
-        index.insert("/b/1".into(), stat());
+        index.insert("/a/1".into(), crate::mirror::test_stat());
+        index.insert("/b/1".into(), crate::mirror::test_stat());
         index.set_mirrors(&[spec("/a")]);
         assert!(index.stat("/a/1").is_some());
         assert!(index.stat("/b/1").is_none());

@@ -67,3 +67,21 @@ pub enum Update {
 pub fn stat_zxid(stat: &Stat) -> i64 {
     stat.mzxid.max(stat.pzxid)
 }
+
+/// A stat with every zxid 1 and everything else 0, for unit tests.
+#[cfg(test)]
+pub fn test_stat() -> Stat {
+    Stat {
+        czxid: 1,
+        mzxid: 1,
+        pzxid: 1,
+        ctime: 0,
+        mtime: 0,
+        version: 0,
+        cversion: 0,
+        aversion: 0,
+        ephemeral_owner: 0,
+        data_length: 0,
+        num_children: 0,
+    }
+}

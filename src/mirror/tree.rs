@@ -64,23 +64,13 @@ mod tests {
     use zookeeper_client::Stat;
 
     fn node(path: &str, mzxid: i64) -> Node {
-        let stat = Stat {
-            czxid: 1,
-            mzxid,
-            pzxid: 1,
-            ctime: 0,
-            mtime: 0,
-            version: 0,
-            cversion: 0,
-            aversion: 0,
-            ephemeral_owner: 0,
-            data_length: 0,
-            num_children: 0,
-        };
         Node {
             path: path.to_string(),
             data: vec![],
-            stat,
+            stat: Stat {
+                mzxid,
+                ..crate::mirror::test_stat()
+            },
         }
     }
 
