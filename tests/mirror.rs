@@ -23,6 +23,24 @@ fn mirroring(root: &str) -> Redis {
     redis
 }
 
+/// `mirroring`, once the mirror equals ZooKeeper's `root`.
+fn mirrored(zk: &ZkClient, root: &str) -> Redis {
+    let redis = mirroring(root);
+    wait_mirror_equals(&redis, zk, root, "zk:", SETTLE);
+    redis
+}
+
+/// Reconnects `redis` to ZooKeeper (a changed session timeout does), which
+/// resyncs every mirror; returns once a resync has run.
+fn reconnect_and_resync(redis: &Redis) {
+    let resyncs: i64 = redis.status()["resyncs"].parse().unwrap();
+    let timeout: i64 = config_get(redis, "zksync.session-timeout").parse().unwrap();
+    redis.cmd(&["CONFIG", "SET", "zksync.session-timeout", &(timeout + 1).to_string()]);
+    wait_until(SETTLE, "a resync", || {
+        redis.status()["resyncs"].parse::<i64>().unwrap() > resyncs
+    });
+}
+
 fn zk() -> ZkClient {
     ZkClient::connect(&shared_zk().connect_string())
 }
@@ -141,8 +159,7 @@ fn initial_sync_of_binary_empty_deep_and_odd_names() {
     for name in odd {
         zk.create_all(&format!("{root}/odd/{name}"), name.as_bytes());
     }
-    let redis = mirroring(&root);
-    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let redis = mirrored(&zk, &root);
     assert_eq!(get(&redis, &format!("zk:{root}")), Some(b"the root".to_vec()));
     assert_eq!(get(&redis, &format!("zk:{root}/binary")), Some(binary));
     assert_eq!(get(&redis, &format!("zk:{root}/empty")), Some(vec![]));
@@ -205,8 +222,7 @@ fn live_create_set_delete_and_subtree_delete() {
     let root = unique_root("live");
     let zk = zk();
     zk.create_all(&root, b"r");
-    let redis = mirroring(&root);
-    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let redis = mirrored(&zk, &root);
 
     for i in 0..20 {
         zk.create_all(&format!("{root}/sub/n{i}"), format!("v{i}").as_bytes());
@@ -249,8 +265,7 @@ fn many_quick_sets_are_monotonic_and_end_with_the_last_value() {
     let zk = zk();
     let node = format!("{root}/counter");
     zk.create_all(&node, b"0");
-    let redis = mirroring(&root);
-    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let redis = mirrored(&zk, &root);
 
     // A reader samples the key the whole time: it must never go back.
     let stop = Arc::new(AtomicBool::new(false));
@@ -367,8 +382,7 @@ fn a_large_tree_syncs_quickly() {
         }
     });
     let started = Instant::now();
-    let redis = mirroring(&root);
-    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let redis = mirrored(&zk, &root);
     println!("2041 znodes mirrored in {:?}", started.elapsed());
     assert_eq!(redis.status()["znodes"], "2041");
     // A burst of live changes over the whole tree.
@@ -425,11 +439,7 @@ fn sibling_roots_that_share_a_name_prefix_are_independent() {
     assert_eq!(mirror_keys(&redis, "zk:", &sibling).len(), 2);
     zk.delete_all(&root);
     wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
-    let resyncs: i64 = redis.status()["resyncs"].parse().unwrap();
-    redis.cmd(&["CONFIG", "SET", "zksync.session-timeout", "2001"]);
-    wait_until(SETTLE, "a resync", || {
-        redis.status()["resyncs"].parse::<i64>().unwrap() > resyncs
-    });
+    reconnect_and_resync(&redis);
     wait_mirror_equals(&redis, &zk, &sibling, "zk:", SETTLE);
     assert_eq!(redis.status()["state"], "connected");
 }
@@ -515,8 +525,7 @@ fn stale_hand_written_keys_are_swept_by_a_reconnect_resync() {
     let root = unique_root("stale");
     let zk = zk();
     zk.create_all(&format!("{root}/real"), b"yes");
-    let redis = mirroring(&root);
-    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let redis = mirrored(&zk, &root);
     redis.cmd(&["SET", &format!("zk:{root}/forged"), "no"]);
     redis.cmd(&["SET", &format!("zk:{root}/real/child"), "no"]);
     redis.cmd(&["SET", &format!("zk:{root}x"), "a sibling, outside the mirror"]);
@@ -546,16 +555,10 @@ fn keys_overwritten_or_deleted_by_hand_are_repaired_by_a_resync() {
     let zk = zk();
     zk.create_all(&format!("{root}/a"), b"a");
     zk.create_all(&format!("{root}/b"), b"b");
-    let redis = mirroring(&root);
-    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let redis = mirrored(&zk, &root);
     redis.cmd(&["SET", &format!("zk:{root}/a"), "overwritten by hand"]);
     redis.cmd(&["DEL", &format!("zk:{root}/b")]);
-    let resyncs: i64 = redis.status()["resyncs"].parse().unwrap();
-    let timeout: i64 = config_get(&redis, "zksync.session-timeout").parse().unwrap();
-    redis.cmd(&["CONFIG", "SET", "zksync.session-timeout", &(timeout + 1).to_string()]);
-    wait_until(SETTLE, "a resync", || {
-        redis.status()["resyncs"].parse::<i64>().unwrap() > resyncs
-    });
+    reconnect_and_resync(&redis);
     wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
 }
 
@@ -564,15 +567,10 @@ fn a_flushall_is_repaired_by_the_next_resync() {
     let root = unique_root("flushall");
     let zk = zk();
     zk.create_all(&format!("{root}/a"), b"a");
-    let redis = mirroring(&root);
-    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let redis = mirrored(&zk, &root);
     redis.cmd(&["FLUSHALL"]);
     assert_eq!(redis.status()["znodes"], "2", "the index still counts them");
-    let resyncs: i64 = redis.status()["resyncs"].parse().unwrap();
-    redis.cmd(&["CONFIG", "SET", "zksync.session-timeout", "2001"]);
-    wait_until(SETTLE, "a resync", || {
-        redis.status()["resyncs"].parse::<i64>().unwrap() > resyncs
-    });
+    reconnect_and_resync(&redis);
     wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
 }
 
@@ -583,8 +581,7 @@ fn pull_repairs_keys_overwritten_deleted_or_flushed_by_hand() {
     let zk = zk();
     zk.create_all(&format!("{root}/a"), b"a");
     zk.create_all(&format!("{root}/b"), b"b");
-    let redis = mirroring(&root);
-    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let redis = mirrored(&zk, &root);
     redis.cmd(&["SET", &format!("zk:{root}/a"), "overwritten by hand"]);
     redis.cmd(&["DEL", &format!("zk:{root}/b")]);
     assert_eq!(int(redis.cmd(&["ZKSYNC.PULL", &root])), 3);
@@ -602,8 +599,7 @@ fn stale_keys_are_swept_by_pull() {
     let root = unique_root("stale-pull");
     let zk = zk();
     zk.create_all(&format!("{root}/a/b"), b"b");
-    let redis = mirroring(&root);
-    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let redis = mirrored(&zk, &root);
     redis.cmd(&["SET", &format!("zk:{root}/forged"), "no"]);
     redis.cmd(&["SET", &format!("zk:{root}/a/forged/deep"), "no"]);
     redis.cmd(&["SET", &format!("zk:{root}-sibling"), "kept"]);
@@ -714,8 +710,7 @@ fn delete_answers_one_or_zero_and_compares_versions() {
     zk.create_all(&format!("{root}/parent/child"), b"c");
     zk.create_all(&format!("{root}/leaf"), b"l");
     zk.set(&format!("{root}/leaf"), b"l2");
-    let redis = mirroring(&root);
-    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let redis = mirrored(&zk, &root);
 
     let (code, message) = error(redis.try_cmd(&["ZKSYNC.DELETE", &format!("{root}/parent")]));
     assert_eq!(code, "ZKNOTEMPTY", "{message}");
@@ -759,8 +754,7 @@ fn stat_matches_zookeeper_and_ls_is_sorted() {
     zk.set(&format!("{root}/dir/a"), b"changed twice");
     zk.set(&format!("{root}/dir/a"), b"changed");
     zk.create_ephemeral(&format!("{root}/dir/ephemeral"), b"e");
-    let redis = mirroring(&root);
-    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let redis = mirrored(&zk, &root);
 
     for p in zk.tree(&root).keys() {
         let stat = map(redis.cmd(&["ZKSYNC.STAT", p]));
@@ -815,8 +809,7 @@ fn stat_of_a_parent_follows_live_child_changes() {
     let root = unique_root("parent-stat");
     let zk = zk();
     zk.create_all(&format!("{root}/parent"), b"p");
-    let redis = mirroring(&root);
-    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let redis = mirrored(&zk, &root);
     let parent = format!("{root}/parent");
     for i in 0..3 {
         zk.create_all(&format!("{parent}/c{i}"), b"");
@@ -835,17 +828,7 @@ fn stat_of_a_parent_follows_live_child_changes() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // A reconnect resync does not repair it either.
-    let timeout = config_get(&redis, "zksync.session-timeout");
-    let resyncs: i64 = redis.status()["resyncs"].parse().unwrap();
-    redis.cmd(&[
-        "CONFIG",
-        "SET",
-        "zksync.session-timeout",
-        &(timeout.parse::<i64>().unwrap() + 1).to_string(),
-    ]);
-    wait_until(SETTLE, "a resync", || {
-        redis.status()["resyncs"].parse::<i64>().unwrap() > resyncs
-    });
+    reconnect_and_resync(&redis);
     assert_eq!(map(redis.cmd(&["ZKSYNC.STAT", &root]))["num_children"], "1");
 }
 
@@ -855,8 +838,7 @@ fn pull_counts_and_copies_paths_outside_every_mirror() {
     let zk = zk();
     zk.create_all(&format!("{root}/b"), b"bee");
     zk.create_all(&format!("{root}/a"), b"ay");
-    let redis = mirroring(&root);
-    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let redis = mirrored(&zk, &root);
     assert_eq!(int(redis.cmd(&["ZKSYNC.PULL", &root])), 3);
     assert_eq!(int(redis.cmd(&["ZKSYNC.PULL", &format!("{root}/a")])), 1);
 
@@ -890,8 +872,7 @@ fn status_and_info_report_the_session() {
     let zk = zk();
     zk.create_all(&format!("{root}/a"), b"1");
     zk.create_all(&format!("{root}/b"), b"2");
-    let redis = mirroring(&root);
-    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let redis = mirrored(&zk, &root);
 
     let status = redis.status();
     for field in [
@@ -962,8 +943,7 @@ fn commands_that_wait_for_zookeeper_are_refused_in_multi_and_scripts() {
     let root = unique_root("multi");
     let zk = zk();
     zk.create_all(&format!("{root}/x"), b"1");
-    let redis = mirroring(&root);
-    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let redis = mirrored(&zk, &root);
     let mut conn = redis.conn();
     let _: () = redis::cmd("MULTI").query(&mut conn).unwrap();
     let queued: String = redis::cmd("ZKSYNC.PUSH")
@@ -1133,8 +1113,7 @@ fn a_mirrored_write_acts_like_set_on_ttl_and_watch() {
     let root = unique_root("like-set");
     let zk = zk();
     zk.create_all(&format!("{root}/k"), b"0");
-    let redis = mirroring(&root);
-    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let redis = mirrored(&zk, &root);
     let key = format!("zk:{root}/k");
     redis.cmd(&["EXPIRE", &key, "1000"]);
     let mut watcher = redis.conn();
@@ -1294,8 +1273,7 @@ fn a_new_connect_string_reconnects_and_another_history_is_not_wiped() {
     let root = unique_root("history");
     let zk = zk();
     zk.create_all(&format!("{root}/a"), b"1");
-    let redis = mirroring(&root);
-    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let redis = mirrored(&zk, &root);
     let before = mirror_keys(&redis, "zk:", &root);
 
     // A brand-new ZooKeeper: its history is behind the mirror's.
@@ -1353,8 +1331,7 @@ fn znodes_deleted_while_away_are_swept_on_return() {
     for i in 0..10 {
         zk.create_all(&format!("{root}/n{i}"), b"v");
     }
-    let redis = mirroring(&root);
-    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let redis = mirrored(&zk, &root);
     go_away(&redis);
     assert_eq!(error_code(redis.try_cmd(&["ZKSYNC.PUSH", &root, "x"])), "ZKDOWN");
     zk.delete_all(&format!("{root}/n3"));
@@ -1374,8 +1351,7 @@ fn a_root_that_vanished_while_away_is_not_wiped() {
     for i in 0..5 {
         zk.create_all(&format!("{root}/n{i}"), b"v");
     }
-    let redis = mirroring(&root);
-    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let redis = mirrored(&zk, &root);
     let before = mirror_keys(&redis, "zk:", &root);
     go_away(&redis);
     zk.delete_all(&root);
