@@ -432,7 +432,7 @@ fn glob_escape(text: &str) -> String {
 }
 
 /// Wakes Redis's event loop from this thread (else replies and notifications
-/// wait for the next tick, up to 100 ms).
+/// wait for the event loop's next wake-up, serverCron's: up to 100 ms at hz 10).
 pub fn wake_event_loop() {
     extern "C" fn nothing(_: *mut std::os::raw::c_void) {}
     if let Some(add) = unsafe { raw::RedisModule_EventLoopAddOneShot } {

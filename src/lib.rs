@@ -1,7 +1,7 @@
 //! zksync: a Redis module that makes a Redis server a ZooKeeper citizen.
 //!
 //! This file only wires the module into Redis: commands, configs, the INFO
-//! section, the start of the threads, a 100 ms timer, the exit. See README.md
+//! section, the start of the threads, the serverCron tick, the exit. See README.md
 //! for the architecture.
 
 mod apply;
