@@ -167,13 +167,18 @@ static REPLICA: AtomicBool = AtomicBool::new(false);
 ///   writes paused, and INFO shows `shutdown_in_milliseconds` meanwhile: the
 ///   group hands the leadership over during that wait.
 /// - In a group, the load figures are sampled every `zksync.load-interval`
-///   (on the main thread, where they live), the first time at once: the
-///   group needs this server's port for its id.
+///   (on the main thread, where they live), the first time at once (at start
+///   or on joining): the group needs this server's port for its id.
 fn tick(ctx: &Context) {
     static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
     thread_local!(static NEXT_SAMPLE: Cell<Option<Instant>> = const { Cell::new(None) });
-    let now = Instant::now();
     let sample_due = NEXT_SAMPLE.with(|next| {
+        if !group::fence::in_group() {
+            // Outside a group nothing is sampled; joining one samples at once.
+            next.set(None);
+            return false;
+        }
+        let now = Instant::now();
         let due = next.get().is_none_or(|at| now >= at);
         if due {
             next.set(Some(now + config::load_interval()));
