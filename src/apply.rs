@@ -2,8 +2,10 @@
 //! order from the session thread and writes each in bounded batches, one hold
 //! of the Redis lock per batch, replicated to replicas and the AOF.
 
+use crate::access::{Denied, KeyAccess};
 use crate::config::{self, MirrorSpec};
 use crate::error::Error;
+use crate::ffi::{acl, guard, log};
 use crate::keyspace;
 use crate::mirror::index::{Advance, Index, INDEX};
 use crate::mirror::{stat_zxid, Node, Op, Update};
@@ -17,8 +19,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Key writes per hold of the Redis lock: ~100 keeps Redis's latency near 2 ms
-/// during a large sync (FIELD-NOTES).
+/// during a large sync (measured: 1,000 per hold cost 8-20 ms).
 const BATCH: usize = 128;
+/// Keys checked against the Redis ACL per hold of the lock.
+const ACL_CHECKS: usize = 1024;
 /// Keys examined per SCAN step of a sweep.
 const SCAN_COUNT: &str = "1000";
 
@@ -54,8 +58,10 @@ enum Access {
 
 impl Applier {
     fn run(self) {
+        // A panic (a bug) loses that update only: its client is answered,
+        // the next resync repairs what it should have written.
         while let Ok(update) = self.rx.recv() {
-            self.handle(update);
+            guard::catch("the apply thread", || self.handle(update));
         }
     }
 
@@ -79,8 +85,9 @@ impl Applier {
                 path,
                 zxid,
                 nodes,
+                user,
                 pending,
-            } => self.pull(&prefix, &path, zxid, nodes, pending),
+            } => self.pull(&prefix, &path, zxid, nodes, user.as_deref(), pending),
             Update::Forget => self.locked(|_, index, _| index.forget_all()),
             Update::Reply(pending, reply) => pending.resolve(reply),
         }
@@ -116,7 +123,7 @@ impl Applier {
             };
             match reason {
                 Some(reason) => {
-                    diverge(ctx, index, root, reason);
+                    diverge(index, root, reason);
                     None
                 }
                 None => {
@@ -130,19 +137,19 @@ impl Applier {
         let Some(spec) = proceed else { return };
         let repaired = self.changes(root, ops);
         if repaired > 0 {
-            redis_module::logging::log_notice(format!(
-                "zksync: the resync of {root} repaired {repaired} keys changed outside zksync"
+            log::notice(&format!(
+                "the resync of {root} repaired {repaired} keys changed outside zksync"
             ));
         }
-        self.sweep(&spec.prefix, root, |index, path| index.stat(path).is_some());
+        self.sweep(&spec.prefix, root, None, |index, path| index.stat(path).is_some());
     }
 
-    fn pull(&self, prefix: &str, path: &str, zxid: i64, nodes: Vec<Node>, pending: Pending) {
+    fn pull(&self, prefix: &str, path: &str, zxid: i64, nodes: Vec<Node>, user: Option<&[u8]>, pending: Pending) {
         let written = nodes.len() as i64;
         let live: HashSet<String> = nodes.iter().map(|n| n.path.clone()).collect();
         // A pull inside a mirror replaces its index entries; a pull of the root
         // is the operator's word that this ZooKeeper is the truth.
-        let mirror = self.locked(|ctx, index, access| {
+        let mirror = self.locked(|_, index, access| {
             if access == Access::IndexOnly {
                 return Err(Error::ReadOnly("zksync writes the mirror only on a master".into()));
             }
@@ -153,7 +160,7 @@ impl Applier {
             if root == path {
                 if let Some(entry) = index.mirror_mut(&root) {
                     if entry.diverged.take().is_some() {
-                        ctx.log_warning(&format!("zksync: mirror {root} resumes after ZKSYNC.PULL"));
+                        log::warning(&format!("mirror {root} resumes after ZKSYNC.PULL"));
                     }
                     entry.applied_zxid = zxid;
                 }
@@ -174,6 +181,11 @@ impl Applier {
             let gone = self.locked(|_, index, _| index.paths_below(path));
             ops.extend(gone.into_iter().filter(|p| !live.contains(p)).map(Op::Delete));
         }
+        if let Some(user) = user {
+            if let Err(denied) = self.permitted(user, prefix, &ops) {
+                return pending.resolve(Reply::Error(Error::NoPerm(denied)));
+            }
+        }
         let mut ops = ops.into_iter().peekable();
         while ops.peek().is_some() {
             let batch: Vec<Op> = ops.by_ref().take(BATCH).collect();
@@ -182,13 +194,36 @@ impl Applier {
                 apply_pulled(ctx, index, access, &spec, batch);
             });
         }
-        self.sweep(prefix, path, |_, p| live.contains(p));
+        self.sweep(prefix, path, user, |_, p| live.contains(p));
         pending.resolve(Reply::Integer(written));
     }
 
+    /// Whether `user` may write every key `ops` would change; else the
+    /// first one refused. A PULL writes all of its subtree or nothing.
+    fn permitted(&self, user: &[u8], prefix: &str, ops: &[Op]) -> Result<(), Denied> {
+        for chunk in ops.chunks(ACL_CHECKS) {
+            self.locked(|_, _, _| {
+                let user = acl::User::named(user);
+                for op in chunk {
+                    let (Op::Upsert(Node { path, .. }) | Op::Verify(Node { path, .. }) | Op::Delete(path)) = op;
+                    let key = config::key(prefix, path);
+                    if !user.as_ref().is_some_and(|u| u.may(&key, KeyAccess::Write)) {
+                        return Err(Denied::Key {
+                            key,
+                            access: KeyAccess::Write,
+                        });
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
     /// Deletes the keys under `prefix + root` that `keep` does not know: keys
-    /// of vanished znodes and keys written by hand.
-    fn sweep(&self, prefix: &str, root: &str, keep: impl Fn(&Index, &str) -> bool) {
+    /// of vanished znodes and keys written by hand; with `user`, only those
+    /// that user may write.
+    fn sweep(&self, prefix: &str, root: &str, user: Option<&[u8]>, keep: impl Fn(&Index, &str) -> bool) {
         let pattern = format!("{}*", glob_escape(&format!("{prefix}{root}")));
         let mut cursor = "0".to_string();
         loop {
@@ -203,6 +238,7 @@ impl Applier {
                     &[cursor.as_str(), "MATCH", pattern.as_str(), "COUNT", SCAN_COUNT][..],
                 );
                 let (next, keys) = scan_reply(reply)?;
+                let user = user.map(acl::User::named);
                 for key in keys {
                     let Some(path) = key.strip_prefix(prefix.as_bytes()) else {
                         continue;
@@ -212,7 +248,11 @@ impl Applier {
                         // Not a znode path, yet in our namespace.
                         Err(_) => false,
                     };
-                    if !keep_it {
+                    let may = match &user {
+                        Some(user) => user.as_ref().is_some_and(|u| u.may(&key, KeyAccess::Write)),
+                        None => true,
+                    };
+                    if !keep_it && may {
                         keyspace::delete(ctx.ctx, &key);
                     }
                 }
@@ -305,9 +345,9 @@ fn healthy_mirror(index: &Index, root: &str) -> Option<Arc<MirrorSpec>> {
         .map(|m| m.spec.clone())
 }
 
-fn diverge(ctx: &Context, index: &mut Index, root: &str, reason: String) {
-    ctx.log_warning(&format!(
-        "zksync: mirror {root} stopped applying: {reason}. Nothing was deleted; run ZKSYNC.PULL {root} to resume from this ZooKeeper."
+fn diverge(index: &mut Index, root: &str, reason: String) {
+    log::warning(&format!(
+        "mirror {root} stopped applying: {reason}. Nothing was deleted; run ZKSYNC.PULL {root} to resume from this ZooKeeper."
     ));
     if let Some(entry) = index.mirror_mut(root) {
         entry.diverged = Some(reason);
@@ -393,7 +433,7 @@ fn apply_pulled(ctx: &Context, mut index: Option<&mut Index>, access: Access, sp
 /// One replicated SET; a failure is logged, never fatal.
 fn set(ctx: &Context, key: &[u8], value: &[u8]) {
     if let Err(e) = keyspace::set(ctx.ctx, key, value) {
-        ctx.log_warning(&format!("zksync: SET of a mirrored key failed: {e}"));
+        log::warning(&format!("SET of a mirrored key failed: {e}"));
     }
 }
 

@@ -4,12 +4,14 @@
 //! Every string config is validated in CONFIG SET (and at load): an invalid
 //! value is refused with the reason and the old value stays in force.
 
+use crate::access::Roots;
+use crate::error::quote;
 use crate::path;
 use redis_module::configuration::{ConfigurationContext, ConfigurationValue};
 use redis_module::{enum_configuration, RedisError, RedisString};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub const DEFAULT_PREFIX: &str = "zk:";
@@ -41,11 +43,22 @@ impl ConfigurationValue<RedisString> for Checked {
         RedisString::create(None, self.get().as_str())
     }
 
+    /// Refuses what is not UTF-8 or holds control bytes before its parser
+    /// sees it; the reason never echoes the value raw (Redis turns it into a
+    /// C string: a NUL byte there would abort the server).
     fn set(&self, _ctx: &ConfigurationContext, value: RedisString) -> Result<(), RedisError> {
         let text = value
             .try_as_str()
             .map_err(|_| RedisError::Str("value must be valid UTF-8"))?;
-        (self.check)(text).map_err(RedisError::String)?;
+        if text.chars().any(char::is_control) {
+            return Err(RedisError::String(format!(
+                "value '{}' holds control characters",
+                quote(text)
+            )));
+        }
+        crate::ffi::guard::catch("CONFIG SET", || (self.check)(text))
+            .unwrap_or_else(|| Err("internal error, see the Redis log".to_string()))
+            .map_err(|e| RedisError::String(quote(&e)))?;
         *self.text.lock().unwrap_or_else(|e| e.into_inner()) = Cow::Owned(text.to_string());
         Ok(())
     }
@@ -65,6 +78,7 @@ pub static AUTH: Checked = Checked::new("", |s| parse_auth(s).map(|_| ()));
 pub static MIRRORS: Checked = Checked::new("", |s| parse_mirrors(s).map(|_| ()));
 pub static GROUP: Checked = Checked::new("", |s| parse_group(s).map(|_| ()));
 pub static ANNOUNCE: Checked = Checked::new("", |s| parse_announce(s).map(|_| ()));
+pub static ALLOW: Checked = Checked::new("", |s| parse_allow(s).map(|_| ()));
 pub const DEFAULT_SESSION_TIMEOUT_MS: i64 = 6000;
 pub const DEFAULT_FAILOVER_MAX_LAG: i64 = 1048576;
 pub const DEFAULT_LOAD_INTERVAL_MS: i64 = 1000;
@@ -154,6 +168,27 @@ impl Settings {
     }
 }
 
+/// The roots commands may act under, as of the last config change. Kept
+/// parsed: STAT and LS consult it on every call.
+static ROOTS: Mutex<Option<Arc<Roots>>> = Mutex::new(None);
+
+pub fn roots() -> Arc<Roots> {
+    ROOTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(Default::default)
+        .clone()
+}
+
+/// Called after every config change (they were validated when set).
+pub fn refresh_roots() {
+    let roots = Roots {
+        mirrors: parse_mirrors(&MIRRORS.get()).unwrap_or_default(),
+        allow: parse_allow(&ALLOW.get()).unwrap_or_default(),
+    };
+    *ROOTS.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(roots));
+}
+
 pub fn load_interval() -> Duration {
     Duration::from_millis(LOAD_INTERVAL_MS.load(Ordering::Relaxed).max(1) as u64)
 }
@@ -221,6 +256,17 @@ pub fn parse_mirrors(text: &str) -> Result<Vec<MirrorSpec>, String> {
         });
     }
     Ok(mirrors)
+}
+
+/// Whitespace-separated absolute znode paths (`zksync.allow`).
+pub fn parse_allow(text: &str) -> Result<Vec<String>, String> {
+    text.split_whitespace()
+        .map(|root| {
+            path::validate(root)
+                .map(|()| root.to_string())
+                .map_err(|e| format!("bad zksync.allow root: {e}"))
+        })
+        .collect()
 }
 
 /// A group name is one znode name, or empty for none.
@@ -295,5 +341,15 @@ mod tests {
         assert!(parse_group("..").is_err());
         assert!(parse_announce("10.0.0.1:6379").is_ok());
         assert!(parse_announce("10.0.0.1").is_err());
+    }
+
+    #[test]
+    fn allow() {
+        assert_eq!(parse_allow("").unwrap(), Vec::<String>::new());
+        assert_eq!(parse_allow(" /locks  /jobs/a ").unwrap(), ["/locks", "/jobs/a"]);
+        assert_eq!(parse_allow("/").unwrap(), ["/"]);
+        for bad in ["locks", "/a/", "/a //b"] {
+            assert!(parse_allow(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! The one error type of zksync, mapped once to the `CODE message` replies of SPEC.md.
+//! The one error type of zksync, mapped once to the `CODE message` of its error replies.
 
+use crate::access::Denied;
 use zookeeper_client as zk;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,8 @@ pub enum Error {
     NoMasterLink(String),
     /// A load or failover command on a server without `zksync.group`.
     NoGroup,
+    /// Outside the allowed roots, in a reserved tree, or refused by the Redis ACL.
+    NoPerm(Denied),
     /// A switchover refused or rolled back.
     Failover(String),
     /// Anything else ZooKeeper answered: reported as is.
@@ -43,6 +46,7 @@ impl Error {
             Error::ReadOnly(_) => "READONLY",
             Error::NoMasterLink(_) => "NOMASTERLINK",
             Error::NoGroup => "NOGROUP",
+            Error::NoPerm(_) => "NOPERM",
         }
     }
 
@@ -59,6 +63,7 @@ impl Error {
             Error::Timeout => "ZooKeeper did not answer in time".to_string(),
             Error::NoGroup => "this server is in no group (set zksync.group)".to_string(),
             Error::Zk { path, message } => format!("ZooKeeper error on {path}: {message}"),
+            Error::NoPerm(denied) => denied.to_string(),
         }
     }
 
@@ -83,11 +88,32 @@ impl Error {
     }
 }
 
-/// `CODE message`, the text of the error reply.
+/// `CODE message`, the text of the error reply: what came from a client or
+/// from ZooKeeper is quoted, never echoed raw.
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.code(), self.message())
+        write!(f, "{} {}", self.code(), quote(&self.message()))
     }
+}
+
+/// `text` with every byte that is not printable ASCII written as Redis
+/// writes it in its own replies and log (`\n`, `\x00`, `\xc3`...), so that
+/// an error never carries control bytes to a client or the log.
+pub fn quote(text: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            b' '..=b'~' => out.push(b as char),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    out
 }
 
 /// Not through redis-module's conversion of `std::error::Error`s, which
@@ -109,5 +135,20 @@ mod tests {
             .to_string()
             .starts_with("ZKBADVERSION "));
         assert!(Error::BadArgs("wrong".into()).to_string().starts_with("ERR "));
+    }
+
+    #[test]
+    fn control_bytes_are_quoted() {
+        for (raw, quoted) in [
+            ("plain /a b", "plain /a b"),
+            ("nul\0here", "nul\\x00here"),
+            ("line\r\nbreak\t", "line\\r\\nbreak\\t"),
+            ("\x7f\x1b", "\\x7f\\x1b"),
+            ("ü", "\\xc3\\xbc"),
+        ] {
+            assert_eq!(quote(raw), quoted);
+        }
+        let e = Error::BadArgs("bad '\0\r\n'".into()).to_string();
+        assert!(e.bytes().all(|b| (b' '..=b'~').contains(&b)), "{e:?}");
     }
 }

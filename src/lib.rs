@@ -4,10 +4,12 @@
 //! section, the start of the threads, the serverCron tick, the exit. See README.md
 //! for the architecture.
 
+mod access;
 mod apply;
 mod commands;
 mod config;
 mod error;
+mod ffi;
 mod group;
 mod keyspace;
 mod mirror;
@@ -16,9 +18,8 @@ mod reply;
 mod session;
 mod status;
 
-use commands::status::info;
 use config::{
-    FailoverMode, Settings, ANNOUNCE, AUTH, DEFAULT_FAILOVER_MAX_LAG, DEFAULT_LOAD_INTERVAL_MS, DEFAULT_SERVERS,
+    FailoverMode, Settings, ALLOW, ANNOUNCE, AUTH, DEFAULT_FAILOVER_MAX_LAG, DEFAULT_LOAD_INTERVAL_MS, DEFAULT_SERVERS,
     DEFAULT_SESSION_TIMEOUT_MS, FAILOVER, FAILOVER_MAX_LAG, GROUP, LOAD_INTERVAL_MS, MIRRORS, SERVERS,
     SESSION_TIMEOUT_MS,
 };
@@ -44,13 +45,17 @@ type Allocator = redis_module::alloc::RedisAlloc;
 type Allocator = std::alloc::System;
 
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
-    match load_configs(ctx, args).and_then(|()| group::fence::install(ctx, !GROUP.get().is_empty())) {
+    ffi::guard::install_hook();
+    let loaded = ffi::guard::catch("module load", || {
+        load_configs(ctx, args).and_then(|()| group::fence::install(ctx, !GROUP.get().is_empty()))
+    });
+    match loaded.unwrap_or_else(|| Err("internal error, see above".to_string())) {
         Ok(()) => {
             subscribe(ctx, raw::REDISMODULE_EVENT_CRON_LOOP, Some(on_cron));
             Status::Ok
         }
         Err(e) => {
-            ctx.log_warning(&format!("zksync: {e}"));
+            ffi::log::warning(&e);
             Status::Err
         }
     }
@@ -70,7 +75,10 @@ static RUNNING: AtomicBool = AtomicBool::new(false);
 /// event-loop iteration a second time event to look at, and an idle server
 /// a wake-up per firing; serverCron wakes Redis anyway.
 unsafe extern "C" fn on_cron(ctx: *mut raw::RedisModuleCtx, _: raw::RedisModuleEvent, _: u64, _: *mut c_void) {
-    let ctx = Context::new(ctx);
+    ffi::guard::catch("serverCron", || cron(&Context::new(ctx)));
+}
+
+fn cron(ctx: &Context) {
     if !STARTED.swap(true, Ordering::Relaxed) {
         match apply::start().and_then(|updates| session::start(Settings::current(), updates)) {
             Ok(()) => {
@@ -79,11 +87,11 @@ unsafe extern "C" fn on_cron(ctx: *mut raw::RedisModuleCtx, _: raw::RedisModuleE
                 RUNNING.store(true, Ordering::Relaxed);
             }
             // A started apply thread then ends: its channel's sender is gone.
-            Err(e) => ctx.log_warning(&format!("zksync: {e}; the module is inert")),
+            Err(e) => ffi::log::warning(&format!("{e}; the module is inert")),
         }
     }
     if RUNNING.load(Ordering::Relaxed) {
-        tick(&ctx);
+        tick(ctx);
     }
 }
 
@@ -116,6 +124,7 @@ fn load_configs(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
         ("mirrors", &MIRRORS, "", Flags::DEFAULT),
         ("group", &GROUP, "", Flags::DEFAULT),
         ("announce", &ANNOUNCE, "", Flags::DEFAULT),
+        ("allow", &ALLOW, "", Flags::DEFAULT),
     ];
     for (name, value, default, flags) in strings {
         let default = get_string_default_config_value(args, name, default).map_err(|e| arg(name, e))?;
@@ -135,11 +144,11 @@ fn load_configs(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
 /// Once started, the session and apply threads, the tokio runtime and the
 /// client library's own I/O thread cannot be torn down cleanly: refuse
 /// MODULE UNLOAD.
-fn deinit(ctx: &Context) -> Status {
+fn deinit(_ctx: &Context) -> Status {
     if !STARTED.load(Ordering::Relaxed) {
         return Status::Ok;
     }
-    ctx.log_warning("zksync cannot be unloaded: its ZooKeeper threads would outlive it. Restart redis-server instead.");
+    ffi::log::warning("cannot be unloaded: its ZooKeeper threads would outlive it. Restart redis-server instead.");
     Status::Err
 }
 
@@ -150,11 +159,20 @@ fn on_changed<T>() -> OnChanged<T> {
 }
 
 /// Any config change: the session thread takes the new snapshot (reconnecting
-/// if the connection settings moved); fencing follows `zksync.group`.
+/// if the connection settings moved); fencing follows `zksync.group`;
+/// commands check paths against the new roots.
 fn on_config_changed<T>(_ctx: &ConfigurationContext, _name: &str, _value: &'static T) {
-    let settings = Settings::current();
-    group::fence::set_active(settings.group.is_some());
-    let _ = session::send(Control::Settings(settings));
+    ffi::guard::catch("a config change", || {
+        config::refresh_roots();
+        let settings = Settings::current();
+        group::fence::set_active(settings.group.is_some());
+        let _ = session::send(Control::Settings(settings));
+    });
+}
+
+/// INFO zksync.
+fn info(ctx: &InfoContext, for_crash_report: bool) {
+    ffi::guard::catch("INFO", || commands::status::info(ctx, for_crash_report));
 }
 
 /// The role `tick` saw last (set at start).
@@ -220,7 +238,7 @@ fn close_session_at_exit() {
         fn atexit(callback: extern "C" fn()) -> c_int;
     }
     extern "C" fn at_exit() {
-        session::shutdown(Duration::from_secs(1));
+        ffi::guard::catch("exit", || session::shutdown(Duration::from_secs(1)));
     }
     // SAFETY: the module is never unloaded, so the callback stays mapped.
     unsafe { atexit(at_exit) };
@@ -234,17 +252,19 @@ redis_module! {
     init: init,
     deinit: deinit,
     info: info,
+    // Flags as Redis's own counterparts have them; the last item is the ACL
+    // categories, declared where Redis supports them (7.2 and later).
     commands: [
-        ["zksync.pull", commands::mirror::pull, "write deny-oom", 0, 0, 0, ""],
-        ["zksync.push", commands::mirror::push, "write deny-oom", 0, 0, 0, ""],
-        ["zksync.delete", commands::mirror::delete, "write", 0, 0, 0, ""],
-        ["zksync.stat", commands::mirror::stat, "readonly fast", 0, 0, 0, ""],
-        ["zksync.ls", commands::mirror::ls, "readonly", 0, 0, 0, ""],
-        ["zksync.status", commands::status::status, "readonly fast", 0, 0, 0, ""],
-        ["zksync.load", commands::load::load, "readonly", 0, 0, 0, ""],
-        ["zksync.leader", commands::failover::leader, "readonly fast", 0, 0, 0, ""],
-        ["zksync.failover", commands::failover::failover, "admin", 0, 0, 0, ""],
-        ["zksync.fenced", group::fence::refuse, "fast", 0, 0, 0, ""],
-        ["zksync.fenced-sync", group::fence::refuse_sync, "fast", 0, 0, 0, ""],
+        ["zksync.pull", guarded!("zksync.pull", commands::mirror::pull), "write deny-oom", 0, 0, 0, "", "write"],
+        ["zksync.push", guarded!("zksync.push", commands::mirror::push), "write deny-oom", 0, 0, 0, "", "write"],
+        ["zksync.delete", guarded!("zksync.delete", commands::mirror::delete), "write", 0, 0, 0, "", "write"],
+        ["zksync.stat", guarded!("zksync.stat", commands::mirror::stat), "readonly fast", 0, 0, 0, "", "read"],
+        ["zksync.ls", guarded!("zksync.ls", commands::mirror::ls), "readonly", 0, 0, 0, "", "read"],
+        ["zksync.status", guarded!("zksync.status", commands::status::status), "readonly fast", 0, 0, 0, "", "dangerous"],
+        ["zksync.load", guarded!("zksync.load", commands::load::load), "readonly", 0, 0, 0, "", "read"],
+        ["zksync.leader", guarded!("zksync.leader", commands::failover::leader), "readonly fast", 0, 0, 0, "", "read"],
+        ["zksync.failover", guarded!("zksync.failover", commands::failover::failover), "admin", 0, 0, 0, "", "admin dangerous"],
+        ["zksync.fenced", guarded!("zksync.fenced", group::fence::refuse), "fast", 0, 0, 0, "", "write"],
+        ["zksync.fenced-sync", guarded!("zksync.fenced-sync", group::fence::refuse_sync), "fast", 0, 0, 0, "", "admin dangerous"],
     ],
 }

@@ -1,7 +1,9 @@
 //! Absolute znode paths: validation and the few relations the mirror needs.
 
 /// Checks that `path` is an absolute znode path ZooKeeper accepts: `/` or
-/// `/seg/seg...` with no empty, `.` or `..` segment, no trailing slash and no NUL.
+/// `/seg/seg...` with no empty, `.` or `..` segment, no trailing slash, and
+/// none of the characters ZooKeeper refuses (control characters, the
+/// private-use area, U+FFF0 and above).
 pub fn validate(path: &str) -> Result<(), String> {
     if path == "/" {
         return Ok(());
@@ -12,8 +14,8 @@ pub fn validate(path: &str) -> Result<(), String> {
     if path.ends_with('/') {
         return Err(format!("znode path '{path}' must not end with '/'"));
     }
-    if path.contains('\0') {
-        return Err("znode path must not contain a NUL byte".to_string());
+    if path.chars().any(refused_by_zookeeper) {
+        return Err("a znode path must not contain control or private-use characters".to_string());
     }
     for segment in path[1..].split('/') {
         match segment {
@@ -23,6 +25,10 @@ pub fn validate(path: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn refused_by_zookeeper(c: char) -> bool {
+    c.is_control() || ('\u{e000}'..='\u{f8ff}').contains(&c) || ('\u{fff0}'..='\u{ffff}').contains(&c)
 }
 
 /// Whether `path` is `root` itself or lies below it.
@@ -65,7 +71,21 @@ mod tests {
         for good in ["/", "/a", "/a/b c/ü/*?[]", "/a:b"] {
             assert!(validate(good).is_ok(), "{good}");
         }
-        for bad in ["", "foo", "/a/", "/a//b", "a/b", "/a/./b", "/..", "/a\0"] {
+        for bad in [
+            "",
+            "foo",
+            "/a/",
+            "/a//b",
+            "a/b",
+            "/a/./b",
+            "/..",
+            "/a\0",
+            "/a\nb",
+            "/\u{7f}",
+            "/\u{85}",
+            "/\u{e000}",
+            "/\u{fffe}",
+        ] {
             assert!(validate(bad).is_err(), "{bad:?}");
         }
     }

@@ -3,7 +3,9 @@
 //! `RedisValue` is not `Send`, so the session thread answers with a `Reply`,
 //! which becomes a `RedisValue` on the main thread in the unblock callback.
 
+use crate::access::Denied;
 use crate::error::Error;
+use crate::ffi::{acl, guard};
 use redis_module::redisvalue::RedisValueKey;
 use redis_module::{raw, Context, RedisResult, RedisValue};
 use std::collections::BTreeMap;
@@ -98,17 +100,28 @@ impl Drop for Pending {
     }
 }
 
+/// The client's reply, on the main thread. A key refusal found on the apply
+/// thread is logged in `ACL LOG` here, where the client is known.
 extern "C" fn on_reply(ctx: *mut raw::RedisModuleCtx, _argv: *mut *mut raw::RedisModuleString, _argc: c_int) -> c_int {
-    let Some(private) = (unsafe { raw::RedisModule_GetBlockedClientPrivateData }) else {
-        return raw::REDISMODULE_ERR as c_int;
-    };
-    let data = unsafe { private(ctx) } as *mut Reply;
-    if data.is_null() {
-        return raw::REDISMODULE_ERR as c_int;
-    }
-    let reply = std::mem::replace(unsafe { &mut *data }, Reply::Nil);
-    Context::new(ctx).reply(reply.into_result());
-    raw::REDISMODULE_OK as c_int
+    guard::catch("a blocked command's reply", || {
+        // SAFETY: API pointers are set at module load; Redis passes the data
+        // given to RedisModule_UnblockClient, a boxed `Reply` (or NULL).
+        let Some(private) = (unsafe { raw::RedisModule_GetBlockedClientPrivateData }) else {
+            return raw::REDISMODULE_ERR as c_int;
+        };
+        let data = unsafe { private(ctx) } as *mut Reply;
+        if data.is_null() {
+            return raw::REDISMODULE_ERR as c_int;
+        }
+        let reply = std::mem::replace(unsafe { &mut *data }, Reply::Nil);
+        let ctx = Context::new(ctx);
+        if let Reply::Error(Error::NoPerm(Denied::Key { key, .. })) = &reply {
+            acl::log_refusal(&ctx, key);
+        }
+        ctx.reply(reply.into_result());
+        raw::REDISMODULE_OK as c_int
+    })
+    .unwrap_or(raw::REDISMODULE_ERR as c_int)
 }
 
 extern "C" fn on_timeout(
@@ -116,12 +129,18 @@ extern "C" fn on_timeout(
     _argv: *mut *mut raw::RedisModuleString,
     _argc: c_int,
 ) -> c_int {
-    Context::new(ctx).reply(Reply::Error(Error::Timeout).into_result());
-    raw::REDISMODULE_OK as c_int
+    guard::catch("a blocked command's timeout", || {
+        Context::new(ctx).reply(Reply::Error(Error::Timeout).into_result());
+        raw::REDISMODULE_OK as c_int
+    })
+    .unwrap_or(raw::REDISMODULE_ERR as c_int)
 }
 
 extern "C" fn free_reply(_ctx: *mut raw::RedisModuleCtx, data: *mut c_void) {
     if !data.is_null() {
-        drop(unsafe { Box::from_raw(data as *mut Reply) });
+        // SAFETY: `data` is the boxed `Reply` given to RedisModule_UnblockClient, freed once here.
+        guard::catch("freeing a blocked command's reply", || {
+            drop(unsafe { Box::from_raw(data as *mut Reply) })
+        });
     }
 }

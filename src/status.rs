@@ -109,7 +109,7 @@ impl Status {
         self.last_zxid.fetch_max(zxid, Ordering::Relaxed);
     }
 
-    /// `(field, value)` pairs in the order of SPEC.md.
+    /// `(field, value)` pairs in the order the README documents them.
     pub fn fields(&self) -> Vec<(&'static str, Field)> {
         let int = |a: &AtomicU64| Field::Int(a.load(Ordering::Relaxed) as i64);
         let mut fields = vec![

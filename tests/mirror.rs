@@ -668,8 +668,12 @@ fn push_reads_its_write_creates_parents_and_compares_versions() {
     assert_eq!(int(redis.cmd(&["ZKSYNC.PUSH", &root, "root data"])), 1);
     assert_eq!(get(&redis, &format!("zk:{root}")), Some(b"root data".to_vec()));
 
-    // A push outside every mirror writes ZooKeeper only.
+    // Outside every mirror: refused, unless zksync.allow names a root above
+    // it; then it writes ZooKeeper only.
     let outside = unique_root("outside");
+    assert_eq!(error_code(redis.try_cmd(&["ZKSYNC.PUSH", &outside, "o"])), "NOPERM");
+    assert!(!zk.exists(&outside));
+    redis.cmd(&["CONFIG", "SET", "zksync.allow", &outside]);
     assert_eq!(int(redis.cmd(&["ZKSYNC.PUSH", &outside, "o"])), 0);
     assert_eq!(zk.get(&outside), Some(b"o".to_vec()));
     assert_eq!(get(&redis, &format!("zk:{outside}")), None);
@@ -736,9 +740,12 @@ fn delete_answers_one_or_zero_and_compares_versions() {
     assert_eq!(int(redis.cmd(&["ZKSYNC.DELETE", &format!("{root}/parent")])), 1);
     assert_eq!(get(&redis, &format!("zk:{root}/parent")), None);
 
-    // Outside every mirror: ZooKeeper only.
+    // Outside every mirror: refused, unless allowed; then ZooKeeper only.
     let outside = unique_root("del-outside");
     zk.create_all(&outside, b"o");
+    assert_eq!(error_code(redis.try_cmd(&["ZKSYNC.DELETE", &outside])), "NOPERM");
+    assert!(zk.exists(&outside));
+    redis.cmd(&["CONFIG", "SET", "zksync.allow", &outside]);
     assert_eq!(int(redis.cmd(&["ZKSYNC.DELETE", &outside])), 1);
     assert!(!zk.exists(&outside));
     wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
@@ -777,10 +784,16 @@ fn stat_matches_zookeeper_and_ls_is_sorted() {
     assert_eq!(names(redis.cmd(&["ZKSYNC.LS", &root])), ["dir"]);
     assert!(names(redis.cmd(&["ZKSYNC.LS", &format!("{root}/dir/a")])).is_empty());
 
-    // Not mirrored: nil, whether it exists in ZooKeeper or not.
+    // Outside every root: refused, whether it exists in ZooKeeper or not.
+    // Allowed but not mirrored: nil.
     let elsewhere = unique_root("not-mirrored");
     zk.create_all(&elsewhere, b"x");
     for p in [elsewhere.as_str(), "/", "/zookeeper", "/no/such/znode"] {
+        assert_eq!(error_code(redis.try_cmd(&["ZKSYNC.STAT", p])), "NOPERM", "{p}");
+        assert_eq!(error_code(redis.try_cmd(&["ZKSYNC.LS", p])), "NOPERM", "{p}");
+    }
+    redis.cmd(&["CONFIG", "SET", "zksync.allow", &format!("{elsewhere} /no")]);
+    for p in [elsewhere.as_str(), "/no/such/znode"] {
         assert_eq!(redis.cmd(&["ZKSYNC.STAT", p]), Value::Nil, "{p}");
         assert_eq!(redis.cmd(&["ZKSYNC.LS", p]), Value::Nil, "{p}");
     }
@@ -833,7 +846,7 @@ fn stat_of_a_parent_follows_live_child_changes() {
 }
 
 #[test]
-fn pull_counts_and_copies_paths_outside_every_mirror() {
+fn pull_counts_and_copies_allowed_paths_outside_every_mirror() {
     let root = unique_root("pull");
     let zk = zk();
     zk.create_all(&format!("{root}/b"), b"bee");
@@ -842,10 +855,14 @@ fn pull_counts_and_copies_paths_outside_every_mirror() {
     assert_eq!(int(redis.cmd(&["ZKSYNC.PULL", &root])), 3);
     assert_eq!(int(redis.cmd(&["ZKSYNC.PULL", &format!("{root}/a")])), 1);
 
-    // Outside every mirror: copied under zk:, counted, and only then.
+    // Outside every mirror: refused unless allowed; then copied under zk:,
+    // counted, and only then.
     let outside = unique_root("pulled");
     zk.create_all(&format!("{outside}/x/y"), b"1");
     zk.create_all(&format!("{outside}/z"), b"");
+    assert_eq!(error_code(redis.try_cmd(&["ZKSYNC.PULL", &outside])), "NOPERM");
+    assert!(mirror_keys(&redis, "zk:", &outside).is_empty());
+    redis.cmd(&["CONFIG", "SET", "zksync.allow", &outside]);
     assert_eq!(int(redis.cmd(&["ZKSYNC.PULL", &outside])), 4);
     assert_eq!(mirror_keys(&redis, "zk:", &outside), zk.tree(&outside));
     assert_eq!(get(&redis, &format!("zk:{outside}/x/y")), Some(b"1".to_vec()));
@@ -1200,7 +1217,10 @@ fn mirrors_are_added_and_removed_at_run_time() {
     wait_mirror_equals(&redis, &zk, &second, "s:", SETTLE);
     assert_eq!(get(&redis, &format!("zk:{first}/a")), Some(b"1".to_vec()));
     assert_eq!(get(&redis, &format!("zk:{first}/new")), None);
-    assert_eq!(redis.cmd(&["ZKSYNC.STAT", &format!("{first}/a")]), Value::Nil);
+    assert_eq!(
+        error_code(redis.try_cmd(&["ZKSYNC.STAT", &format!("{first}/a")])),
+        "NOPERM"
+    );
 
     // Added back: synced again, changes made meanwhile included.
     redis.cmd(&["CONFIG", "SET", "zksync.mirrors", &format!("{first} {second}=s:")]);
@@ -1301,6 +1321,7 @@ fn a_new_connect_string_reconnects_and_another_history_is_not_wiped() {
     assert_eq!(redis.status()["state"], "diverged");
     // Commands still reach the new ZooKeeper.
     let outside = unique_root("diverged-push");
+    redis.cmd(&["CONFIG", "SET", "zksync.allow", &outside]);
     assert_eq!(int(redis.cmd(&["ZKSYNC.PUSH", &outside, "x"])), 0);
     assert_eq!(other_zk.get(&outside), Some(b"x".to_vec()));
 

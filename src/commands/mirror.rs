@@ -1,7 +1,9 @@
 //! ZKSYNC.PULL, PUSH, DELETE, STAT, LS.
 
-use super::{path_arg, submit, version_arg};
+use super::{authorize, path_arg, submit, version_arg};
+use crate::access::Action;
 use crate::error::Error;
+use crate::ffi::acl;
 use crate::mirror::index::INDEX;
 use crate::reply::Reply;
 use crate::session::Request;
@@ -16,7 +18,10 @@ pub fn pull(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     };
     let path = path_arg(path)?;
     master_only(ctx)?;
-    submit(ctx, Request::Pull { path })
+    authorize(ctx, &path, Action::Pull)?;
+    // Every key of the subtree is checked too, once it is read.
+    let user = acl::current_user(ctx);
+    submit(ctx, Request::Pull { path, user })
 }
 
 /// Mirror writes happen on the master and reach replicas by replication,
@@ -35,6 +40,7 @@ pub fn push(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let path = path_arg(path)?;
     let version = version_arg(rest)?;
     master_only(ctx)?;
+    authorize(ctx, &path, Action::Push)?;
     let value = value.as_slice();
     if value.len() > MAX_VALUE {
         return Err(Error::BadArgs(format!(
@@ -60,6 +66,7 @@ pub fn delete(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let path = path_arg(path)?;
     let version = version_arg(rest)?;
     master_only(ctx)?;
+    authorize(ctx, &path, Action::Delete)?;
     submit(ctx, Request::Delete { path, version })
 }
 
@@ -68,6 +75,7 @@ pub fn stat(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     };
     let path = path_arg(path)?;
+    authorize(ctx, &path, Action::Stat)?;
     let index = INDEX.lock(ctx);
     let Some(s) = index.stat(&path) else {
         return Ok(RedisValue::Null);
@@ -92,6 +100,7 @@ pub fn ls(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     };
     let path = path_arg(path)?;
+    authorize(ctx, &path, Action::Ls)?;
     let index = INDEX.lock(ctx);
     Ok(match index.children(&path) {
         Some(names) => RedisValue::Array(

@@ -5,7 +5,10 @@ pub mod load;
 pub mod mirror;
 pub mod status;
 
+use crate::access::{Action, Target};
+use crate::config;
 use crate::error::Error;
+use crate::ffi::acl;
 use crate::path;
 use crate::reply::Pending;
 use crate::session::{self, Control, Request};
@@ -21,6 +24,17 @@ fn path_arg(arg: &RedisString) -> Result<String, Error> {
         .map_err(|_| Error::BadArgs("a znode path must be valid UTF-8".into()))?;
     path::validate(text).map_err(Error::BadArgs)?;
     Ok(text.to_string())
+}
+
+/// Whether the calling client may run `action` at `path`: the allowed roots
+/// and reserved trees first, then the Redis ACL on the path's key (a
+/// refusal is logged in `ACL LOG`, as Redis logs its own).
+fn authorize(ctx: &Context, path: &str, action: Action) -> Result<Target, Error> {
+    let target = config::roots().check(path, action).map_err(Error::NoPerm)?;
+    if let Some(user) = acl::current_user(ctx) {
+        acl::require(ctx, &user, &target.key(path), action.key_access()).map_err(Error::NoPerm)?;
+    }
+    Ok(target)
 }
 
 /// The optional `VERSION v` tail of PUSH and DELETE.

@@ -12,6 +12,7 @@
 //! pass the filter too); EXEC becomes DISCARD.
 
 use crate::error::Error;
+use crate::ffi::guard;
 use once_cell::sync::Lazy;
 use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
 use std::collections::HashSet;
@@ -93,6 +94,7 @@ unsafe extern "C" fn on_role_change(
     subevent: u64,
     _: *mut std::os::raw::c_void,
 ) {
+    // An atomic store cannot panic: nothing to catch here.
     REPLICA.store(
         subevent == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_REPLICA,
         Ordering::Relaxed,
@@ -217,9 +219,14 @@ fn is_write(name: &[u8], sub: Option<&[u8]>) -> bool {
 }
 
 unsafe extern "C" fn filter(fctx: *mut raw::RedisModuleCommandFilterCtx) {
-    if !fenced() {
-        return;
+    if fenced() {
+        // SAFETY: Redis passes a filter context valid for this call.
+        guard::catch("the fencing filter", || unsafe { rewrite_fenced(fctx) });
     }
+}
+
+/// Rewrites a write (or EXEC, PSYNC, SYNC) on a fenced master.
+unsafe fn rewrite_fenced(fctx: *mut raw::RedisModuleCommandFilterCtx) {
     let (Some(count), Some(arg), Some(replace), Some(create)) = (
         raw::RedisModule_CommandFilterArgsCount,
         raw::RedisModule_CommandFilterArgGet,

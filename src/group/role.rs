@@ -8,6 +8,7 @@
 
 use super::load;
 use crate::apply::wake_event_loop;
+use crate::ffi::{guard, log};
 use crate::session::{self, Control};
 use crossbeam_channel::Sender;
 use once_cell::sync::OnceCell;
@@ -45,25 +46,30 @@ fn start() -> Result<Sender<Action>, String> {
         .spawn(move || {
             let ctx: ThreadSafeContext<DetachedFromClient> = ThreadSafeContext::new();
             while let Ok(action) = rx.recv() {
-                let (outcome, sample) = loop {
-                    let guard = ctx.lock();
-                    if guard.get_flags().contains(ContextFlags::LOADING) {
-                        drop(guard);
-                        std::thread::sleep(Duration::from_millis(20));
-                        continue;
-                    }
-                    let outcome = execute(&guard, &action);
-                    break (outcome, load::sample(&guard));
-                };
-                wake_event_loop();
-                if let Err(why) = &outcome {
-                    session::log_warning(&format!("{action:?} failed: {why}"));
-                }
-                session::send(Control::Acted(action, sample));
+                guard::catch("the role thread", || carry_out(&ctx, action));
             }
         })
         .map_err(|e| format!("cannot start the role thread: {e}"))?;
     Ok(tx)
+}
+
+/// Runs `action` once Redis is not loading, and reports it with a fresh sample.
+fn carry_out(ctx: &ThreadSafeContext<DetachedFromClient>, action: Action) {
+    let (outcome, sample) = loop {
+        let guard = ctx.lock();
+        if guard.get_flags().contains(ContextFlags::LOADING) {
+            drop(guard);
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        let outcome = execute(&guard, &action);
+        break (outcome, load::sample(&guard));
+    };
+    wake_event_loop();
+    if let Err(why) = &outcome {
+        log::warning(&format!("{action:?} failed: {why}"));
+    }
+    session::send(Control::Acted(action, sample));
 }
 
 /// Hands `action` to the role thread, started on first use: a server that
@@ -74,7 +80,7 @@ pub fn request(action: Action) {
         Ok(tx) => {
             let _ = tx.send(action);
         }
-        Err(e) => session::log_warning(&format!("{action:?} dropped: {e}")),
+        Err(e) => log::warning(&format!("{action:?} dropped: {e}")),
     }
 }
 
@@ -84,7 +90,7 @@ fn execute(ctx: &Context, action: &Action) -> Result<(), String> {
     let call = |args: &[&str]| ctx.call(args[0], &args[1..]).map(|_| ()).map_err(|e| e.to_string());
     match action {
         Action::Promote if replica => {
-            session::log_notice("promoted to master by the group");
+            log::notice("promoted to master by the group");
             call(&["REPLICAOF", "NO", "ONE"])
         }
         Action::Promote => Ok(()),
@@ -93,7 +99,7 @@ fn execute(ctx: &Context, action: &Action) -> Result<(), String> {
             if replica && load::sample(ctx).master.as_deref() == Some(addr.as_str()) {
                 return Ok(());
             }
-            session::log_notice(&format!("following the group's master {addr}"));
+            log::notice(&format!("following the group's master {addr}"));
             call(&["REPLICAOF", host, &port.to_string()])?;
             if !replica {
                 if *demote {

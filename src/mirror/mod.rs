@@ -55,6 +55,8 @@ pub enum Update {
         path: String,
         zxid: i64,
         nodes: Vec<Node>,
+        /// The Redis user that must be allowed to write every key (`None`: no check).
+        user: Option<Vec<u8>>,
         pending: Pending,
     },
     /// Forget every mirrored version (after a promotion), so the next resync rewrites every key.

@@ -8,9 +8,10 @@
 //! `group::fence`). A switchover (ZKSYNC.FAILOVER) is a znode that the
 //! master, the target and the asking member move through its stages.
 
-use super::{log_notice, log_warning, Session};
+use super::Session;
 use crate::config::FailoverMode;
 use crate::error::Error;
+use crate::ffi::log;
 use crate::group::fence;
 use crate::group::leader::{self, Change, LeaderNode, Stage, Switchover};
 use crate::group::load::{Role, Sample};
@@ -19,7 +20,7 @@ use crate::group::split_addr;
 use crate::reply::{Pending, Reply};
 use crate::status::STATUS;
 use std::time::{Duration, Instant};
-use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
+use zookeeper_client::{Client, CreateMode, Error as ZkError};
 
 /// After the leader vanished, every member publishes its offset afresh; the
 /// best one takes over once all have (or at the latest after this).
@@ -127,13 +128,13 @@ impl Session {
 
     /// Creates the group's persistent znodes (epoch counter, history).
     pub(super) async fn prepare_group(&self, client: &Client, group: &str) {
-        let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+        let options = CreateMode::Persistent.with_acls(self.acls());
         if let Err(e) = client.mkdir(&leader::history_dir(group), &options).await {
-            log_warning(&format!("cannot create {}: {e}", leader::history_dir(group)));
+            log::warning(&format!("cannot create {}: {e}", leader::history_dir(group)));
         }
         match client.create(&leader::epoch_path(group), b"0", &options).await {
             Ok(_) | Err(ZkError::NodeExists) => {}
-            Err(e) => log_warning(&format!("cannot create {}: {e}", leader::epoch_path(group))),
+            Err(e) => log::warning(&format!("cannot create {}: {e}", leader::epoch_path(group))),
         }
     }
 
@@ -148,26 +149,26 @@ impl Session {
                     version: stat.version,
                 }),
                 Err(e) => {
-                    log_warning(&format!("malformed leader znode of group {group}: {e}"));
+                    log::warning(&format!("malformed leader znode of group {group}: {e}"));
                     None
                 }
             },
             Err(ZkError::NoNode) => None,
-            Err(e) => return log_warning(&format!("cannot read the leader of group {group}: {e}")),
+            Err(e) => return log::warning(&format!("cannot read the leader of group {group}: {e}")),
         };
         let leader = match leader {
             // Left by this server's previous run (killed and restarted
             // before its session expired): that process is gone, so is its
             // lease. Give the leadership up now rather than a session timeout later.
             Some(l) if Some(&l.node.id) == self.own_id().as_ref() && l.owner != client.session_id().0 => {
-                log_notice(&format!(
+                log::notice(&format!(
                     "removing the leadership of group {group} left by this server's previous run (epoch {})",
                     l.node.epoch
                 ));
                 match client.delete(&leader::leader_path(&group), Some(l.version)).await {
                     Ok(()) | Err(ZkError::NoNode) => None,
                     Err(e) => {
-                        log_warning(&format!("cannot remove the stale leadership: {e}"));
+                        log::warning(&format!("cannot remove the stale leadership: {e}"));
                         Some(l)
                     }
                 }
@@ -202,7 +203,7 @@ impl Session {
                         }
                     }
                     election.announced = l.node.epoch;
-                    log_notice(&format!("group master is {} (epoch {})", l.node.id, l.node.epoch));
+                    log::notice(&format!("group master is {} (epoch {})", l.node.id, l.node.epoch));
                 }
             }
             None => {
@@ -217,7 +218,7 @@ impl Session {
                     election.fresh_asked = false;
                     election.warned_vacant = false;
                     if election.leader.is_some() {
-                        log_warning("the group's master is gone");
+                        log::warning("the group's master is gone");
                     }
                 }
                 election.leading = false;
@@ -257,7 +258,7 @@ impl Session {
             }
         } else if self.election.in_place_at == Some(leader.node.epoch) {
             // Right for this epoch before, wrong now: not the group's doing.
-            log_warning("replication was changed outside the group (an operator's REPLICAOF?); the group decides: setting it back");
+            log::warning("replication was changed outside the group (an operator's REPLICAOF?); the group decides: setting it back");
             self.election.in_place_at = None;
         }
         let want = if self.election.leading {
@@ -306,7 +307,7 @@ impl Session {
         match client.check_stat(&leader::leader_path(&group)).await {
             Ok(Some(stat)) if stat.ephemeral_owner == client.session_id().0 => fence::renew(sent, timeout),
             Ok(_) => {
-                log_warning("this server no longer holds the group's leadership");
+                log::warning("this server no longer holds the group's leadership");
                 self.read_leader(client).await;
             }
             // No answer: the lease lapses on its own.
@@ -326,7 +327,7 @@ impl Session {
         let manual = *crate::config::FAILOVER.lock().unwrap_or_else(|e| e.into_inner()) == FailoverMode::manual;
         if self.election.epoch > 0 && manual {
             if !self.election.warned_vacant {
-                log_warning(
+                log::warning(
                     "the group has no master and zksync.failover is manual: ZKSYNC.FAILOVER FORCE promotes one",
                 );
                 self.election.warned_vacant = true;
@@ -360,7 +361,7 @@ impl Session {
             Some(_) if waited > patience => {}
             _ => {
                 if ranked.is_empty() && !self.election.warned_vacant && waited > patience {
-                    log_warning("the group has no master and no member is eligible to become one");
+                    log::warning("the group has no master and no member is eligible to become one");
                     self.election.warned_vacant = true;
                 }
                 return;
@@ -386,7 +387,7 @@ impl Session {
         let (data, stat) = match client.get_data(&leader::epoch_path(&group)).await {
             Ok(read) => read,
             Err(e) => {
-                log_warning(&format!("cannot read the epoch of group {group}: {e}"));
+                log::warning(&format!("cannot read the epoch of group {group}: {e}"));
                 return false;
             }
         };
@@ -405,8 +406,8 @@ impl Session {
             to: id.clone(),
             reason: reason.to_string(),
         };
-        let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
-        let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
+        let ephemeral = CreateMode::Ephemeral.with_acls(self.acls());
+        let persistent = CreateMode::Persistent.with_acls(self.acls());
         let mut multi = client.new_multi_writer();
         let mut built = Ok(());
         // The switchover as this transaction leaves it.
@@ -434,7 +435,7 @@ impl Session {
                 &persistent,
             ));
         if let Err(e) = built {
-            log_warning(&format!("cannot build the leadership transaction: {e}"));
+            log::warning(&format!("cannot build the leadership transaction: {e}"));
             return false;
         }
         match multi.commit().await {
@@ -444,7 +445,7 @@ impl Session {
                 }
                 fence::renew(sent, client.session_timeout());
                 self.election.last_renew = Some(sent);
-                log_notice(&format!(
+                log::notice(&format!(
                     "took the leadership of group {group} (epoch {epoch}, {reason})"
                 ));
                 let leader = Leader {
@@ -461,7 +462,7 @@ impl Session {
                 true
             }
             Err(e) => {
-                log_notice(&format!("did not take the leadership of group {group}: {e}"));
+                log::notice(&format!("did not take the leadership of group {group}: {e}"));
                 self.read_leader(client).await;
                 false
             }
@@ -491,12 +492,12 @@ impl Session {
             Ok((data, stat)) => match leader::decode::<Switchover>(&data) {
                 Ok(sw) => Some((sw, stat.version)),
                 Err(e) => {
-                    log_warning(&format!("malformed switchover znode of group {group}: {e}"));
+                    log::warning(&format!("malformed switchover znode of group {group}: {e}"));
                     None
                 }
             },
             Err(ZkError::NoNode) => None,
-            Err(e) => return log_warning(&format!("cannot read the switchover of group {group}: {e}")),
+            Err(e) => return log::warning(&format!("cannot read the switchover of group {group}: {e}")),
         };
         self.election.switchover = read.clone();
         let Some(id) = self.own_id() else { return };
@@ -540,7 +541,7 @@ impl Session {
             .set_data(&leader::switchover_path(&group), &leader::encode(&sw), Some(version))
             .await
         {
-            log_warning(&format!("cannot record the paused offset: {e}"));
+            log::warning(&format!("cannot record the paused offset: {e}"));
         }
     }
 
@@ -563,7 +564,7 @@ impl Session {
                     .set_data(&leader::switchover_path(&group), &leader::encode(&done), Some(version))
                     .await
                 {
-                    log_warning(&format!("cannot record the finished switchover: {e}"));
+                    log::warning(&format!("cannot record the finished switchover: {e}"));
                 }
             }
             Stage::Requested if sw.force => {
@@ -616,7 +617,7 @@ impl Session {
                 }
                 // It moved just now: give the new master time to say so.
                 Err(ZkError::BadVersion) => self.read_switchover(client).await,
-                Err(e) => log_warning(&format!("cannot roll the switchover back: {e}")),
+                Err(e) => log::warning(&format!("cannot roll the switchover back: {e}")),
             }
         }
         if let Some(asked) = &mut self.election.asked {
@@ -725,7 +726,7 @@ impl Session {
             master_offset: 0,
             shutdown: false,
         };
-        let options = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+        let options = CreateMode::Ephemeral.with_acls(self.acls());
         match client
             .create(&leader::switchover_path(&group), &leader::encode(&sw), &options)
             .await
@@ -767,18 +768,18 @@ impl Session {
             master_offset: sample.figures.repl_offset,
             shutdown: true,
         };
-        let options = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+        let options = CreateMode::Ephemeral.with_acls(self.acls());
         match client
             .create(&leader::switchover_path(&group), &leader::encode(&sw), &options)
             .await
         {
             Ok(_) => {
                 self.election.handing_over = true;
-                log_notice(&format!(
+                log::notice(&format!(
                     "shutting down: handing the leadership of group {group} to {target}"
                 ));
             }
-            Err(e) => log_warning(&format!("shutting down: cannot hand the leadership over: {e}")),
+            Err(e) => log::warning(&format!("shutting down: cannot hand the leadership over: {e}")),
         }
     }
 

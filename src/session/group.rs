@@ -7,8 +7,9 @@
 //! watch, resync on every reconnect), but lands in `group::view`, not in
 //! the keyspace.
 
-use super::{log_notice, log_warning, Session};
+use super::Session;
 use crate::config::GroupSpec;
+use crate::ffi::log;
 use crate::group::load::{Figures, Sample, HEARTBEAT};
 use crate::group::member::{MemberNode, ALIVE, WARNING};
 use crate::group::view::{self, Member, View};
@@ -17,7 +18,7 @@ use crate::mirror::read;
 use crate::status::STATUS;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
-use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
+use zookeeper_client::{Client, CreateMode, Error as ZkError};
 
 /// A member that stopped sampling for this many load intervals says so.
 const STALE_INTERVALS: u32 = 3;
@@ -99,9 +100,9 @@ impl Session {
             view::set(View::default());
             return;
         };
-        let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+        let options = CreateMode::Persistent.with_acls(self.acls());
         if let Err(e) = client.mkdir(&dir, &options).await {
-            log_warning(&format!("cannot create {dir}: {e}"));
+            log::warning(&format!("cannot create {dir}: {e}"));
         }
         if let Some(group) = self.group_spec().map(|g| g.name.clone()) {
             self.prepare_group(client, &group).await;
@@ -139,9 +140,9 @@ impl Session {
         self.resign(client).await;
         if let Some(published) = self.membership.published.take() {
             match tokio::time::timeout(Duration::from_millis(500), client.delete(&published.path, None)).await {
-                Ok(Ok(())) | Ok(Err(ZkError::NoNode)) => log_notice(&format!("left the group ({})", published.path)),
-                Ok(Err(e)) => log_warning(&format!("cannot delete {}: {e}", published.path)),
-                Err(_) => log_warning(&format!("no answer deleting {}", published.path)),
+                Ok(Ok(())) | Ok(Err(ZkError::NoNode)) => log::notice(&format!("left the group ({})", published.path)),
+                Ok(Err(e)) => log::warning(&format!("cannot delete {}: {e}", published.path)),
+                Err(_) => log::warning(&format!("no answer deleting {}", published.path)),
             }
         }
         self.membership.table.clear();
@@ -186,7 +187,7 @@ impl Session {
             Ok(()) => {
                 self.membership.force = false;
                 if self.membership.published.is_none() {
-                    log_notice(&format!("registered as group member {own}"));
+                    log::notice(&format!("registered as group member {own}"));
                 }
                 self.membership.published = Some(Published {
                     path: own,
@@ -198,7 +199,7 @@ impl Session {
                     STATUS.set_member(Some((group.name.clone(), id)));
                 }
             }
-            Err(e) => log_warning(&format!("cannot write member znode {own}: {e}")),
+            Err(e) => log::warning(&format!("cannot write member znode {own}: {e}")),
         }
     }
 
@@ -206,7 +207,7 @@ impl Session {
     /// left by another session (a restart within the session timeout) is
     /// replaced, never adopted.
     async fn register(&self, client: &Client, own: &str, data: &[u8]) -> Result<(), ZkError> {
-        let options = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+        let options = CreateMode::Ephemeral.with_acls(self.acls());
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -220,7 +221,7 @@ impl Session {
                     return client.set_data(own, data, None).await.map(|_| ());
                 }
                 Some(stat) => {
-                    log_notice(&format!(
+                    log::notice(&format!(
                         "replacing {own}, left by an older session {:#x}",
                         stat.ephemeral_owner
                     ));
@@ -247,7 +248,7 @@ impl Session {
                     .collect();
                 self.refresh_view();
             }
-            Err(e) => log_warning(&format!("cannot read the group at {dir}: {e}")),
+            Err(e) => log::warning(&format!("cannot read the group at {dir}: {e}")),
         }
     }
 
@@ -270,12 +271,12 @@ impl Session {
                         Ok(None) => {
                             self.membership.table.remove(p);
                         }
-                        Err(e) => log_warning(&format!("cannot read member {p}: {e}")),
+                        Err(e) => log::warning(&format!("cannot read member {p}: {e}")),
                     }
                 }
             }
             Err(e) => {
-                log_warning(&format!("cannot read the group at {dir}: {e}"));
+                log::warning(&format!("cannot read the group at {dir}: {e}"));
                 return self.read_members(client).await;
             }
         }
@@ -305,7 +306,7 @@ impl Session {
                 }),
                 Err(e) => {
                     if self.membership.warned.insert((p.clone(), *mtime)) {
-                        log_warning(&format!("skipping malformed member znode {p}: {e}"));
+                        log::warning(&format!("skipping malformed member znode {p}: {e}"));
                     }
                 }
             }

@@ -12,6 +12,7 @@ mod requests;
 
 use crate::config::{Connection, MirrorSpec, Settings};
 use crate::error::Error;
+use crate::ffi::{guard, log};
 use crate::group::load::Sample;
 use crate::group::mntr;
 use crate::group::role::Action;
@@ -27,7 +28,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
-use zookeeper_client::{AddWatchMode, Client, EventType, SessionState as ZkState};
+use zookeeper_client::{Acl, Acls, AddWatchMode, Client, EventType, Permission, SessionState as ZkState};
 
 pub use requests::Request;
 
@@ -65,26 +66,19 @@ pub fn start(settings: Settings, updates: crossbeam_channel::Sender<Update>) -> 
     CONTROL
         .set(tx)
         .map_err(|_| "the session thread is already running".to_string())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot build the session runtime: {e}"))?;
+    let runtime = runtime()?;
     std::thread::Builder::new()
         .name("zksync-session".into())
-        .spawn(move || {
-            let session = Session {
-                control: rx,
-                updates,
-                settings,
-                trees: HashMap::new(),
-                retry: BTreeSet::new(),
-                membership: Default::default(),
-                election: Default::default(),
-            };
-            runtime.block_on(session.run());
-        })
+        .spawn(move || Session::new(rx, updates, settings).serve_until_shutdown(runtime))
         .map_err(|e| format!("cannot start the session thread: {e}"))?;
     Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot build the session runtime: {e}"))
 }
 
 /// Closes the session on a clean shutdown, so that this member's znode goes
@@ -140,7 +134,46 @@ struct Session {
 }
 
 impl Session {
-    async fn run(mut self) {
+    fn new(
+        control: UnboundedReceiver<Control>,
+        updates: crossbeam_channel::Sender<Update>,
+        settings: Settings,
+    ) -> Session {
+        Session {
+            control,
+            updates,
+            settings,
+            trees: HashMap::new(),
+            retry: BTreeSet::new(),
+            membership: Default::default(),
+            election: Default::default(),
+        }
+    }
+
+    /// Runs the session until redis-server shuts down. A panic (a bug) does
+    /// not end it: the session starts over from its channels and settings on
+    /// a fresh runtime, and a new connection resyncs every mirror.
+    fn serve_until_shutdown(mut self, runtime: tokio::runtime::Runtime) {
+        let mut runtime = Some(runtime);
+        loop {
+            let rt = match runtime.take().map_or_else(self::runtime, Ok) {
+                Ok(rt) => rt,
+                Err(e) => {
+                    STATUS.set_state(SessionState::Closed);
+                    return log::warning(&format!("{e}; the session thread stops"));
+                }
+            };
+            if guard::catch("the session thread", || rt.block_on(self.run())).is_some() {
+                return;
+            }
+            drop(rt);
+            STATUS.set_state(SessionState::Connecting);
+            self = Session::new(self.control, self.updates, self.settings);
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    async fn run(&mut self) {
         self.send(Update::Mirrors(self.settings.mirrors.clone()));
         let ack = loop {
             STATUS.set_state(SessionState::Connecting);
@@ -156,11 +189,11 @@ impl Session {
                 }
                 End::Expired => {
                     STATUS.set_state(SessionState::Expired);
-                    log_warning("ZooKeeper session expired; opening a new one and resyncing every mirror");
+                    log::warning("ZooKeeper session expired; opening a new one and resyncing every mirror");
                 }
                 End::AuthFailed => {
                     STATUS.set_state(SessionState::AuthFailed);
-                    log_warning("ZooKeeper refused authentication; check zksync.auth (retrying every 10 s)");
+                    log::warning("ZooKeeper refused authentication; check zksync.auth (retrying every 10 s)");
                     if let Offline::Shutdown(ack) = self.offline(tokio::time::sleep(Duration::from_secs(10))).await {
                         break ack;
                     }
@@ -184,7 +217,7 @@ impl Session {
                 Offline::Done(Err(e)) => {
                     let message = e.to_string();
                     if message != last_error {
-                        log_warning(&format!(
+                        log::warning(&format!(
                             "cannot reach ZooKeeper at {}: {message} (retrying)",
                             self.settings.connection.servers
                         ));
@@ -260,7 +293,7 @@ impl Session {
             .session_timeout_ms
             .store(timeout.as_millis() as u64, Ordering::Relaxed);
         STATUS.set_state(SessionState::Connected);
-        log_notice(&format!(
+        log::notice(&format!(
             "connected to ZooKeeper {server} (session {}, negotiated timeout {} ms)",
             client.session_id(),
             timeout.as_millis()
@@ -287,12 +320,12 @@ impl Session {
                 state = states.changed() => match state {
                     ZkState::Disconnected => {
                         STATUS.set_state(SessionState::Suspended);
-                        log_warning("lost the ZooKeeper connection; the session is suspended");
+                        log::warning("lost the ZooKeeper connection; the session is suspended");
                     }
                     ZkState::SyncConnected | ZkState::ConnectedReadOnly => {
                         let server = self.note_server().await;
                         STATUS.set_state(SessionState::Connected);
-                        log_notice(&format!(
+                        log::notice(&format!(
                             "ZooKeeper connection back, to {server}; resyncing (watches replay nothing)"
                         ));
                         // zookeeper-client 0.11.2 does not restore persistent
@@ -480,7 +513,7 @@ impl Session {
                 }
             }
             Err(e) => {
-                log_warning(&format!("cannot watch {root}: {e}"));
+                log::warning(&format!("cannot watch {root}: {e}"));
                 self.retry.insert(root.to_string());
             }
         }
@@ -514,7 +547,7 @@ impl Session {
                     if matches!(e, zookeeper_client::Error::NoAuth) {
                         STATUS.set_state(SessionState::AuthFailed);
                     }
-                    log_warning(&format!("cannot read mirror {}: {e} (retrying)", spec.root));
+                    log::warning(&format!("cannot read mirror {}: {e} (retrying)", spec.root));
                 }
                 return;
             }
@@ -592,7 +625,7 @@ impl Session {
                 Ok(results) => results,
                 Err(e) => {
                     // The reconnect (or the retry timer) resyncs this mirror.
-                    log_warning(&format!("cannot read changes under {root}: {e}"));
+                    log::warning(&format!("cannot read changes under {root}: {e}"));
                     self.retry.insert(root);
                     continue;
                 }
@@ -604,7 +637,7 @@ impl Session {
             for (p, result) in paths.iter().zip(results) {
                 match result {
                     Ok(node) => ops.extend(tree.observe(p, node)),
-                    Err(e) => log_warning(&format!("cannot read {p}: {e}")),
+                    Err(e) => log::warning(&format!("cannot read {p}: {e}")),
                 }
             }
             if !ops.is_empty() {
@@ -628,6 +661,20 @@ impl Session {
     }
 
     /// The mirror whose subtree holds `p`.
+    /// The ACL of every znode zksync creates: with `zksync.auth`, all rights
+    /// for that identity and read for everyone; without, ZooKeeper's open
+    /// ACL. (So every member of a group must share one identity.)
+    fn acls(&self) -> Acls<'static> {
+        static AUTHENTICATED: [Acl; 2] = [
+            Acl::new_const(Permission::ALL, "auth", ""),
+            Acl::new_const(Permission::READ, "world", "anyone"),
+        ];
+        match self.settings.connection.auth {
+            Some(_) => Acls::new(&AUTHENTICATED),
+            None => Acls::anyone_all(),
+        }
+    }
+
     fn mirror_of(&self, p: &str) -> Option<&MirrorSpec> {
         self.settings.mirrors.iter().find(|m| path::is_within(p, &m.root))
     }
@@ -669,12 +716,4 @@ async fn connect_once(connection: Connection) -> Result<Client, zookeeper_client
         connector = connector.with_auth(&auth.scheme, &auth.credentials);
     }
     connector.connect(&connection.servers).await
-}
-
-pub fn log_warning(message: &str) {
-    redis_module::logging::log_warning(format!("zksync: {message}"));
-}
-
-pub fn log_notice(message: &str) {
-    redis_module::logging::log_notice(format!("zksync: {message}"));
 }

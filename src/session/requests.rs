@@ -3,6 +3,7 @@
 //! its own write as soon as it has the reply.
 
 use super::Session;
+use crate::access;
 use crate::config::DEFAULT_PREFIX;
 use crate::error::Error;
 use crate::mirror::{read, Node, Update};
@@ -12,8 +13,10 @@ use std::time::Duration;
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, Stat};
 
 pub enum Request {
+    /// `user`: the Redis user every written key is checked for (`None`: no check).
     Pull {
         path: String,
+        user: Option<Vec<u8>>,
     },
     Push {
         path: String,
@@ -31,7 +34,7 @@ impl Session {
         // Bounded so that a silent ZooKeeper cannot stall the session thread.
         let limit = client.session_timeout().max(Duration::from_secs(1));
         let outcome = match request {
-            Request::Pull { path } => match tokio::time::timeout(limit, self.pull(client, &path)).await {
+            Request::Pull { path, user } => match tokio::time::timeout(limit, self.pull(client, &path)).await {
                 Ok(Ok((prefix, subtree))) => {
                     let (zxid, nodes) = subtree;
                     return self.send(Update::Pull {
@@ -39,6 +42,7 @@ impl Session {
                         path,
                         zxid,
                         nodes,
+                        user,
                         pending,
                     });
                 }
@@ -46,7 +50,7 @@ impl Session {
                 Err(_) => Err(Error::Timeout),
             },
             Request::Push { path, value, version } => {
-                match tokio::time::timeout(limit, push(client, &path, &value, version)).await {
+                match tokio::time::timeout(limit, push(client, &path, &value, version, self.acls())).await {
                     Ok(Ok(stat)) => {
                         self.observe(
                             &path,
@@ -84,7 +88,7 @@ impl Session {
             Ok(()) | Err(ZkError::NoNode) => {}
             Err(e) => return Err(Error::from_zk(e, p)),
         }
-        let subtree = read::subtree(client, p).await.map_err(|e| Error::from_zk(e, p))?;
+        let mut subtree = read::subtree(client, p).await.map_err(|e| Error::from_zk(e, p))?;
         let prefix = match self.mirror_of(p).cloned() {
             Some(spec) => {
                 if let Some(tree) = self.trees.get_mut(&spec.root) {
@@ -92,7 +96,11 @@ impl Session {
                 }
                 spec.prefix
             }
-            None => DEFAULT_PREFIX.to_string(),
+            None => {
+                // A copy, not a mirror: zksync's own tree stays out of it.
+                subtree.nodes.retain(|n| !access::left_out_of_copy(&n.path));
+                DEFAULT_PREFIX.to_string()
+            }
         };
         Ok((prefix, (subtree.zxid, subtree.nodes)))
     }
@@ -110,11 +118,11 @@ impl Session {
 }
 
 /// Sets the data of `p`; without `version`, creates it (and missing parents) when absent.
-async fn push(client: &Client, p: &str, value: &[u8], version: Option<i32>) -> Result<Stat, ZkError> {
+async fn push(client: &Client, p: &str, value: &[u8], version: Option<i32>, acls: Acls<'_>) -> Result<Stat, ZkError> {
     if version.is_some() {
         return client.set_data(p, value, version).await;
     }
-    let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    let options = CreateMode::Persistent.with_acls(acls);
     loop {
         match client.set_data(p, value, None).await {
             Err(ZkError::NoNode) => {}
