@@ -5,8 +5,9 @@
 //! ZooKeeper's own tree or zksync's, and no copy of zksync's tree. (The
 //! Redis ACL check of the key comes after, at the edge.)
 
-use crate::config::{MirrorSpec, DEFAULT_PREFIX};
+use crate::config::{self, MirrorSpec, DEFAULT_PREFIX};
 use crate::path;
+use std::sync::{Arc, Mutex};
 
 /// ZooKeeper's own tree (quotas, the ensemble's config).
 pub const ZOOKEEPER_TREE: &str = "/zookeeper";
@@ -99,7 +100,7 @@ pub struct Target {
 
 impl Target {
     pub fn key(&self, path: &str) -> Vec<u8> {
-        crate::config::key(&self.prefix, path)
+        config::key(&self.prefix, path)
     }
 }
 
@@ -140,6 +141,27 @@ impl Roots {
         }
         Err(Denied::OutsideRoots { path: p.to_string() })
     }
+}
+
+/// The roots as of the last config change. Kept parsed: STAT and LS
+/// consult them on every call.
+static ROOTS: Mutex<Option<Arc<Roots>>> = Mutex::new(None);
+
+pub fn roots() -> Arc<Roots> {
+    ROOTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(Default::default)
+        .clone()
+}
+
+/// Called after every config change (values were validated when set).
+pub fn refresh_roots() {
+    let roots = Roots {
+        mirrors: config::parse_mirrors(&config::MIRRORS.get()).unwrap_or_default(),
+        allow: config::parse_allow(&config::ALLOW.get()).unwrap_or_default(),
+    };
+    *ROOTS.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(roots));
 }
 
 /// Whether a PULL of `root`, outside every mirror, leaves out the znode at

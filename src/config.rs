@@ -4,14 +4,12 @@
 //! Every string config is validated in CONFIG SET (and at load): an invalid
 //! value is refused with the reason and the old value stays in force.
 
-use crate::access::Roots;
-use crate::error::quote;
 use crate::path;
-use redis_module::configuration::{ConfigurationContext, ConfigurationValue};
-use redis_module::{enum_configuration, RedisError, RedisString};
+use crate::text::quote;
+use redis_module::enum_configuration;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 pub const DEFAULT_PREFIX: &str = "zk:";
@@ -36,29 +34,14 @@ impl Checked {
     pub fn get(&self) -> String {
         self.text.lock().unwrap_or_else(|e| e.into_inner()).to_string()
     }
-}
 
-impl ConfigurationValue<RedisString> for Checked {
-    fn get(&self, _ctx: &ConfigurationContext) -> RedisString {
-        RedisString::create(None, self.get().as_str())
-    }
-
-    /// Refuses what is not UTF-8 or holds control bytes before its parser
-    /// sees it; the reason never echoes the value raw (Redis turns it into a
-    /// C string: a NUL byte there would abort the server).
-    fn set(&self, _ctx: &ConfigurationContext, value: RedisString) -> Result<(), RedisError> {
-        let text = value
-            .try_as_str()
-            .map_err(|_| RedisError::Str("value must be valid UTF-8"))?;
+    /// Stores `text` if it holds no control characters and its parser
+    /// accepts it; else says why (quoted: the reason may echo the value).
+    pub fn set(&self, text: &str) -> Result<(), String> {
         if text.chars().any(char::is_control) {
-            return Err(RedisError::String(format!(
-                "value '{}' holds control characters",
-                quote(text)
-            )));
+            return Err(format!("value '{}' holds control characters", quote(text)));
         }
-        crate::ffi::guard::catch("CONFIG SET", || (self.check)(text))
-            .unwrap_or_else(|| Err("internal error, see the Redis log".to_string()))
-            .map_err(|e| RedisError::String(quote(&e)))?;
+        (self.check)(text).map_err(|e| quote(&e))?;
         *self.text.lock().unwrap_or_else(|e| e.into_inner()) = Cow::Owned(text.to_string());
         Ok(())
     }
@@ -166,27 +149,6 @@ impl Settings {
             load_interval: load_interval(),
         }
     }
-}
-
-/// The roots commands may act under, as of the last config change. Kept
-/// parsed: STAT and LS consult it on every call.
-static ROOTS: Mutex<Option<Arc<Roots>>> = Mutex::new(None);
-
-pub fn roots() -> Arc<Roots> {
-    ROOTS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(Default::default)
-        .clone()
-}
-
-/// Called after every config change (they were validated when set).
-pub fn refresh_roots() {
-    let roots = Roots {
-        mirrors: parse_mirrors(&MIRRORS.get()).unwrap_or_default(),
-        allow: parse_allow(&ALLOW.get()).unwrap_or_default(),
-    };
-    *ROOTS.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(roots));
 }
 
 pub fn load_interval() -> Duration {

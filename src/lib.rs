@@ -17,6 +17,7 @@ mod path;
 mod reply;
 mod session;
 mod status;
+mod text;
 
 use config::{
     FailoverMode, Settings, ALLOW, ANNOUNCE, AUTH, DEFAULT_FAILOVER_MAX_LAG, DEFAULT_LOAD_INTERVAL_MS, DEFAULT_SERVERS,
@@ -163,7 +164,7 @@ fn on_changed<T>() -> OnChanged<T> {
 /// commands check paths against the new roots.
 fn on_config_changed<T>(_ctx: &ConfigurationContext, _name: &str, _value: &'static T) {
     ffi::guard::catch("a config change", || {
-        config::refresh_roots();
+        access::refresh_roots();
         let settings = Settings::current();
         group::fence::set_active(settings.group.is_some());
         let _ = session::send(Control::Settings(settings));

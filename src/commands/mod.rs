@@ -5,8 +5,7 @@ pub mod load;
 pub mod mirror;
 pub mod status;
 
-use crate::access::{Action, Target};
-use crate::config;
+use crate::access::{self, Action, Target};
 use crate::error::Error;
 use crate::ffi::acl;
 use crate::path;
@@ -30,7 +29,7 @@ fn path_arg(arg: &RedisString) -> Result<String, Error> {
 /// and reserved trees first, then the Redis ACL on the path's key (a
 /// refusal is logged in `ACL LOG`, as Redis logs its own).
 fn authorize(ctx: &Context, path: &str, action: Action) -> Result<Target, Error> {
-    let target = config::roots().check(path, action).map_err(Error::NoPerm)?;
+    let target = access::roots().check(path, action).map_err(Error::NoPerm)?;
     if let Some(user) = acl::current_user(ctx) {
         acl::require(ctx, &user, &target.key(path), action.key_access()).map_err(Error::NoPerm)?;
     }

@@ -5,7 +5,7 @@
 //! the printf format (a `%s` in a znode path would read garbage) and panics
 //! on a NUL byte.
 
-use crate::error::quote;
+use crate::text::quote;
 use redis_module::raw;
 use std::ffi::CString;
 

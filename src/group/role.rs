@@ -9,7 +9,6 @@
 use super::load;
 use crate::apply::wake_event_loop;
 use crate::ffi::{guard, log};
-use crate::session::{self, Control};
 use crossbeam_channel::Sender;
 use once_cell::sync::OnceCell;
 use redis_module::{Context, ContextFlags, DetachedFromClient, ThreadSafeContext};
@@ -38,6 +37,16 @@ pub enum Action {
 }
 
 static ACTIONS: OnceCell<Sender<Action>> = OnceCell::new();
+
+/// Where a carried-out action is reported, with a fresh sample: the session
+/// thread, which registers it at its start (so this thread depends on
+/// nothing of the session).
+pub type Report = fn(Action, load::Sample);
+static REPORT: OnceCell<Report> = OnceCell::new();
+
+pub fn report_to(report: Report) {
+    let _ = REPORT.set(report);
+}
 
 fn start() -> Result<Sender<Action>, String> {
     let (tx, rx) = crossbeam_channel::unbounded::<Action>();
@@ -69,7 +78,9 @@ fn carry_out(ctx: &ThreadSafeContext<DetachedFromClient>, action: Action) {
     if let Err(why) = &outcome {
         log::warning(&format!("{action:?} failed: {why}"));
     }
-    session::send(Control::Acted(action, sample));
+    if let Some(report) = REPORT.get() {
+        report(action, sample);
+    }
 }
 
 /// Hands `action` to the role thread, started on first use: a server that

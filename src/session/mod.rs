@@ -67,6 +67,9 @@ pub fn start(settings: Settings, updates: crossbeam_channel::Sender<Update>) -> 
         .set(tx)
         .map_err(|_| "the session thread is already running".to_string())?;
     let runtime = runtime()?;
+    crate::group::role::report_to(|action, sample| {
+        send(Control::Acted(action, sample));
+    });
     std::thread::Builder::new()
         .name("zksync-session".into())
         .spawn(move || Session::new(rx, updates, settings).serve_until_shutdown(runtime))
