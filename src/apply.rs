@@ -238,7 +238,13 @@ impl Applier {
                     &[cursor.as_str(), "MATCH", pattern.as_str(), "COUNT", SCAN_COUNT][..],
                 );
                 let (next, keys) = scan_reply(reply)?;
-                let user = user.map(acl::User::named);
+                // With `user`, only what that user may write (a user deleted
+                // meanwhile: nothing).
+                let writer = user.map(acl::User::named);
+                let may_delete = |key: &[u8]| match &writer {
+                    None => true,
+                    Some(writer) => writer.as_ref().is_some_and(|u| u.may(key, KeyAccess::Write)),
+                };
                 for key in keys {
                     let Some(path) = key.strip_prefix(prefix.as_bytes()) else {
                         continue;
@@ -248,11 +254,7 @@ impl Applier {
                         // Not a znode path, yet in our namespace.
                         Err(_) => false,
                     };
-                    let may = match &user {
-                        Some(user) => user.as_ref().is_some_and(|u| u.may(&key, KeyAccess::Write)),
-                        None => true,
-                    };
-                    if !keep_it && may {
+                    if !keep_it && may_delete(&key) {
                         keyspace::delete(ctx.ctx, &key);
                     }
                 }

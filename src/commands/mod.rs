@@ -30,8 +30,9 @@ fn path_arg(arg: &RedisString) -> Result<String, Error> {
 /// refusal is logged in `ACL LOG`, as Redis logs its own).
 fn authorize(ctx: &Context, path: &str, action: Action) -> Result<Target, Error> {
     let target = access::roots().check(path, action).map_err(Error::NoPerm)?;
-    if let Some(user) = acl::current_user(ctx) {
-        acl::require(ctx, &user, &target.key(path), action.key_access()).map_err(Error::NoPerm)?;
+    if let Some(user) = acl::User::current(ctx) {
+        user.require(ctx, &target.key(path), action.key_access())
+            .map_err(Error::NoPerm)?;
     }
     Ok(target)
 }

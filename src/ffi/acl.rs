@@ -21,6 +21,10 @@ fn flags(access: KeyAccess) -> c_int {
 /// ACL (commands replayed from the AOF or the master link, which run as
 /// superuser) or there is no client.
 pub fn current_user(ctx: &Context) -> Option<Vec<u8>> {
+    current_user_name(ctx).map(|name| name.bytes().to_vec())
+}
+
+fn current_user_name(ctx: &Context) -> Option<OwnedString> {
     if ctx
         .get_flags()
         .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
@@ -30,17 +34,11 @@ pub fn current_user(ctx: &Context) -> Option<Vec<u8>> {
     // SAFETY: API pointers are set at module load; Redis gives a client id
     // of 0 where the context has no client, and only then has no user.
     unsafe {
-        let id = raw::RedisModule_GetClientId?;
-        if id(ctx.ctx) == 0 {
+        if raw::RedisModule_GetClientId?(ctx.ctx) == 0 {
             return None;
         }
         let name = raw::RedisModule_GetCurrentUserName?(ctx.ctx);
-        if name.is_null() {
-            return None;
-        }
-        let bytes = redis_module::RedisString::string_as_slice(name).to_vec();
-        raw::RedisModule_FreeString?(std::ptr::null_mut(), name);
-        Some(bytes)
+        (!name.is_null()).then_some(OwnedString(name, ctx.ctx))
     }
 }
 
@@ -51,10 +49,31 @@ pub struct User(*mut raw::RedisModuleUser);
 impl User {
     /// `None` if no such user exists (deleted since the command ran).
     pub fn named(name: &[u8]) -> Option<User> {
-        let name = OwnedString::new(name)?;
+        User::find(&OwnedString::new(name)?)
+    }
+
+    /// The user a command runs as (see `current_user`).
+    pub fn current(ctx: &Context) -> Option<User> {
+        User::find(&current_user_name(ctx)?)
+    }
+
+    fn find(name: &OwnedString) -> Option<User> {
         // SAFETY: API pointers are set at module load; `name` is a valid string.
         let user = unsafe { raw::RedisModule_GetModuleUserFromUserName?(name.0) };
         (!user.is_null()).then_some(User(user))
+    }
+
+    /// Checks that this user may `access` `key`; on a refusal, adds the
+    /// `ACL LOG` entry and says which key.
+    pub fn require(&self, ctx: &Context, key: &[u8], access: KeyAccess) -> Result<(), Denied> {
+        if self.may(key, access) {
+            return Ok(());
+        }
+        self.log_refusal(ctx, key);
+        Err(Denied::Key {
+            key: key.to_vec(),
+            access,
+        })
     }
 
     pub fn may(&self, key: &[u8], access: KeyAccess) -> bool {
@@ -99,46 +118,38 @@ impl Drop for User {
     }
 }
 
-/// A Redis string made from bytes (any bytes: no CString on the way).
-struct OwnedString(*mut raw::RedisModuleString);
+/// A Redis string of ours, with the context it was made in (NULL for none),
+/// freed when dropped.
+struct OwnedString(*mut raw::RedisModuleString, *mut raw::RedisModuleCtx);
 
 impl OwnedString {
+    /// From any bytes: no CString on the way.
     fn new(bytes: &[u8]) -> Option<OwnedString> {
         // SAFETY: API pointers are set at module load; a NULL context makes
         // a string that lives until freed.
         let s = unsafe { raw::RedisModule_CreateString?(std::ptr::null_mut(), bytes.as_ptr().cast(), bytes.len()) };
-        (!s.is_null()).then_some(OwnedString(s))
+        (!s.is_null()).then_some(OwnedString(s, std::ptr::null_mut()))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        redis_module::RedisString::string_as_slice(self.0)
     }
 }
 
 impl Drop for OwnedString {
     fn drop(&mut self) {
-        // SAFETY: created with a NULL context in `new`, freed once here.
+        // SAFETY: freed once, with the context it was made in (so that
+        // Redis's automatic memory of that context forgets it too).
         if let Some(free) = unsafe { raw::RedisModule_FreeString } {
-            unsafe { free(std::ptr::null_mut(), self.0) };
+            unsafe { free(self.1, self.0) };
         }
     }
-}
-
-/// Checks that `user` may `access` `key`; on a refusal, adds the `ACL LOG`
-/// entry (with a client behind `ctx`) and says which key.
-pub fn require(ctx: &Context, user: &[u8], key: &[u8], access: KeyAccess) -> Result<(), Denied> {
-    let denied = || Denied::Key {
-        key: key.to_vec(),
-        access,
-    };
-    let user = User::named(user).ok_or_else(denied)?;
-    if user.may(key, access) {
-        return Ok(());
-    }
-    user.log_refusal(ctx, key);
-    Err(denied())
 }
 
 /// Logs a refusal decided elsewhere (a PULL's subtree, checked on the apply
 /// thread) for the client behind `ctx`, once its reply goes out.
 pub fn log_refusal(ctx: &Context, key: &[u8]) {
-    if let Some(user) = current_user(ctx).and_then(|name| User::named(&name)) {
+    if let Some(user) = User::current(ctx) {
         user.log_refusal(ctx, key);
     }
 }
