@@ -1,6 +1,7 @@
 //! Figures for ZKSYNC.STATUS and INFO zksync. Each field has one writer
 //! (the session thread or the apply thread); commands read a snapshot.
 
+use crate::group::leader::LeaderNode;
 use once_cell::sync::Lazy;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
@@ -50,10 +51,10 @@ pub struct Status {
     pub resyncs: AtomicU64,
     pub last_resync_ms: AtomicU64,
     server: Mutex<String>,
-    /// `(group, member id)` once registered.
-    member: Mutex<Option<(String, String)>>,
-    /// The group's master `(id, addr, epoch)`, and the highest epoch seen.
-    leader: Mutex<Option<(String, String, u64)>>,
+    /// The group this server is a registered member of.
+    member: Mutex<Option<MemberOf>>,
+    /// The group's master, and the highest epoch seen.
+    leader: Mutex<Option<LeaderNode>>,
     epoch: AtomicU64,
     // Written by the apply thread.
     pub znodes: AtomicU64,
@@ -92,16 +93,19 @@ impl Status {
         *self.server.lock().unwrap_or_else(|e| e.into_inner()) = server.to_string();
     }
 
-    pub fn set_member(&self, member: Option<(String, String)>) {
+    pub fn set_member(&self, member: Option<MemberOf>) {
         *self.member.lock().unwrap_or_else(|e| e.into_inner()) = member;
     }
 
-    pub fn set_leader(&self, leader: Option<(String, String, u64)>, epoch: u64) {
-        *self.leader.lock().unwrap_or_else(|e| e.into_inner()) = leader;
+    pub fn set_leader(&self, leader: Option<&LeaderNode>, epoch: u64) {
+        let mut current = self.leader.lock().unwrap_or_else(|e| e.into_inner());
+        if current.as_ref() != leader {
+            *current = leader.cloned();
+        }
         self.epoch.store(epoch, Ordering::Relaxed);
     }
 
-    pub fn leader(&self) -> Option<(String, String, u64)> {
+    pub fn leader(&self) -> Option<LeaderNode> {
         self.leader.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -135,7 +139,7 @@ impl Status {
             ),
         ];
         let member = self.member.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some((group, id)) = member {
+        if let Some(MemberOf { group, id }) = member {
             let role = if crate::group::fence::is_replica() {
                 "replica"
             } else {
@@ -144,13 +148,20 @@ impl Status {
             fields.push(("group", Field::Text(group)));
             fields.push(("member_id", Field::Text(id)));
             fields.push(("role", Field::Text(role.to_string())));
-            let leader = self.leader().map(|(id, _, _)| id).unwrap_or_default();
+            let leader = self.leader().map(|l| l.id).unwrap_or_default();
             fields.push(("leader", Field::Text(leader)));
             fields.push(("epoch", int(&self.epoch)));
             fields.push(("fenced", Field::Int(crate::group::fence::fenced() as i64)));
         }
         fields
     }
+}
+
+/// A group this server is a member of, under an id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberOf {
+    pub group: String,
+    pub id: String,
 }
 
 pub enum Field {

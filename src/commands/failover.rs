@@ -3,6 +3,7 @@
 use super::block;
 use crate::config::GROUP;
 use crate::error::Error;
+use crate::group::switchover::Request;
 use crate::reply::Reply;
 use crate::session::{self, Control};
 use crate::status::{SessionState, STATUS};
@@ -21,16 +22,14 @@ pub fn leader(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(Error::NoGroup.into());
     }
     let reply = match STATUS.leader() {
-        Some((id, addr, epoch)) => Reply::Array(vec![Reply::text(id), Reply::text(addr), Reply::Integer(epoch as i64)]),
+        Some(l) => Reply::Array(vec![
+            Reply::text(l.id),
+            Reply::text(l.addr),
+            Reply::Integer(l.epoch as i64),
+        ]),
         None => Reply::Nil,
     };
     reply.into_result()
-}
-
-struct Request {
-    to: Option<String>,
-    timeout: Duration,
-    force: bool,
 }
 
 fn parse(args: &[RedisString]) -> Result<Request, Error> {
@@ -81,11 +80,6 @@ pub fn failover(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     // timeout if the leadership moved just then); this bound comes after.
     let session_timeout = Duration::from_millis(STATUS.session_timeout_ms.load(Ordering::Relaxed));
     let pending = block(ctx, request.timeout + session_timeout * 2 + Duration::from_secs(1))?;
-    session::send(Control::Failover {
-        to: request.to,
-        timeout: request.timeout,
-        force: request.force,
-        pending,
-    });
+    session::send(Control::Failover(request, pending));
     Ok(RedisValue::NoReply)
 }

@@ -11,6 +11,7 @@
 //! which answers `-READONLY` (also inside MULTI and scripts, whose commands
 //! pass the filter too); EXEC becomes DISCARD.
 
+use super::election::LeaseChange;
 use crate::error::Error;
 use crate::ffi::guard;
 use once_cell::sync::Lazy;
@@ -108,8 +109,17 @@ pub fn in_group() -> bool {
 
 /// ZooKeeper confirmed our leadership with a check sent at `sent`.
 pub fn renew(sent: Instant, session_timeout: Duration) {
-    let until = since_base(sent + session_timeout * 2 / 3).max(1);
+    let until = since_base(super::lease::expiry(sent, session_timeout)).max(1);
     LEASE_UNTIL.store(until, Ordering::Relaxed);
+}
+
+/// Applies what the election decided of the lease.
+pub fn change(change: LeaseChange, session_timeout: Duration) {
+    match change {
+        LeaseChange::Renew(sent) => renew(sent, session_timeout),
+        LeaseChange::Cap(until) => cap(until),
+        LeaseChange::Revoke => revoke(),
+    }
 }
 
 /// Ends the lease at `until` at the latest.

@@ -10,11 +10,19 @@ use super::load::Figures;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// ServerSet status of a member whose figures are fresh.
-pub const ALIVE: &str = "ALIVE";
-/// ServerSet status of a member whose main thread stopped sampling: its
-/// session is alive, but its figures say nothing about it now.
-pub const WARNING: &str = "WARNING";
+/// A member's ServerSet status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    /// Its figures are fresh.
+    Alive,
+    /// Its main thread stopped sampling: its session is alive, but its
+    /// figures say nothing about it now.
+    Warning,
+    /// Any other ServerSet status (written by another tool): never picked.
+    #[serde(other)]
+    Other,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
@@ -27,19 +35,19 @@ pub struct Endpoint {
 pub struct MemberNode {
     pub service_endpoint: Endpoint,
     pub additional_endpoints: BTreeMap<String, Endpoint>,
-    pub status: String,
+    pub status: Status,
     pub zksync: Figures,
 }
 
 impl MemberNode {
-    pub fn new(host: &str, port: u16, status: &str, figures: Figures) -> MemberNode {
+    pub fn new(host: &str, port: u16, status: Status, figures: Figures) -> MemberNode {
         MemberNode {
             service_endpoint: Endpoint {
                 host: host.to_string(),
                 port,
             },
             additional_endpoints: BTreeMap::new(),
-            status: status.to_string(),
+            status,
             zksync: figures,
         }
     }
@@ -65,7 +73,12 @@ mod tests {
 
     #[test]
     fn round_trip_and_serverset_shape() {
-        let node = MemberNode::new("10.0.0.1", 6379, ALIVE, Figures::new(Role::Replica, 7, 1, 2, 3, 0));
+        let node = MemberNode::new(
+            "10.0.0.1",
+            6379,
+            Status::Alive,
+            Figures::new(Role::Replica, 7, 1, 2, 3, 0),
+        );
         let json: serde_json::Value = serde_json::from_slice(&node.encode()).unwrap();
         assert_eq!(json["serviceEndpoint"]["host"], "10.0.0.1");
         assert_eq!(json["serviceEndpoint"]["port"], 6379);
@@ -76,5 +89,9 @@ mod tests {
         assert_eq!(MemberNode::decode(&node.encode()).unwrap(), node);
         assert!(MemberNode::decode(b"{\"serviceEndpoint\":1}").is_err());
         assert!(MemberNode::decode(b"").is_err());
+        let mut dead: serde_json::Value = serde_json::from_slice(&node.encode()).unwrap();
+        dead["status"] = "DEAD".into();
+        let dead = MemberNode::decode(&serde_json::to_vec(&dead).unwrap()).unwrap();
+        assert_eq!(dead.status, Status::Other);
     }
 }

@@ -1,38 +1,29 @@
-//! The group: members registered in ZooKeeper with their load (`load`,
-//! `member`), the table every member keeps of the others (`view`), and
-//! ZooKeeper's own figures (`mntr`).
+//! The group: pure decisions about members and their leadership, with no
+//! I/O. The session thread drives them from ZooKeeper; the role thread and
+//! the fencing filter carry them out on the Redis side.
 //!
-//! Layout under the chroot: `/zksync/<group>/members/<id>`, one ephemeral
-//! znode per member, whose JSON is a ServerSet entry (see `member`); the
-//! leadership beside it (see `leader`), kept by the session thread, carried
-//! out on the Redis side by the role thread (`role`) and enforced by the
-//! fencing filter (`fence`).
+//! - `layout`: where the group lives in ZooKeeper;
+//! - `member`, `leader`, `switchover`: what its znodes hold;
+//! - `load`: this server's figures and score; `membership`: when they are
+//!   worth publishing, and the table read back; `view`: that table for
+//!   ZKSYNC.LOAD;
+//! - `rank`: who may become master; `election`: who leads and what this
+//!   member does about it; `switchover`: the stages of a coordinated change;
+//!   `lease`: the master's lease arithmetic.
 
+pub mod election;
 pub mod fence;
+pub mod layout;
 pub mod leader;
+pub mod lease;
 pub mod load;
 pub mod member;
+pub mod membership;
 pub mod mntr;
+pub mod rank;
 pub mod role;
+pub mod switchover;
 pub mod view;
-
-/// `/zksync/<group>/members`.
-pub fn members_dir(group: &str) -> String {
-    format!("/zksync/{group}/members")
-}
-
-/// `/zksync/<group>/members/<id>`.
-pub fn member_path(group: &str, id: &str) -> String {
-    format!("{}/{id}", members_dir(group))
-}
-
-/// A member's id: its announced address, else `127.0.0.1:<port>`.
-pub fn member_id(announce: Option<&str>, port: u16) -> String {
-    match announce {
-        Some(addr) => addr.to_string(),
-        None => format!("127.0.0.1:{port}"),
-    }
-}
 
 /// Splits `host:port` (the port after the last colon).
 pub fn split_addr(addr: &str) -> Option<(&str, u16)> {

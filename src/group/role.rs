@@ -6,6 +6,7 @@
 //! clients are paused, and the action that ends a switchover's pause must
 //! not wait behind them.
 
+use super::election::Action;
 use super::load;
 use crate::apply::wake_event_loop;
 use crate::ffi::{guard, log};
@@ -13,28 +14,6 @@ use crossbeam_channel::Sender;
 use once_cell::sync::OnceCell;
 use redis_module::{Context, ContextFlags, DetachedFromClient, ThreadSafeContext};
 use std::time::Duration;
-
-/// What the session thread asks of Redis.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// `REPLICAOF NO ONE` (if a replica).
-    Promote,
-    /// `REPLICAOF host port` (unless already following it), ending a
-    /// switchover's pause. `demote`: this server led the group, so its
-    /// normal clients are disconnected and rediscover the master.
-    Follow { addr: String, demote: bool },
-    /// `CLIENT PAUSE ms WRITE`: a switchover away from this master.
-    Pause(u64),
-    /// `CLIENT UNPAUSE`: the switchover was rolled back.
-    Unpause,
-    /// `PUBLISH +switch-master <message>` to this server's subscribers only.
-    Announce(String),
-    /// `CLIENT KILL TYPE normal`: a master shutting down handed its
-    /// leadership over; its paused clients go and rediscover.
-    Disconnect,
-    /// Nothing: only the fresh sample.
-    Sample,
-}
 
 static ACTIONS: OnceCell<Sender<Action>> = OnceCell::new();
 

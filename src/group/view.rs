@@ -3,7 +3,7 @@
 //! the main thread from memory.
 
 use super::load::Role;
-use super::member::{MemberNode, ALIVE};
+use super::member::{MemberNode, Status};
 use once_cell::sync::Lazy;
 use std::sync::{Arc, Mutex};
 
@@ -73,7 +73,7 @@ impl View {
                     member,
                     age_ms,
                     lag,
-                    stale: member.node.status != ALIVE || age_ms > stale_after_ms,
+                    stale: member.node.status != Status::Alive || age_ms > stale_after_ms,
                 }
             })
             .collect()
@@ -95,7 +95,7 @@ mod tests {
     use super::*;
     use crate::group::load::Figures;
 
-    fn member(id: &str, role: Role, ops: i64, offset: i64, status: &str, mtime_ms: i64) -> Member {
+    fn member(id: &str, role: Role, ops: i64, offset: i64, status: Status, mtime_ms: i64) -> Member {
         let (host, port) = crate::group::split_addr(id).unwrap();
         Member {
             id: id.to_string(),
@@ -109,10 +109,10 @@ mod tests {
     fn pick_lowest_fresh_score_of_the_role() {
         let view = View {
             members: vec![
-                member("10.0.0.1:6379", Role::Master, 50_000, 1000, ALIVE, 1000),
-                member("10.0.0.2:6379", Role::Replica, 10, 900, ALIVE, 1000),
-                member("10.0.0.3:6379", Role::Replica, 5, 1000, ALIVE, 0),
-                member("10.0.0.4:6379", Role::Replica, 0, 1000, "WARNING", 1000),
+                member("10.0.0.1:6379", Role::Master, 50_000, 1000, Status::Alive, 1000),
+                member("10.0.0.2:6379", Role::Replica, 10, 900, Status::Alive, 1000),
+                member("10.0.0.3:6379", Role::Replica, 5, 1000, Status::Alive, 0),
+                member("10.0.0.4:6379", Role::Replica, 0, 1000, Status::Warning, 1000),
             ],
         };
         let now = 1500;

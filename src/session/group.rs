@@ -1,206 +1,146 @@
-//! The session side of the group: this server's member znode, and the
-//! table of the group read from the members directory.
-//!
-//! The main thread samples figures every load interval and sends them here;
-//! they are written only when worth it (`Figures::moved_from`, heartbeat).
-//! The members directory is watched like a mirror (persistent recursive
-//! watch, resync on every reconnect), but lands in `group::view`, not in
-//! the keyspace.
+//! The session's side of the group membership: it writes this server's
+//! member znode when `group::membership` says it is due, and reads the
+//! members directory into the table. The directory is watched like a mirror
+//! (persistent recursive watch, read again after every reconnect), but
+//! lands in `group::view`, not in the keyspace.
 
 use super::Session;
 use crate::config::GroupSpec;
 use crate::ffi::log;
-use crate::group::load::{Figures, Sample, HEARTBEAT};
-use crate::group::member::{MemberNode, ALIVE, WARNING};
-use crate::group::view::{self, Member, View};
-use crate::group::{leader, member_id, member_path, members_dir, split_addr};
+use crate::group::layout::Layout;
+use crate::group::load::Sample;
+use crate::group::membership::{Entry, Own, Publication};
+use crate::group::view::{self, View};
 use crate::mirror::read;
-use crate::status::STATUS;
-use std::collections::{BTreeMap, HashSet};
+use crate::status::{MemberOf, STATUS};
 use std::time::{Duration, Instant};
 use zookeeper_client::{Client, CreateMode, Error as ZkError};
-
-/// A member that stopped sampling for this many load intervals says so.
-const STALE_INTERVALS: u32 = 3;
-
-#[derive(Default)]
-pub(super) struct Membership {
-    /// The main thread's last sample, and when it arrived.
-    sample: Option<(Sample, Instant)>,
-    /// The member znode as this session wrote it; `None` until registered.
-    published: Option<Published>,
-    /// Member znodes as last read: path → (data, mtime, mzxid).
-    table: BTreeMap<String, (Vec<u8>, i64, i64)>,
-    /// The table decoded, sorted by id.
-    members: Vec<Member>,
-    /// Malformed member znodes already logged: (path, mtime).
-    warned: HashSet<(String, i64)>,
-    /// Write the member znode at the next publish, moved or not.
-    force: bool,
-}
-
-struct Published {
-    path: String,
-    figures: Figures,
-    status: &'static str,
-    at: Instant,
-}
-
-impl Membership {
-    pub(super) fn take_sample(&mut self, sample: Sample) {
-        self.sample = Some((sample, Instant::now()));
-    }
-
-    /// A new session owns no znode yet.
-    pub(super) fn new_session(&mut self) {
-        self.published = None;
-    }
-
-    /// The main thread's last sample, and when it arrived.
-    pub(super) fn sample(&self) -> Option<(&Sample, Instant)> {
-        self.sample.as_ref().map(|(s, at)| (s, *at))
-    }
-
-    pub(super) fn members(&self) -> &[Member] {
-        &self.members
-    }
-
-    pub(super) fn force_publish(&mut self) {
-        self.force = true;
-    }
-}
 
 impl Session {
     fn group_spec(&self) -> Option<&GroupSpec> {
         self.settings.group.as_ref()
     }
 
-    /// The members directory, if in a group.
-    fn members_root(&self) -> Option<String> {
-        self.group_spec().map(|g| members_dir(&g.name))
+    pub(super) fn layout(&self) -> Option<Layout> {
+        self.group_spec().map(|g| Layout::new(&g.name))
     }
 
     /// The group's directory, watched whole: members, leader, switchover.
     pub(super) fn group_root(&self) -> Option<String> {
-        self.group_spec().map(|g| leader::group_dir(&g.name))
+        self.layout().map(|l| l.dir().to_string())
     }
 
-    /// This member's znode path, once the main thread told us our port.
-    pub(super) fn own_path(&self) -> Option<(String, String)> {
-        let group = self.group_spec()?;
-        let (sample, _) = self.membership.sample.as_ref()?;
-        let id = member_id(group.announce.as_deref(), sample.port);
-        Some((member_path(&group.name, &id), id))
+    /// This member's id, once the main thread told us our port.
+    pub(super) fn own_id(&self) -> Option<String> {
+        self.publisher.id(self.group_spec()?.announce.as_deref())
     }
 
-    /// Joins the configured group on this session: the directory exists,
-    /// the table is read, the member znode is written.
+    fn own(&self) -> Option<Own> {
+        let id = self.own_id()?;
+        let path = self.layout()?.member(&id);
+        Some(Own { id, path })
+    }
+
+    pub(super) fn take_sample(&mut self, sample: Sample) {
+        self.publisher.take_sample(sample, Instant::now());
+    }
+
+    /// Joins the configured group on this session: the directories exist,
+    /// the table is read, the member znode is written, the leadership read.
     pub(super) async fn join(&mut self, client: &Client) {
-        let Some(dir) = self.members_root() else {
+        let Some(layout) = self.layout() else {
             view::set(View::default());
             return;
         };
         let options = CreateMode::Persistent.with_acls(self.acls());
-        if let Err(e) = client.mkdir(&dir, &options).await {
-            log::warning(&format!("cannot create {dir}: {e}"));
+        for dir in [layout.members(), layout.history()] {
+            if let Err(e) = client.mkdir(&dir, &options).await {
+                log::warning(&format!("cannot create {dir}: {e}"));
+            }
         }
-        if let Some(group) = self.group_spec().map(|g| g.name.clone()) {
-            self.prepare_group(client, &group).await;
+        match client.create(&layout.epoch(), b"0", &options).await {
+            Ok(_) | Err(ZkError::NodeExists) => {}
+            Err(e) => log::warning(&format!("cannot create {}: {e}", layout.epoch())),
         }
+        self.read_group(client).await;
+    }
+
+    /// Reads the whole group again (after joining or a reconnect).
+    pub(super) async fn read_group(&mut self, client: &Client) {
         self.read_members(client).await;
         self.publish(client).await;
-        self.read_leader(client).await;
-        self.read_switchover(client).await;
+        self.read_leadership(client).await;
     }
 
     /// Re-reads what watch events under the group directory name.
     pub(super) async fn group_events(&mut self, client: &Client, paths: Vec<String>) {
-        let Some(group) = self.group_spec().map(|g| g.name.clone()) else {
-            return;
-        };
-        if paths.iter().any(|p| *p == leader::leader_path(&group)) {
-            self.read_leader(client).await;
+        let Some(layout) = self.layout() else { return };
+        if paths.contains(&layout.leader()) {
+            let effects = self.read_leader(client).await;
+            self.execute(client, effects).await;
         }
-        if paths.iter().any(|p| *p == leader::switchover_path(&group)) {
-            self.read_switchover(client).await;
+        if paths.contains(&layout.switchover()) {
+            let effects = self.read_switchover(client).await;
+            self.execute(client, effects).await;
         }
-        let members: Vec<String> = paths
-            .into_iter()
-            .filter(|p| crate::path::parent(p) == Some(members_dir(&group).as_str()))
-            .collect();
+        let members: Vec<String> = paths.into_iter().filter(|p| layout.member_id(p).is_some()).collect();
         if !members.is_empty() {
             self.member_events(client, members).await;
         }
-        self.elect(client).await;
+        self.settle(client).await;
     }
 
     /// Leaves the group: gives up the leadership, deletes this member's
     /// znode and forgets the table.
     pub(super) async fn leave(&mut self, client: &Client) {
-        self.resign(client).await;
-        if let Some(published) = self.membership.published.take() {
-            match tokio::time::timeout(Duration::from_millis(500), client.delete(&published.path, None)).await {
-                Ok(Ok(())) | Ok(Err(ZkError::NoNode)) => log::notice(&format!("left the group ({})", published.path)),
-                Ok(Err(e)) => log::warning(&format!("cannot delete {}: {e}", published.path)),
-                Err(_) => log::warning(&format!("no answer deleting {}", published.path)),
+        let effects = self.election.resign();
+        self.execute(client, effects).await;
+        if let Some(path) = self.publisher.published_path().map(str::to_string) {
+            self.publisher.unpublished();
+            match tokio::time::timeout(Duration::from_millis(500), client.delete(&path, None)).await {
+                Ok(Ok(())) | Ok(Err(ZkError::NoNode)) => log::notice(&format!("left the group ({path})")),
+                Ok(Err(e)) => log::warning(&format!("cannot delete {path}: {e}")),
+                Err(_) => log::warning(&format!("no answer deleting {path}")),
             }
         }
-        self.membership.table.clear();
+        self.table.clear();
+        self.members.clear();
         view::set(View::default());
         STATUS.set_member(None);
     }
 
-    /// Writes the member znode if it is missing or worth rewriting: a figure
-    /// moved, the status changed, or the heartbeat is due.
+    /// Writes the member znode if it is missing or worth rewriting.
     pub(super) async fn publish(&mut self, client: &Client) {
-        let Some((own, id)) = self.own_path() else { return };
-        let Some((sample, at)) = &self.membership.sample else {
-            return;
-        };
-        let status = if at.elapsed() > self.settings.load_interval * STALE_INTERVALS {
-            WARNING
-        } else {
-            ALIVE
-        };
-        let mut figures = sample.figures.clone();
-        figures.epoch = self.election_epoch();
-        let due = match &self.membership.published {
-            None => true,
-            Some(_) if self.membership.force => true,
-            Some(p) => {
-                p.path != own || p.status != status || figures.moved_from(&p.figures) || p.at.elapsed() >= HEARTBEAT
-            }
-        };
-        if !due {
-            return;
-        }
-        let Some((host, port)) = split_addr(&id) else { return };
-        let data = MemberNode::new(host, port, status, figures.clone()).encode();
-        let written = match &self.membership.published {
-            Some(p) if p.path == own => match client.set_data(&own, &data, None).await {
-                Err(ZkError::NoNode) => self.register(client, &own, &data).await,
+        let Some(own) = self.own() else { return };
+        let interval = self.settings.load_interval;
+        let due = self.publisher.due(own, self.election.epoch(), interval, Instant::now());
+        let Some(publication) = due else { return };
+        let data = publication.node.encode();
+        let path = &publication.own.path;
+        let written = match publication.overwrite {
+            true => match client.set_data(path, &data, None).await {
+                Err(ZkError::NoNode) => self.register(client, path, &data).await,
                 other => other.map(|_| ()),
             },
-            _ => self.register(client, &own, &data).await,
+            false => self.register(client, path, &data).await,
         };
         match written {
-            Ok(()) => {
-                self.membership.force = false;
-                if self.membership.published.is_none() {
-                    log::notice(&format!("registered as group member {own}"));
-                }
-                self.membership.published = Some(Published {
-                    path: own,
-                    figures,
-                    status,
-                    at: Instant::now(),
-                });
-                if let Some(group) = self.group_spec() {
-                    STATUS.set_member(Some((group.name.clone(), id)));
-                }
-            }
-            Err(e) => log::warning(&format!("cannot write member znode {own}: {e}")),
+            Ok(()) => self.published(publication),
+            Err(e) => log::warning(&format!("cannot write member znode {path}: {e}")),
         }
+    }
+
+    fn published(&mut self, publication: Publication) {
+        if self.publisher.published_path().is_none() {
+            log::notice(&format!("registered as group member {}", publication.own.path));
+        }
+        if let Some(group) = self.group_spec() {
+            STATUS.set_member(Some(MemberOf {
+                group: group.name.clone(),
+                id: publication.own.id.clone(),
+            }));
+        }
+        self.publisher.published(publication, Instant::now());
     }
 
     /// Creates this session's ephemeral member znode. A node of the same id
@@ -235,84 +175,64 @@ impl Session {
         }
     }
 
-    /// Reads the whole members directory (after a (re)connect).
-    pub(super) async fn read_members(&mut self, client: &Client) {
-        let Some(dir) = self.members_root() else { return };
-        match read::subtree(client, &dir).await {
+    /// Reads the whole members directory.
+    async fn read_members(&mut self, client: &Client) {
+        let Some(layout) = self.layout() else { return };
+        match read::subtree(client, &layout.members()).await {
             Ok(subtree) => {
-                self.membership.table = subtree
+                let entries = subtree
                     .nodes
                     .into_iter()
-                    .filter(|n| crate::path::parent(&n.path) == Some(dir.as_str()))
-                    .map(|n| (n.path, (n.data, n.stat.mtime, n.stat.mzxid)))
+                    .filter(|n| layout.member_id(&n.path).is_some())
+                    .map(|n| (n.path, entry(n.data, &n.stat)))
                     .collect();
+                self.table.replace(entries);
                 self.refresh_view();
             }
-            Err(e) => log::warning(&format!("cannot read the group at {dir}: {e}")),
+            Err(e) => log::warning(&format!("cannot read the group at {}: {e}", layout.members())),
         }
     }
 
     /// Re-reads the member znodes named by watch events.
     async fn member_events(&mut self, client: &Client, paths: Vec<String>) {
-        let Some(dir) = self.members_root() else { return };
-        let paths: Vec<String> = paths
-            .into_iter()
-            .filter(|p| crate::path::parent(p) == Some(dir.as_str()))
-            .collect();
         match read::nodes(client, &paths).await {
             Ok(results) => {
                 for (p, result) in paths.iter().zip(results) {
                     match result {
-                        Ok(Some(node)) => {
-                            self.membership
-                                .table
-                                .insert(node.path, (node.data, node.stat.mtime, node.stat.mzxid));
-                        }
-                        Ok(None) => {
-                            self.membership.table.remove(p);
-                        }
+                        Ok(node) => self.table.update(p, node.map(|n| entry(n.data, &n.stat))),
                         Err(e) => log::warning(&format!("cannot read member {p}: {e}")),
                     }
                 }
             }
             Err(e) => {
-                log::warning(&format!("cannot read the group at {dir}: {e}"));
+                log::warning(&format!("cannot read the group's members: {e}"));
                 return self.read_members(client).await;
             }
         }
         self.refresh_view();
         // Someone deleted our znode: write it again.
-        let own_gone = self
-            .membership
-            .published
-            .as_ref()
-            .is_some_and(|p| !self.membership.table.contains_key(&p.path));
-        if own_gone {
-            self.membership.published = None;
+        if self.publisher.published_path().is_some_and(|p| !self.table.contains(p)) {
+            self.publisher.unpublished();
             self.publish(client).await;
         }
     }
 
     /// Hands the table to the main thread; malformed znodes are skipped and logged once.
     fn refresh_view(&mut self) {
-        let mut members = Vec::with_capacity(self.membership.table.len());
-        for (p, (data, mtime, mzxid)) in &self.membership.table {
-            match MemberNode::decode(data) {
-                Ok(node) => members.push(Member {
-                    id: p.rsplit('/').next().unwrap_or_default().to_string(),
-                    node,
-                    mtime_ms: *mtime,
-                    mzxid: *mzxid,
-                }),
-                Err(e) => {
-                    if self.membership.warned.insert((p.clone(), *mtime)) {
-                        log::warning(&format!("skipping malformed member znode {p}: {e}"));
-                    }
-                }
-            }
+        let (members, warnings) = self.table.decode();
+        for warning in warnings {
+            log::warning(&warning);
         }
-        self.membership.members = members.clone();
+        self.members = members.clone();
         view::set(View { members });
-        self.note_master_offset();
+        self.election.members_changed(&self.members);
+    }
+}
+
+fn entry(data: Vec<u8>, stat: &zookeeper_client::Stat) -> Entry {
+    Entry {
+        data,
+        mtime_ms: stat.mtime,
+        mzxid: stat.mzxid,
     }
 }

@@ -5,17 +5,20 @@
 //! everything ZooKeeper: watches, reads, requests from commands. It never
 //! touches Redis: what it learns goes to the apply thread as `Update`s.
 
-mod failover;
 mod group;
+mod leadership;
 mod peer;
 mod requests;
 
 use crate::config::{Connection, MirrorSpec, Settings};
 use crate::error::Error;
 use crate::ffi::{guard, log};
+use crate::group::election::{Action, Election};
 use crate::group::load::Sample;
+use crate::group::membership::{Publisher, Table};
 use crate::group::mntr;
-use crate::group::role::Action;
+use crate::group::switchover::Request as FailoverRequest;
+use crate::group::view::Member;
 use crate::mirror::tree::Tree;
 use crate::mirror::{read, Update};
 use crate::path;
@@ -48,12 +51,7 @@ pub enum Control {
     /// with replicas waits for them with writes paused; the sample is taken then.
     ShuttingDown(bool, Sample),
     /// ZKSYNC.FAILOVER [TO id] [TIMEOUT ms] [FORCE].
-    Failover {
-        to: Option<String>,
-        timeout: Duration,
-        force: bool,
-        pending: Pending,
-    },
+    Failover(FailoverRequest, Pending),
     /// redis-server is shutting down: leave the group, close the session, then ack.
     Shutdown(crossbeam_channel::Sender<()>),
 }
@@ -130,10 +128,47 @@ struct Session {
     trees: HashMap<String, Tree>,
     /// Mirrors whose last resync failed, retried on a timer.
     retry: BTreeSet<String>,
-    /// This server as a group member.
-    membership: group::Membership,
+    /// When this server's member znode is worth writing.
+    publisher: Publisher,
+    /// The members directory as read, and decoded.
+    table: Table,
+    members: Vec<Member>,
     /// Who leads the group, and this member's part in changing it.
-    election: failover::Election,
+    election: Election,
+    /// The ZKSYNC.FAILOVER this member was asked, until it ends.
+    asked: Option<Pending>,
+}
+
+/// The persistent recursive watches of one session: a task per watched
+/// root, all feeding one channel.
+struct Watches {
+    events: UnboundedSender<WatchEvent>,
+    tasks: HashMap<String, JoinHandle<()>>,
+}
+
+impl Watches {
+    fn roots(&self) -> Vec<String> {
+        self.tasks.keys().cloned().collect()
+    }
+
+    /// Keeps the watches of the roots `keep` accepts.
+    fn retain(&mut self, keep: impl Fn(&String) -> bool) {
+        self.tasks.retain(|root, task| {
+            let kept = keep(root);
+            if !kept {
+                task.abort();
+            }
+            kept
+        });
+    }
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for task in self.tasks.values() {
+            task.abort();
+        }
+    }
 }
 
 impl Session {
@@ -148,8 +183,11 @@ impl Session {
             settings,
             trees: HashMap::new(),
             retry: BTreeSet::new(),
-            membership: Default::default(),
-            election: Default::default(),
+            publisher: Publisher::default(),
+            table: Table::default(),
+            members: Vec::new(),
+            election: Election::default(),
+            asked: None,
         }
     }
 
@@ -257,8 +295,8 @@ impl Session {
                     Some(Control::AskServers(pending)) => self.ask_servers(pending),
                     Some(Control::Sample(sample))
                     | Some(Control::Acted(_, sample))
-                    | Some(Control::ShuttingDown(_, sample)) => self.membership.take_sample(sample),
-                    Some(Control::Failover { pending, .. }) => {
+                    | Some(Control::ShuttingDown(_, sample)) => self.take_sample(sample),
+                    Some(Control::Failover(_, pending)) => {
                         pending.resolve(Reply::Error(Error::ZkDown(STATUS.state().name().into())));
                     }
                     Some(Control::Settings(settings)) => {
@@ -288,8 +326,65 @@ impl Session {
     }
 
     async fn serve(&mut self, client: &Client) -> End {
+        self.note_connected(client).await;
+        let mut states = client.state_watcher();
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let mut watches = Watches {
+            events: events_tx,
+            tasks: HashMap::new(),
+        };
+        for spec in self.settings.mirrors.clone() {
+            self.trees.entry(spec.root.clone()).or_default();
+            self.watch(client, &spec.root, &mut watches).await;
+        }
+        self.resync_all(client).await;
+        self.publisher.unpublished();
+        let effects = self.election.new_session();
+        self.execute(client, effects).await;
+        if let Some(dir) = self.group_root() {
+            self.watch(client, &dir, &mut watches).await;
+        }
+        self.join(client).await;
+        let mut retry_timer = tokio::time::interval(Duration::from_secs(2));
+        let mut group_timer = tokio::time::interval(Duration::from_millis(20));
+        let mut load_timer = tokio::time::interval(self.settings.load_interval);
+        let end = loop {
+            tokio::select! {
+                state = states.changed() => {
+                    if let Some(end) = self.on_state(client, state, &mut watches).await {
+                        break end;
+                    }
+                }
+                Some(first) = events.recv() => {
+                    let batch = drain(first, &mut events);
+                    self.apply_events(client, batch).await;
+                }
+                control = self.control.recv() => {
+                    if let Some(end) = self.on_control(client, control, &mut watches).await {
+                        break end;
+                    }
+                    if load_timer.period() != self.settings.load_interval {
+                        load_timer = tokio::time::interval(self.settings.load_interval);
+                    }
+                }
+                // A member whose main thread stopped sampling says so; the heartbeat.
+                _ = load_timer.tick() => self.publish(client).await,
+                _ = group_timer.tick(), if self.settings.group.is_some() => {
+                    self.step(client, |e, f| e.tick(f)).await;
+                    self.settle(client).await;
+                }
+                _ = retry_timer.tick(), if !self.retry.is_empty() => self.retry_mirrors(client).await,
+            }
+        };
+        drop(watches);
+        let effects = self.election.new_session();
+        self.execute(client, effects).await;
+        end
+    }
+
+    /// The figures first: a client that sees `connected` reads them next.
+    async fn note_connected(&self, client: &Client) {
         let timeout = client.session_timeout();
-        // The figures first: a client that sees `connected` reads them next.
         let server = self.note_server().await;
         STATUS.session_id.store(client.session_id().0, Ordering::Relaxed);
         STATUS
@@ -301,148 +396,124 @@ impl Session {
             client.session_id(),
             timeout.as_millis()
         ));
-        let mut states = client.state_watcher();
-        let (events_tx, mut events) = mpsc::unbounded_channel();
-        let mut watches: HashMap<String, JoinHandle<()>> = HashMap::new();
-        for spec in self.settings.mirrors.clone() {
-            self.trees.entry(spec.root.clone()).or_default();
-            self.watch(client, &spec.root, &events_tx, &mut watches).await;
-        }
-        self.resync_all(client).await;
-        self.membership.new_session();
-        self.election_new_session();
-        if let Some(dir) = self.group_root() {
-            self.watch(client, &dir, &events_tx, &mut watches).await;
-        }
-        self.join(client).await;
-        let mut retry_timer = tokio::time::interval(Duration::from_secs(2));
-        let mut failover_timer = tokio::time::interval(Duration::from_millis(20));
-        let mut load_timer = tokio::time::interval(self.settings.load_interval);
-        let end = loop {
-            tokio::select! {
-                state = states.changed() => match state {
-                    ZkState::Disconnected => {
-                        STATUS.set_state(SessionState::Suspended);
-                        log::warning("lost the ZooKeeper connection; the session is suspended");
-                    }
-                    ZkState::SyncConnected | ZkState::ConnectedReadOnly => {
-                        let server = self.note_server().await;
-                        STATUS.set_state(SessionState::Connected);
-                        log::notice(&format!(
-                            "ZooKeeper connection back, to {server}; resyncing (watches replay nothing)"
-                        ));
-                        // zookeeper-client 0.11.2 does not restore persistent
-                        // watches on reconnect (its SetWatches omits them):
-                        // add them again before reading.
-                        for root in watches.keys().cloned().collect::<Vec<_>>() {
-                            self.watch(client, &root, &events_tx, &mut watches).await;
-                        }
-                        self.resync_all(client).await;
-                        self.read_members(client).await;
-                        self.publish(client).await;
-                        self.read_leader(client).await;
-                        self.read_switchover(client).await;
-                    }
-                    ZkState::Expired => break End::Expired,
-                    ZkState::AuthFailed => break End::AuthFailed,
-                    ZkState::Closed => break End::Reconnect,
-                },
-                Some(first) = events.recv() => {
-                    let mut batch = vec![first];
-                    while batch.len() < 10_000 {
-                        match events.try_recv() {
-                            Ok(event) => batch.push(event),
-                            Err(_) => break,
-                        }
-                    }
-                    self.apply_events(client, batch).await;
-                }
-                control = self.control.recv() => match control {
-                    None => break End::Shutdown(None),
-                    Some(Control::Shutdown(ack)) => {
-                        self.leave(client).await;
-                        break End::Shutdown(Some(ack));
-                    }
-                    Some(Control::Request(request, pending)) => self.request(client, request, pending).await,
-                    Some(Control::AskServers(pending)) => self.ask_servers(pending),
-                    Some(Control::Sample(sample)) => {
-                        let first = self.membership.sample().is_none();
-                        self.membership.take_sample(sample);
-                        self.publish(client).await;
-                        if first {
-                            // Our id is known only now: a leader znode of our own may be stale.
-                            self.read_leader(client).await;
-                        }
-                        self.reconcile();
-                    }
-                    Some(Control::Acted(action, sample)) => self.acted(client, action, sample).await,
-                    Some(Control::ShuttingDown(started, sample)) => self.shutting_down(client, started, sample).await,
-                    Some(Control::Failover { to, timeout, force, pending }) => {
-                        self.failover(client, to, timeout, force, pending).await;
-                    }
-                    Some(Control::Settings(settings)) => {
-                        let regroup = settings.group != self.settings.group;
-                        if regroup {
-                            self.leave(client).await;
-                        }
-                        if settings.connection != self.settings.connection {
-                            self.take_mirrors(&settings.mirrors);
-                            self.settings = settings;
-                            break End::Reconnect;
-                        }
-                        let added = self.take_mirrors(&settings.mirrors);
-                        if settings.load_interval != self.settings.load_interval {
-                            load_timer = tokio::time::interval(settings.load_interval);
-                        }
-                        self.settings = settings;
-                        let group_root = self.group_root();
-                        watches.retain(|root, task| {
-                            let keep = self.trees.contains_key(root) || Some(root) == group_root.as_ref();
-                            if !keep {
-                                task.abort();
-                            }
-                            keep
-                        });
-                        for spec in added {
-                            self.trees.entry(spec.root.clone()).or_default();
-                            self.watch(client, &spec.root, &events_tx, &mut watches).await;
-                            self.resync(client, &spec).await;
-                        }
-                        if regroup {
-                            self.election_new_session();
-                            if let Some(dir) = group_root {
-                                self.watch(client, &dir, &events_tx, &mut watches).await;
-                            }
-                            self.join(client).await;
-                        }
-                    }
-                    Some(Control::Promoted) => {
-                        self.forget();
-                        self.resync_all(client).await;
-                    }
-                },
-                // A member whose main thread stopped sampling says so; the heartbeat.
-                _ = load_timer.tick() => self.publish(client).await,
-                _ = failover_timer.tick(), if self.settings.group.is_some() => {
-                    self.renew_lease(client).await;
-                    self.elect(client).await;
-                    self.switchover_tick(client).await;
-                    self.reconcile();
-                }
-                _ = retry_timer.tick(), if !self.retry.is_empty() => {
-                    for root in std::mem::take(&mut self.retry) {
-                        if let Some(spec) = self.settings.mirrors.iter().find(|m| m.root == root).cloned() {
-                            self.resync(client, &spec).await;
-                        }
-                    }
-                }
+    }
+
+    /// A change of the connection's state; `Some` ends the session.
+    async fn on_state(&mut self, client: &Client, state: ZkState, watches: &mut Watches) -> Option<End> {
+        match state {
+            ZkState::Disconnected => {
+                STATUS.set_state(SessionState::Suspended);
+                log::warning("lost the ZooKeeper connection; the session is suspended");
             }
-        };
-        for task in watches.into_values() {
-            task.abort();
+            ZkState::SyncConnected | ZkState::ConnectedReadOnly => {
+                let server = self.note_server().await;
+                STATUS.set_state(SessionState::Connected);
+                log::notice(&format!(
+                    "ZooKeeper connection back, to {server}; resyncing (watches replay nothing)"
+                ));
+                // zookeeper-client 0.11.2 does not restore persistent
+                // watches on reconnect (its SetWatches omits them): add them
+                // again before reading.
+                for root in watches.roots() {
+                    self.watch(client, &root, watches).await;
+                }
+                self.resync_all(client).await;
+                self.read_group(client).await;
+            }
+            ZkState::Expired => return Some(End::Expired),
+            ZkState::AuthFailed => return Some(End::AuthFailed),
+            ZkState::Closed => return Some(End::Reconnect),
         }
-        self.election_new_session();
-        end
+        None
+    }
+
+    /// What the main thread says while connected; `Some` ends the session.
+    async fn on_control(&mut self, client: &Client, control: Option<Control>, watches: &mut Watches) -> Option<End> {
+        match control? {
+            Control::Shutdown(ack) => {
+                self.leave(client).await;
+                return Some(End::Shutdown(Some(ack)));
+            }
+            Control::Request(request, pending) => self.request(client, request, pending).await,
+            Control::AskServers(pending) => self.ask_servers(pending),
+            Control::Sample(sample) => self.sampled(client, sample).await,
+            Control::Acted(action, sample) => self.acted(client, action, sample).await,
+            Control::ShuttingDown(started, sample) => {
+                self.take_sample(sample);
+                self.step(client, |e, f| e.shutting_down(started, f)).await;
+            }
+            Control::Failover(request, pending) => self.failover(client, request, pending).await,
+            Control::Settings(settings) => return self.take_settings(client, settings, watches).await,
+            Control::Promoted => {
+                self.forget();
+                self.resync_all(client).await;
+            }
+        }
+        None
+    }
+
+    /// The main thread's sample of this server, every load interval.
+    async fn sampled(&mut self, client: &Client, sample: Sample) {
+        let first = self.publisher.sample().is_none();
+        self.take_sample(sample);
+        self.publish(client).await;
+        if first {
+            // Our id is known only now: a leader znode of our own may be stale.
+            let effects = self.read_leader(client).await;
+            self.execute(client, effects).await;
+        }
+        self.settle(client).await;
+    }
+
+    /// What the role thread carried out came back with a fresh sample.
+    async fn acted(&mut self, client: &Client, action: Action, sample: Sample) {
+        self.take_sample(sample);
+        if self.election.vacant() && action == Action::Sample {
+            // The election waits for every member's fresh offset.
+            self.publisher.force();
+        }
+        self.publish(client).await;
+        self.step(client, |e, f| e.acted(&action, f)).await;
+        self.settle(client).await;
+    }
+
+    /// New configs while connected; `Some` if the connection must be reopened.
+    async fn take_settings(&mut self, client: &Client, settings: Settings, watches: &mut Watches) -> Option<End> {
+        let regroup = settings.group != self.settings.group;
+        if regroup {
+            self.leave(client).await;
+        }
+        if settings.connection != self.settings.connection {
+            self.take_mirrors(&settings.mirrors);
+            self.settings = settings;
+            return Some(End::Reconnect);
+        }
+        let added = self.take_mirrors(&settings.mirrors);
+        self.settings = settings;
+        let group_root = self.group_root();
+        watches.retain(|root| self.trees.contains_key(root) || Some(root) == group_root.as_ref());
+        for spec in added {
+            self.trees.entry(spec.root.clone()).or_default();
+            self.watch(client, &spec.root, watches).await;
+            self.resync(client, &spec).await;
+        }
+        if regroup {
+            let effects = self.election.new_session();
+            self.execute(client, effects).await;
+            if let Some(dir) = group_root {
+                self.watch(client, &dir, watches).await;
+            }
+            self.join(client).await;
+        }
+        None
+    }
+
+    async fn retry_mirrors(&mut self, client: &Client) {
+        for root in std::mem::take(&mut self.retry) {
+            if let Some(spec) = self.settings.mirrors.iter().find(|m| m.root == root).cloned() {
+                self.resync(client, &spec).await;
+            }
+        }
     }
 
     /// Installs the mirrors in force; returns the new ones.
@@ -479,16 +550,10 @@ impl Session {
     /// Adds the persistent recursive watch of one mirror (or of the group's
     /// members); its events flow into `events` as `(root, path)`. Replaces an
     /// older watch of `root`.
-    async fn watch(
-        &mut self,
-        client: &Client,
-        root: &str,
-        events: &mpsc::UnboundedSender<WatchEvent>,
-        watches: &mut HashMap<String, JoinHandle<()>>,
-    ) {
+    async fn watch(&mut self, client: &Client, root: &str, watches: &mut Watches) {
         match client.watch(root, AddWatchMode::PersistentRecursive).await {
             Ok(mut watcher) => {
-                let events = events.clone();
+                let events = watches.events.clone();
                 let watched = root.to_string();
                 let task = tokio::spawn(async move {
                     loop {
@@ -511,7 +576,7 @@ impl Session {
                         }
                     }
                 });
-                if let Some(old) = watches.insert(root.to_string(), task) {
+                if let Some(old) = watches.tasks.insert(root.to_string(), task) {
                     old.abort();
                 }
             }
@@ -685,6 +750,18 @@ impl Session {
 
 /// Closes the session (dropping the last client sends closeSession) and waits
 /// briefly for ZooKeeper to confirm, so ephemeral znodes go at once.
+/// A burst of watch events: `first` and whatever is queued behind it (at most 10,000).
+fn drain(first: WatchEvent, events: &mut UnboundedReceiver<WatchEvent>) -> Vec<WatchEvent> {
+    let mut batch = vec![first];
+    while batch.len() < 10_000 {
+        match events.try_recv() {
+            Ok(event) => batch.push(event),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
 async fn close(client: Client) {
     let mut states = client.state_watcher();
     drop(client);

@@ -1,0 +1,641 @@
+//! Who leads the group, as this member sees it, and what it does about it:
+//! a state machine without I/O. The session thread feeds it what it read
+//! from ZooKeeper and what Redis reported, with the clock (`Facts`), and
+//! carries out the `Effect`s it returns, reporting their outcomes back.
+//!
+//! - The owner of the leader znode is master, every other member its replica
+//!   (`reconcile`, which also reverts an operator's REPLICAOF).
+//! - When the znode is gone, the best eligible member takes it (`elect`).
+//! - The master keeps a lease on it (`renew`, see `lease`).
+//! - A switchover moves through the stages of its znode (`switchover`).
+
+use super::leader::{Change, LeaderNode, Reason};
+use super::lease;
+use super::load::{Role, Sample};
+use super::rank::rank;
+use super::switchover::{Stage, Switchover, Versioned};
+use super::view::Member;
+use crate::error::Error;
+use std::time::{Duration, Instant};
+
+/// After the leader vanished, every member publishes its offset afresh; the
+/// best one takes over once all have (or at the latest after this).
+pub const SETTLE: Duration = Duration::from_millis(250);
+/// The same role action is not asked again sooner than this.
+const REPEAT: Duration = Duration::from_secs(1);
+/// A member that answered the ZKSYNC.FAILOVER it was asked lets the reply
+/// leave before it re-points (which unblocks and disconnects clients).
+pub(super) const REPLY_GRACE: Duration = Duration::from_millis(100);
+
+/// What the election asks of Redis (carried out by the role thread).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// `REPLICAOF NO ONE` (if a replica).
+    Promote,
+    /// `REPLICAOF host port` (unless already following it), ending a
+    /// switchover's pause. `demote`: this server led the group, so its
+    /// normal clients are disconnected and rediscover the master.
+    Follow { addr: String, demote: bool },
+    /// `CLIENT PAUSE ms WRITE`: a switchover away from this master.
+    Pause(u64),
+    /// `CLIENT UNPAUSE`: the switchover was rolled back.
+    Unpause,
+    /// `PUBLISH +switch-master <message>` to this server's subscribers only.
+    Announce(String),
+    /// `CLIENT KILL TYPE normal`: a master shutting down handed its
+    /// leadership over; its paused clients go and rediscover.
+    Disconnect,
+    /// Nothing: only a fresh sample.
+    Sample,
+}
+
+/// The leader znode as read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leader {
+    pub node: LeaderNode,
+    /// The session that owns the ephemeral znode.
+    pub owner: i64,
+    pub version: i32,
+}
+
+/// What the session thread knows at a step: the clock, this member, the group.
+pub struct Facts<'a> {
+    pub now: Instant,
+    pub group: &'a str,
+    /// This member's id, once the main thread told its port.
+    pub me: Option<&'a str>,
+    pub session: i64,
+    pub session_timeout: Duration,
+    /// The main thread's last sample.
+    pub sample: Option<&'a Sample>,
+    /// The group's members, sorted by id.
+    pub members: &'a [Member],
+    pub policy: Policy,
+}
+
+/// `zksync.failover` and `zksync.failover-max-lag`.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    /// No election after the first: only ZKSYNC.FAILOVER FORCE.
+    pub manual: bool,
+    pub max_lag: i64,
+}
+
+/// What the lease becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseChange {
+    /// ZooKeeper confirmed the leadership with a check sent then.
+    Renew(Instant),
+    /// Ends at this instant at the latest.
+    Cap(Instant),
+    Revoke,
+}
+
+/// The outcome of a lease check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseCheck {
+    Owned,
+    Lost,
+    Unanswered,
+}
+
+/// Take the leadership in one transaction: the epoch bumped (version
+/// checked), the leader znode created, the history entry written; for a
+/// switchover also the old leader znode deleted and the switchover znode
+/// moved on (version checked, so a rollback cannot cross it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Takeover {
+    pub reason: Reason,
+    /// The leader znode to replace (a switchover), with its version.
+    pub previous: Option<Leader>,
+    pub switchover: Option<Versioned<Switchover>>,
+    /// A forced takeover from a live master promotes Redis only then.
+    pub promote_after: Option<Instant>,
+}
+
+impl Takeover {
+    /// The switchover as the transaction leaves it: moved on, at the version read.
+    pub fn moved(&self) -> Option<Versioned<Switchover>> {
+        self.switchover.as_ref().map(|sw| Versioned {
+            value: Switchover {
+                stage: Stage::Moved,
+                ..sw.value.clone()
+            },
+            version: sw.version,
+        })
+    }
+
+    /// The leader znode and the history entry that `me` writes for `epoch`.
+    pub fn records(&self, me: &str, epoch: u64) -> (LeaderNode, Change) {
+        let previous = self.previous.as_ref().map(|l| l.node.addr.clone());
+        let node = LeaderNode {
+            id: me.to_string(),
+            addr: me.to_string(),
+            epoch,
+            previous: previous.clone(),
+        };
+        let change = Change {
+            epoch,
+            from: previous,
+            to: me.to_string(),
+            reason: self.reason,
+        };
+        (node, change)
+    }
+}
+
+/// What the session thread is to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    Role(Action),
+    Lease(LeaseChange),
+    /// Check that the leader znode is still this session's, then report.
+    CheckLease {
+        sent: Instant,
+    },
+    Take(Takeover),
+    /// Write the switchover znode at its version (failure only logged).
+    WriteSwitchover(Versioned<Switchover>),
+    /// Delete the switchover znode at this version, then report.
+    RollBack(Option<i32>),
+    /// Delete the finished switchover znode.
+    DeleteSwitchover,
+    /// Create the switchover znode of a master shutting down, then report.
+    HandOver(Switchover),
+    /// Delete the leader znode (leaving the group).
+    DeleteLeader,
+    ReadLeader,
+    ReadSwitchover,
+    /// Answer the ZKSYNC.FAILOVER this member was asked.
+    Answer(Result<(), Error>),
+    Notice(String),
+    Warning(String),
+}
+
+pub type Effects = Vec<Effect>;
+
+/// What this member knows of the leadership.
+#[derive(Debug)]
+enum Seen {
+    Nothing,
+    Vacant(Vacancy),
+    Held(Leader),
+}
+
+/// Since when the group has had no leader, as seen here.
+#[derive(Debug)]
+struct Vacancy {
+    since: Instant,
+    /// This vacancy's fresh sample was asked for.
+    fresh_asked: bool,
+    /// Each member's znode zxid when the vacancy began: a member has
+    /// published afresh once its znode moved past it (or went away).
+    marks: Vec<(String, i64)>,
+    /// Logged as one no member may (or is to) fill.
+    warned: bool,
+}
+
+/// This member's part in the leadership.
+#[derive(Debug)]
+pub(super) enum Part {
+    /// `demoted`: this process led since it last followed in place, so
+    /// following now disconnects its clients.
+    Following {
+        demoted: bool,
+    },
+    Leading(Lead),
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Lead {
+    /// When the last lease check was sent.
+    pub(super) renewed: Option<Instant>,
+    /// Writes paused for a switchover: the lease ended with the pause.
+    pub(super) paused: bool,
+    /// A forced takeover promotes Redis only once the old master's lease ran out.
+    promote_after: Option<Instant>,
+}
+
+/// A switchover znode this member created, and so must finish.
+#[derive(Debug)]
+pub(super) enum Owner {
+    /// ZKSYNC.FAILOVER on this member; extended once when the leadership
+    /// moved just as the deadline passed.
+    Asked { deadline: Instant, extended: bool },
+    /// This master shutting down.
+    HandingOver,
+}
+
+#[derive(Debug)]
+pub struct Election {
+    seen: Seen,
+    /// `seen` was read on this session.
+    current: bool,
+    /// The highest epoch seen (0: the group never had a master).
+    epoch: u64,
+    /// The last leader's last published replication offset.
+    master_offset: i64,
+    pub(super) part: Part,
+    /// The switchover znode as last read.
+    pub(super) switchover: Option<Versioned<Switchover>>,
+    pub(super) owner: Option<Owner>,
+    /// redis-server is shutting down.
+    shutting_down: bool,
+    /// The epoch last announced on `+switch-master`.
+    announced: u64,
+    /// The last role action asked for, and when.
+    requested: Option<(Action, Instant)>,
+    /// The epoch for which this server's role was last seen right.
+    in_place_at: Option<u64>,
+    /// Do not follow the new master before this (see `REPLY_GRACE`).
+    hold_follow_until: Option<Instant>,
+}
+
+impl Default for Election {
+    fn default() -> Self {
+        Election {
+            seen: Seen::Nothing,
+            current: false,
+            epoch: 0,
+            master_offset: 0,
+            part: Part::Following { demoted: false },
+            switchover: None,
+            owner: None,
+            shutting_down: false,
+            announced: 0,
+            requested: None,
+            in_place_at: None,
+            hold_follow_until: None,
+        }
+    }
+}
+
+impl Election {
+    pub fn leader(&self) -> Option<&Leader> {
+        match &self.seen {
+            Seen::Held(leader) => Some(leader),
+            _ => None,
+        }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn leading(&self) -> bool {
+        matches!(self.part, Part::Leading(_))
+    }
+
+    /// The group has no leader, as last read.
+    pub fn vacant(&self) -> bool {
+        matches!(self.seen, Seen::Vacant(_))
+    }
+
+    /// A new session owns no leadership; what it knew must be read again.
+    pub fn new_session(&mut self) -> Effects {
+        let mut out = vec![Effect::Lease(LeaseChange::Revoke)];
+        if let Part::Leading(lead) = &self.part {
+            if lead.paused {
+                out.push(Effect::Role(Action::Unpause));
+            }
+            self.part = Part::Following { demoted: true };
+        }
+        self.current = false;
+        self.switchover = None;
+        self.requested = None;
+        if let Some(Owner::Asked { .. }) = self.owner.take() {
+            out.push(Effect::Answer(Err(Error::Failover(
+                "the ZooKeeper session was lost before the switchover finished; see ZKSYNC.LEADER".into(),
+            ))));
+        }
+        out
+    }
+
+    /// The leader znode as read (`None`: there is none), and the epoch
+    /// counter if it could be read.
+    pub fn observe_leader(&mut self, leader: Option<Leader>, counter: Option<u64>, f: &Facts) -> Effects {
+        let mut out = Vec::new();
+        self.epoch = self.epoch.max(counter.unwrap_or(0));
+        self.current = true;
+        let was_leading = self.leading();
+        match leader {
+            Some(leader) => {
+                self.epoch = self.epoch.max(leader.node.epoch);
+                if leader.owner != f.session {
+                    self.follow();
+                } else if !was_leading {
+                    self.part = Part::Leading(Lead::default());
+                }
+                if was_leading && !self.leading() && self.shutting_down {
+                    out.push(Effect::Role(Action::Disconnect));
+                }
+                out.extend(self.announce(&leader.node, f.group));
+                self.seen = Seen::Held(leader);
+            }
+            None => {
+                out.extend(self.vacate(f));
+                self.follow();
+            }
+        }
+        if !self.leading() {
+            out.push(Effect::Lease(LeaseChange::Revoke));
+        }
+        out.extend(self.reconcile(f));
+        out
+    }
+
+    fn follow(&mut self) {
+        if self.leading() {
+            self.part = Part::Following { demoted: true };
+        }
+    }
+
+    /// Logs a new master; on a change, `+switch-master` to this server's subscribers.
+    fn announce(&mut self, node: &LeaderNode, group: &str) -> Effects {
+        if node.epoch <= self.announced {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        if self.announced > 0 {
+            if let Some(message) = switch_message(group, node) {
+                out.push(Effect::Role(Action::Announce(message)));
+            }
+        }
+        self.announced = node.epoch;
+        out.push(Effect::Notice(format!(
+            "group master is {} (epoch {})",
+            node.id, node.epoch
+        )));
+        out
+    }
+
+    /// The leader znode is gone: a vacancy begins, unless one is on.
+    fn vacate(&mut self, f: &Facts) -> Effects {
+        if matches!(self.seen, Seen::Vacant(_)) {
+            return Vec::new();
+        }
+        let gone = matches!(self.seen, Seen::Held(_));
+        self.seen = Seen::Vacant(Vacancy {
+            since: f.now,
+            fresh_asked: false,
+            marks: f.members.iter().map(|m| (m.id.clone(), m.mzxid)).collect(),
+            warned: false,
+        });
+        match gone {
+            true => vec![Effect::Warning("the group's master is gone".into())],
+            false => Vec::new(),
+        }
+    }
+
+    /// The members' table changed: remember the master's published offset,
+    /// for the lag of candidates.
+    pub fn members_changed(&mut self, members: &[Member]) {
+        let Seen::Held(leader) = &self.seen else { return };
+        if let Some(m) = members.iter().find(|m| m.id == leader.node.id) {
+            self.master_offset = m.node.zksync.repl_offset;
+        }
+    }
+
+    /// Makes this Redis match the leader znode: its owner is master, every
+    /// other member its replica. Run after every step.
+    pub fn reconcile(&mut self, f: &Facts) -> Effects {
+        let mut out = Vec::new();
+        let (Some(me), Some(sample), Seen::Held(leader)) = (f.me, f.sample, &self.seen) else {
+            return out;
+        };
+        let epoch = leader.node.epoch;
+        let following = sample.figures.role == Role::Replica && sample.master.as_deref() == Some(&leader.node.addr);
+        let in_place = match self.part {
+            Part::Leading(_) => sample.figures.role == Role::Master,
+            Part::Following { .. } => leader.node.id == me || following,
+        };
+        if in_place {
+            self.in_place_at = Some(epoch);
+            if following {
+                self.part = Part::Following { demoted: false };
+            }
+        } else if self.in_place_at == Some(epoch) {
+            // Right for this epoch before, wrong now: not the group's doing.
+            out.push(Effect::Warning(
+                "replication was changed outside the group (an operator's REPLICAOF?); the group decides: setting it back"
+                    .into(),
+            ));
+            self.in_place_at = None;
+        }
+        let Some(action) = self.wanted(me, sample, following, f.now) else {
+            return out;
+        };
+        let repeated = self
+            .requested
+            .as_ref()
+            .is_some_and(|(a, at)| *a == action && f.now.saturating_duration_since(*at) < REPEAT);
+        if !repeated {
+            self.requested = Some((action.clone(), f.now));
+            out.push(Effect::Role(action));
+        }
+        out
+    }
+
+    /// The role action that would put this Redis in place, if any.
+    fn wanted(&self, me: &str, sample: &Sample, following: bool, now: Instant) -> Option<Action> {
+        let Seen::Held(leader) = &self.seen else { return None };
+        match &self.part {
+            Part::Leading(lead) => {
+                let wait = lead.promote_after.is_some_and(|t| now < t);
+                (sample.figures.role != Role::Master && !wait).then_some(Action::Promote)
+            }
+            // Our own previous run's znode: the session thread removes it.
+            Part::Following { .. } if leader.node.id == me => None,
+            Part::Following { demoted } => {
+                // Re-pointing force-unblocks clients: a member waiting to
+                // answer the ZKSYNC.FAILOVER it was asked re-points after the reply.
+                let held = matches!(self.owner, Some(Owner::Asked { .. }))
+                    || self.shutting_down
+                    || self.hold_follow_until.is_some_and(|t| now < t);
+                (!following && !held).then(|| Action::Follow {
+                    addr: leader.node.addr.clone(),
+                    demote: *demoted,
+                })
+            }
+        }
+    }
+
+    /// The 20 ms tick: the lease, then the switchover's.
+    pub fn tick(&mut self, f: &Facts) -> Effects {
+        let mut out = self.renew(f);
+        out.extend(self.switchover_tick(f));
+        out
+    }
+
+    /// Keeps the master's lease: a check of the leader znode every sixth of
+    /// the session timeout.
+    pub(super) fn renew(&mut self, f: &Facts) -> Effects {
+        let handing_over = matches!(self.owner, Some(Owner::HandingOver));
+        match &mut self.part {
+            Part::Leading(lead)
+                if !lead.paused && !handing_over && lease::renewal_due(lead.renewed, f.now, f.session_timeout) =>
+            {
+                lead.renewed = Some(f.now);
+                vec![Effect::CheckLease { sent: f.now }]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The lease check sent at `sent` was answered (or not).
+    pub fn lease_checked(&mut self, sent: Instant, check: LeaseCheck) -> Effects {
+        match check {
+            LeaseCheck::Owned => vec![Effect::Lease(LeaseChange::Renew(sent))],
+            LeaseCheck::Lost => vec![
+                Effect::Warning("this server no longer holds the group's leadership".into()),
+                Effect::ReadLeader,
+            ],
+            // No answer: the lease lapses on its own.
+            LeaseCheck::Unanswered => Vec::new(),
+        }
+    }
+
+    /// One step of an election while the group has no leader.
+    pub fn elect(&mut self, f: &Facts) -> Effects {
+        let (true, Some(me), Seen::Vacant(vacancy)) = (self.current, f.me, &mut self.seen) else {
+            return Vec::new();
+        };
+        if self.epoch > 0 && f.policy.manual {
+            return warn_once(
+                vacancy,
+                "the group has no master and zksync.failover is manual: ZKSYNC.FAILOVER FORCE promotes one",
+            );
+        }
+        if !vacancy.fresh_asked {
+            // Everyone publishes the offset it has now, then the best one leads.
+            vacancy.fresh_asked = true;
+            return vec![Effect::Role(Action::Sample)];
+        }
+        let waited = f.now.saturating_duration_since(vacancy.since);
+        let all_fresh = vacancy
+            .marks
+            .iter()
+            .all(|(id, mark)| f.members.iter().find(|m| m.id == *id).is_none_or(|m| m.mzxid > *mark));
+        if !all_fresh && waited < SETTLE {
+            return Vec::new();
+        }
+        let ranked = rank(f.members, self.master_offset, f.policy.max_lag);
+        // The best one leads; should it not within two session timeouts, anyone eligible may.
+        let patience = SETTLE + f.session_timeout * 2;
+        match ranked.iter().position(|m| m.id == me) {
+            Some(0) => {}
+            Some(_) if waited > patience => {}
+            _ if ranked.is_empty() && waited > patience => {
+                return warn_once(
+                    vacancy,
+                    "the group has no master and no member is eligible to become one",
+                )
+            }
+            _ => return Vec::new(),
+        }
+        let reason = if self.epoch == 0 {
+            Reason::Bootstrap
+        } else {
+            Reason::Election
+        };
+        vec![Effect::Take(Takeover {
+            reason,
+            previous: None,
+            switchover: None,
+            promote_after: None,
+        })]
+    }
+
+    /// The takeover's transaction committed: this member leads `node`'s epoch.
+    pub fn took(&mut self, takeover: Takeover, node: LeaderNode, sent: Instant, f: &Facts) -> Effects {
+        if let Some(moved) = takeover.moved() {
+            // The transaction wrote it once more.
+            self.switchover = Some(Versioned {
+                version: moved.version + 1,
+                value: moved.value,
+            });
+        }
+        self.part = Part::Leading(Lead {
+            renewed: Some(sent),
+            paused: false,
+            promote_after: takeover.promote_after,
+        });
+        let mut out = vec![
+            Effect::Lease(LeaseChange::Renew(sent)),
+            Effect::Notice(format!(
+                "took the leadership of group {} (epoch {}, {})",
+                f.group,
+                node.epoch,
+                takeover.reason.name()
+            )),
+        ];
+        let leader = Leader {
+            node,
+            owner: f.session,
+            version: 0,
+        };
+        out.extend(self.observe_leader(Some(leader), None, f));
+        out
+    }
+
+    /// Leaving the group: a leader gives its znode up at once.
+    pub fn resign(&mut self) -> Effects {
+        if !self.leading() {
+            return Vec::new();
+        }
+        let mut out = vec![Effect::DeleteLeader, Effect::Lease(LeaseChange::Revoke)];
+        if let Some(Owner::Asked { .. }) = self.owner {
+            out.push(Effect::Answer(Err(Error::ZkDown("the request was abandoned".into()))));
+        }
+        *self = Election::default();
+        out
+    }
+
+    /// redis-server began (`true`) or aborted a shutdown.
+    pub fn shutting_down(&mut self, started: bool, f: &Facts) -> Effects {
+        self.shutting_down = started;
+        if !started {
+            if let Part::Leading(lead) = &mut self.part {
+                lead.renewed = None;
+            }
+            return Vec::new();
+        }
+        self.hand_over(f)
+    }
+
+    pub(super) fn answer(&mut self, result: Result<(), Error>, now: Instant) -> Effects {
+        match self.owner {
+            Some(Owner::Asked { .. }) => {
+                self.owner = None;
+                self.hold_follow_until = Some(now + REPLY_GRACE);
+                vec![Effect::Answer(result)]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn warn_once(vacancy: &mut Vacancy, message: &str) -> Effects {
+    if std::mem::replace(&mut vacancy.warned, true) {
+        return Vec::new();
+    }
+    vec![Effect::Warning(message.into())]
+}
+
+/// Whether `leader` is a leader znode left by this member's previous run
+/// (killed and restarted before its session expired): that process is gone,
+/// so is its lease; the znode is to go now rather than a session timeout later.
+pub fn left_by_previous_run(leader: &Leader, me: Option<&str>, session: i64) -> bool {
+    Some(leader.node.id.as_str()) == me && leader.owner != session
+}
+
+/// `<group> <old-ip> <old-port> <new-ip> <new-port>`, as Sentinel says it.
+fn switch_message(group: &str, node: &LeaderNode) -> Option<String> {
+    let (old_host, old_port) = super::split_addr(node.previous.as_deref()?)?;
+    let (new_host, new_port) = super::split_addr(&node.addr)?;
+    Some(format!("{group} {old_host} {old_port} {new_host} {new_port}"))
+}
+
+#[cfg(test)]
+#[path = "election_tests.rs"]
+mod tests;
