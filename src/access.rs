@@ -22,6 +22,9 @@ pub enum Action {
     Delete,
     Stat,
     Ls,
+    /// LOCK and UNLOCK: contender znodes are created and deleted.
+    Lock,
+    Check,
 }
 
 /// What a command does to the key of its path, for the Redis ACL.
@@ -34,8 +37,8 @@ pub enum KeyAccess {
 impl Action {
     pub fn key_access(self) -> KeyAccess {
         match self {
-            Action::Pull | Action::Push | Action::Delete => KeyAccess::Write,
-            Action::Stat | Action::Ls => KeyAccess::Read,
+            Action::Pull | Action::Push | Action::Delete | Action::Lock => KeyAccess::Write,
+            Action::Stat | Action::Ls | Action::Check => KeyAccess::Read,
         }
     }
 }
@@ -115,11 +118,11 @@ impl Roots {
     /// Whether `action` may act at `path` (a valid absolute path), and where.
     pub fn check(&self, p: &str, action: Action) -> Result<Target, Denied> {
         let reserved = match action {
-            Action::Push | Action::Delete => [ZOOKEEPER_TREE, ZKSYNC_TREE]
+            Action::Push | Action::Delete | Action::Lock => [ZOOKEEPER_TREE, ZKSYNC_TREE]
                 .into_iter()
                 .find(|t| path::is_within(p, t)),
             Action::Pull => Some(ZKSYNC_TREE).filter(|t| path::is_within(p, t)),
-            Action::Stat | Action::Ls => None,
+            Action::Stat | Action::Ls | Action::Check => None,
         };
         if let Some(tree) = reserved {
             return Err(Denied::Reserved {
@@ -199,6 +202,9 @@ mod tests {
             ("/app/configx", Push, None),
             ("/", Stat, None),
             ("/lock", Push, None),
+            ("/locks/a", Lock, Some(("zk:", false))),
+            ("/locks/a", Check, Some(("zk:", false))),
+            ("/lock", Lock, None),
         ];
         for (p, action, want) in table {
             let got = r.check(p, *action).ok();
@@ -233,6 +239,7 @@ mod tests {
             ("/zksync", Action::Pull, reserved("/zksync", ZKSYNC_TREE)),
             ("/zookeeper/quota/x", Action::Push, reserved("/zookeeper/quota/x", ZOOKEEPER_TREE)),
             ("/zookeeper", Action::Delete, reserved("/zookeeper", ZOOKEEPER_TREE)),
+            ("/zksync/g/leader", Action::Lock, reserved("/zksync/g/leader", ZKSYNC_TREE)),
         ];
         for (p, action, want) in table {
             assert_eq!(everything.check(p, *action), *want, "{p} {action:?}");

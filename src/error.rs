@@ -26,6 +26,8 @@ pub enum Error {
     NoPerm(Denied),
     /// A switchover refused or rolled back.
     Failover(String),
+    /// ZKSYNC.CHECK: the token does not hold the lock as far as this server can vouch.
+    Fenced(String),
     /// Anything else ZooKeeper answered: reported as is.
     Zk {
         path: String,
@@ -48,12 +50,13 @@ impl Error {
             Error::NoMasterLink(_) => "NOMASTERLINK",
             Error::NoGroup => "NOGROUP",
             Error::NoPerm(_) => "NOPERM",
+            Error::Fenced(_) => "FENCED",
         }
     }
 
     fn message(&self) -> String {
         match self {
-            Error::BadArgs(m) | Error::ReadOnly(m) | Error::NoMasterLink(m) => m.clone(),
+            Error::BadArgs(m) | Error::ReadOnly(m) | Error::NoMasterLink(m) | Error::Fenced(m) => m.clone(),
             Error::Failover(m) => format!("failover: {m}"),
             Error::ZkDown(why) => format!("no ZooKeeper session ({why})"),
             Error::NoNode(p) => format!("znode {p} does not exist"),

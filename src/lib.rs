@@ -12,6 +12,8 @@ mod error;
 mod ffi;
 mod group;
 mod keyspace;
+mod lease;
+mod lock;
 mod mirror;
 mod path;
 mod reply;
@@ -265,6 +267,10 @@ redis_module! {
         ["zksync.load", guarded!("zksync.load", commands::load::load), "readonly", 0, 0, 0, "", "read"],
         ["zksync.leader", guarded!("zksync.leader", commands::failover::leader), "readonly fast", 0, 0, 0, "", "read"],
         ["zksync.failover", guarded!("zksync.failover", commands::failover::failover), "admin", 0, 0, 0, "", "admin dangerous"],
+        ["zksync.lock", guarded!("zksync.lock", commands::lock::lock), "readonly deny-script", 0, 0, 0, "", "blocking"],
+        ["zksync.unlock", guarded!("zksync.unlock", commands::lock::unlock), "readonly fast", 0, 0, 0, "", "fast"],
+        ["zksync.check", guarded!("zksync.check", commands::lock::check), "readonly fast", 0, 0, 0, "", "fast"],
+        ["zksync.locks", guarded!("zksync.locks", commands::lock::locks), "readonly", 0, 0, 0, "", ""],
         ["zksync.fenced", guarded!("zksync.fenced", group::fence::refuse), "fast", 0, 0, 0, "", "write"],
         ["zksync.fenced-sync", guarded!("zksync.fenced-sync", group::fence::refuse_sync), "fast", 0, 0, 0, "", "admin dangerous"],
     ],

@@ -138,6 +138,13 @@ impl Status {
                 Field::Int((self.lock_held_ns.load(Ordering::Relaxed) / 1000) as i64),
             ),
         ];
+        let locks = crate::lock::table();
+        let counts = locks.counts();
+        fields.push(("locks_held", Field::Int(locks.held() as i64)));
+        fields.push(("lock_waiters", Field::Int(locks.waiting() as i64)));
+        fields.push(("lock_acquisitions", Field::Int(counts.acquisitions as i64)));
+        fields.push(("lock_losses", Field::Int(counts.losses as i64)));
+        drop(locks);
         let member = self.member.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(MemberOf { group, id }) = member {
             let role = if crate::group::fence::is_replica() {

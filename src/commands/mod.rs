@@ -2,6 +2,7 @@
 
 pub mod failover;
 pub mod load;
+pub mod lock;
 pub mod mirror;
 pub mod status;
 
@@ -65,8 +66,15 @@ fn submit(ctx: &Context, request: Request) -> RedisResult {
     Ok(RedisValue::NoReply)
 }
 
-/// Blocks the calling client until a background thread answers.
+/// Blocks the calling client until a background thread answers (`timeout`
+/// zero: until then, however long).
 fn block(ctx: &Context, timeout: Duration) -> Result<Pending, Error> {
+    refuse_in_transaction(ctx)?;
+    Pending::block(ctx, timeout)
+}
+
+/// A command that waits for ZooKeeper cannot run where the client cannot block.
+fn refuse_in_transaction(ctx: &Context) -> Result<(), Error> {
     if ctx
         .get_flags()
         .intersects(ContextFlags::MULTI | ContextFlags::LUA | ContextFlags::DENY_BLOCKING)
@@ -75,5 +83,5 @@ fn block(ctx: &Context, timeout: Duration) -> Result<Pending, Error> {
             "this command waits for ZooKeeper and cannot run inside MULTI or a script".into(),
         ));
     }
-    Pending::block(ctx, timeout)
+    Ok(())
 }

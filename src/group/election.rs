@@ -10,12 +10,12 @@
 //! - A switchover moves through the stages of its znode (`switchover`).
 
 use super::leader::{Change, LeaderNode, Reason};
-use super::lease;
 use super::load::{Role, Sample};
 use super::rank::rank;
 use super::switchover::{Stage, Switchover, Versioned};
 use super::view::Member;
 use crate::error::Error;
+use crate::lease;
 use std::time::{Duration, Instant};
 
 /// After the leader vanished, every member publishes its offset afresh; the

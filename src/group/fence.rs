@@ -14,11 +14,12 @@
 use super::election::LeaseChange;
 use crate::error::Error;
 use crate::ffi::guard;
+use crate::lease::{self, Deadline};
 use once_cell::sync::Lazy;
 use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
 use std::collections::HashSet;
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -27,9 +28,8 @@ pub const FENCED_COMMAND: &str = "zksync.fenced";
 /// The command a replica's PSYNC or SYNC to a fenced master becomes.
 pub const FENCED_SYNC_COMMAND: &str = "zksync.fenced-sync";
 
-static BASE: Lazy<Instant> = Lazy::new(Instant::now);
-/// End of the lease, in ns since `BASE`; 0 for none.
-static LEASE_UNTIL: AtomicU64 = AtomicU64::new(0);
+/// The master's lease on the leader znode.
+static LEASE: Deadline = Deadline::none();
 /// Whether fencing applies: this server is in a group.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// A context of this module that outlives module load, to (un)register the
@@ -43,10 +43,6 @@ static FILTER: AtomicUsize = AtomicUsize::new(0);
 static REPLICA: AtomicBool = AtomicBool::new(false);
 /// Lowercase names of write commands (`container|sub` for subcommands), from COMMAND.
 static WRITES: Lazy<Mutex<(usize, HashSet<Vec<u8>>)>> = Lazy::new(Default::default);
-
-fn since_base(at: Instant) -> u64 {
-    at.saturating_duration_since(*BASE).as_nanos() as u64
-}
 
 /// This server joined (or left) a group: the filter is registered only in
 /// a group, so that a server that only mirrors pays nothing per command.
@@ -109,8 +105,7 @@ pub fn in_group() -> bool {
 
 /// ZooKeeper confirmed our leadership with a check sent at `sent`.
 pub fn renew(sent: Instant, session_timeout: Duration) {
-    let until = since_base(super::lease::expiry(sent, session_timeout)).max(1);
-    LEASE_UNTIL.store(until, Ordering::Relaxed);
+    LEASE.set(lease::expiry(sent, session_timeout));
 }
 
 /// Applies what the election decided of the lease.
@@ -124,17 +119,17 @@ pub fn change(change: LeaseChange, session_timeout: Duration) {
 
 /// Ends the lease at `until` at the latest.
 pub fn cap(until: Instant) {
-    LEASE_UNTIL.fetch_min(since_base(until), Ordering::Relaxed);
+    LEASE.cap(until);
 }
 
 pub fn revoke() {
-    LEASE_UNTIL.store(0, Ordering::Relaxed);
+    LEASE.revoke();
 }
 
 /// Whether this server must refuse writes now: a master of a group without
 /// a live lease.
 pub fn fenced() -> bool {
-    in_group() && since_base(Instant::now()) >= LEASE_UNTIL.load(Ordering::Relaxed) && !is_replica()
+    in_group() && !LEASE.live(Instant::now()) && !is_replica()
 }
 
 /// Whether this server replicates from a master (exact in a group).

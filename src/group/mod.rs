@@ -8,14 +8,13 @@
 //!   worth publishing, and the table read back; `view`: that table for
 //!   ZKSYNC.LOAD;
 //! - `rank`: who may become master; `election`: who leads and what this
-//!   member does about it; `switchover`: the stages of a coordinated change;
-//!   `lease`: the master's lease arithmetic.
+//!   member does about it; `switchover`: the stages of a coordinated change
+//!   (the master's lease arithmetic is `crate::lease`).
 
 pub mod election;
 pub mod fence;
 pub mod layout;
 pub mod leader;
-pub mod lease;
 pub mod load;
 pub mod member;
 pub mod membership;

@@ -10,10 +10,10 @@
 
 use super::election::{Action, Effect, Effects, Election, Facts, LeaseChange, Owner, Part, Takeover};
 use super::leader::Reason;
-use super::lease;
 use super::load::Role;
 use super::rank::{best_target, can_lead};
 use crate::error::Error;
+use crate::lease;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 

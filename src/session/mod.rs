@@ -7,6 +7,7 @@
 
 mod group;
 mod leadership;
+mod locks;
 mod peer;
 mod requests;
 
@@ -19,11 +20,14 @@ use crate::group::membership::{Publisher, Table};
 use crate::group::mntr;
 use crate::group::switchover::Request as FailoverRequest;
 use crate::group::view::Member;
+use crate::lock::table::WaiterId;
+use crate::lock::{self, LockRequest, VOUCHED};
 use crate::mirror::tree::Tree;
 use crate::mirror::{read, Update};
 use crate::path;
 use crate::reply::{Pending, Reply};
 use crate::status::{SessionState, STATUS};
+use locks::{Contention, LockEvent};
 use once_cell::sync::OnceCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
@@ -52,6 +56,12 @@ pub enum Control {
     ShuttingDown(bool, Sample),
     /// ZKSYNC.FAILOVER [TO id] [TIMEOUT ms] [FORCE].
     Failover(FailoverRequest, Pending),
+    /// ZKSYNC.LOCK of waiter `id`.
+    Lock(WaiterId, LockRequest, Pending),
+    /// Contender znodes of locks released (UNLOCK, a client gone).
+    Release(Vec<String>),
+    /// Waiters whose clients left.
+    Cancel(Vec<WaiterId>),
     /// redis-server is shutting down: leave the group, close the session, then ack.
     Shutdown(crossbeam_channel::Sender<()>),
 }
@@ -137,6 +147,9 @@ struct Session {
     election: Election,
     /// The ZKSYNC.FAILOVER this member was asked, until it ends.
     asked: Option<Pending>,
+    /// The waiting LOCKs and what their tasks report.
+    contention: Contention,
+    lock_events: UnboundedReceiver<LockEvent>,
 }
 
 /// The persistent recursive watches of one session: a task per watched
@@ -177,6 +190,7 @@ impl Session {
         updates: crossbeam_channel::Sender<Update>,
         settings: Settings,
     ) -> Session {
+        let (lock_events_tx, lock_events) = mpsc::unbounded_channel();
         Session {
             control,
             updates,
@@ -188,6 +202,8 @@ impl Session {
             members: Vec::new(),
             election: Election::default(),
             asked: None,
+            contention: Contention::new(lock_events_tx),
+            lock_events,
         }
     }
 
@@ -296,6 +312,12 @@ impl Session {
                     Some(Control::Sample(sample))
                     | Some(Control::Acted(_, sample))
                     | Some(Control::ShuttingDown(_, sample)) => self.take_sample(sample),
+                    Some(Control::Lock(id, _, pending)) => {
+                        lock::table().give_up(id);
+                        pending.resolve(Reply::Error(Error::ZkDown(STATUS.state().name().into())));
+                    }
+                    // Without a session its znodes are gone already.
+                    Some(Control::Release(_)) | Some(Control::Cancel(_)) => {}
                     Some(Control::Failover(_, pending)) => {
                         pending.resolve(Reply::Error(Error::ZkDown(STATUS.state().name().into())));
                     }
@@ -346,7 +368,8 @@ impl Session {
         }
         self.join(client).await;
         let mut retry_timer = tokio::time::interval(Duration::from_secs(2));
-        let mut group_timer = tokio::time::interval(Duration::from_millis(20));
+        // The group's and the locks' clock.
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
         let mut load_timer = tokio::time::interval(self.settings.load_interval);
         let end = loop {
             tokio::select! {
@@ -359,6 +382,7 @@ impl Session {
                     let batch = drain(first, &mut events);
                     self.apply_events(client, batch).await;
                 }
+                Some(event) = self.lock_events.recv() => self.lock_event(client, event).await,
                 control = self.control.recv() => {
                     if let Some(end) = self.on_control(client, control, &mut watches).await {
                         break end;
@@ -369,9 +393,12 @@ impl Session {
                 }
                 // A member whose main thread stopped sampling says so; the heartbeat.
                 _ = load_timer.tick() => self.publish(client).await,
-                _ = group_timer.tick(), if self.settings.group.is_some() => {
-                    self.step(client, |e, f| e.tick(f)).await;
-                    self.settle(client).await;
+                _ = tick.tick(), if self.settings.group.is_some() || self.contention.active() => {
+                    if self.settings.group.is_some() {
+                        self.step(client, |e, f| e.tick(f)).await;
+                        self.settle(client).await;
+                    }
+                    self.locks_tick(client).await;
                 }
                 _ = retry_timer.tick(), if !self.retry.is_empty() => self.retry_mirrors(client).await,
             }
@@ -379,6 +406,7 @@ impl Session {
         drop(watches);
         let effects = self.election.new_session();
         self.execute(client, effects).await;
+        self.locks_session_over();
         end
     }
 
@@ -402,6 +430,8 @@ impl Session {
     async fn on_state(&mut self, client: &Client, state: ZkState, watches: &mut Watches) -> Option<End> {
         match state {
             ZkState::Disconnected => {
+                // Nothing is confirmed until the connection is back.
+                VOUCHED.revoke();
                 STATUS.set_state(SessionState::Suspended);
                 log::warning("lost the ZooKeeper connection; the session is suspended");
             }
@@ -419,6 +449,7 @@ impl Session {
                 }
                 self.resync_all(client).await;
                 self.read_group(client).await;
+                self.locks_reconnected(client).await;
             }
             ZkState::Expired => return Some(End::Expired),
             ZkState::AuthFailed => return Some(End::AuthFailed),
@@ -443,6 +474,9 @@ impl Session {
                 self.step(client, |e, f| e.shutting_down(started, f)).await;
             }
             Control::Failover(request, pending) => self.failover(client, request, pending).await,
+            Control::Lock(id, request, pending) => self.lock(client, id, request, pending),
+            Control::Release(znodes) => self.release(client, znodes).await,
+            Control::Cancel(ids) => self.cancel(ids),
             Control::Settings(settings) => return self.take_settings(client, settings, watches).await,
             Control::Promoted => {
                 self.forget();

@@ -1,0 +1,165 @@
+//! ZKSYNC.LOCK, UNLOCK, CHECK and LOCKS: distributed locks with fencing
+//! tokens (see `lock`).
+
+use super::{authorize, block, path_arg, refuse_in_transaction};
+use crate::access::Action;
+use crate::error::Error;
+use crate::ffi::clients;
+use crate::lock::{self, LockRequest, Token, VOUCHED};
+use crate::reply::Reply;
+use crate::session::{self, Control};
+use crate::status::{SessionState, STATUS};
+use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
+use std::time::{Duration, Instant};
+
+/// The longest TIMEOUT or LEASE (about 31 years): deadlines stay representable.
+const MAX_MS: u64 = 1_000_000_000_000;
+
+/// `ZKSYNC.LOCK path [TIMEOUT ms] [LEASE ms]`: the fencing token once held,
+/// nil on timeout. Blocks only the caller.
+pub fn lock(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let request = parse_lock(&args)?;
+    refuse_in_transaction(ctx)?;
+    authorize(ctx, &request.path, Action::Lock)?;
+    if STATUS.state() != SessionState::Connected {
+        return Err(Error::ZkDown(STATUS.state().name().into()).into());
+    }
+    let client = clients::id(ctx).ok_or_else(|| Error::BadArgs("ZKSYNC.LOCK needs a client connection".into()))?;
+    let id = lock::table()
+        .wait(&request.path, client, request.lease)
+        .map_err(|_| Error::BadArgs(format!("this connection already holds the lock at {}", request.path)))?;
+    clients::on_disconnect(ctx, client_gone);
+    let pending = match block(ctx, Duration::ZERO) {
+        Ok(pending) => pending,
+        Err(e) => {
+            lock::table().give_up(id);
+            return Err(e.into());
+        }
+    };
+    if !session::send(Control::Lock(id, request, pending)) {
+        // The dropped request answered the client ZKDOWN.
+        lock::table().give_up(id);
+    }
+    Ok(RedisValue::NoReply)
+}
+
+fn parse_lock(args: &[RedisString]) -> Result<LockRequest, Error> {
+    let [_, path, options @ ..] = args else {
+        return Err(Error::BadArgs(
+            "syntax: ZKSYNC.LOCK path [TIMEOUT ms] [LEASE ms]".into(),
+        ));
+    };
+    let mut request = LockRequest {
+        path: path_arg(path)?,
+        timeout: None,
+        lease: None,
+    };
+    for pair in options.chunks(2) {
+        let [name, value] = pair else {
+            return Err(Error::BadArgs(
+                "syntax: ZKSYNC.LOCK path [TIMEOUT ms] [LEASE ms]".into(),
+            ));
+        };
+        match name.to_string_lossy().to_ascii_uppercase().as_str() {
+            "TIMEOUT" => request.timeout = Some(millis(value, "TIMEOUT", 0)?),
+            "LEASE" => request.lease = Some(millis(value, "LEASE", 1)?),
+            _ => {
+                return Err(Error::BadArgs(
+                    "syntax: ZKSYNC.LOCK path [TIMEOUT ms] [LEASE ms]".into(),
+                ))
+            }
+        }
+    }
+    Ok(request)
+}
+
+fn millis(value: &RedisString, name: &str, min: u64) -> Result<Duration, Error> {
+    value
+        .to_string_lossy()
+        .parse::<u64>()
+        .ok()
+        .filter(|ms| (min..=MAX_MS).contains(ms))
+        .map(Duration::from_millis)
+        .ok_or_else(|| {
+            Error::BadArgs(format!(
+                "{name} must be an integer from {min} to {MAX_MS} (milliseconds)"
+            ))
+        })
+}
+
+fn token_arg(arg: &RedisString) -> Result<Token, Error> {
+    arg.to_string_lossy()
+        .parse::<i64>()
+        .ok()
+        .filter(|t| *t > 0)
+        .map(Token)
+        .ok_or_else(|| Error::BadArgs("a lock token is a positive integer".into()))
+}
+
+/// `ZKSYNC.UNLOCK path token`: 1 if released, 0 if that token does not hold it.
+pub fn unlock(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let [_, path, token] = args.as_slice() else {
+        return Err(RedisError::WrongArity);
+    };
+    let path = path_arg(path)?;
+    let token = token_arg(token)?;
+    authorize(ctx, &path, Action::Lock)?;
+    let released = lock::table().unlock(&path, token, Instant::now());
+    let Some(znode) = released else {
+        return Ok(RedisValue::Integer(0));
+    };
+    // CHECK refuses the token from now on; the znode goes in the background.
+    session::send(Control::Release(vec![znode]));
+    Ok(RedisValue::Integer(1))
+}
+
+/// `ZKSYNC.CHECK path token`: OK while this server can vouch that `token`
+/// holds the lock, else FENCED. From memory; allowed in scripts.
+pub fn check(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let [_, path, token] = args.as_slice() else {
+        return Err(RedisError::WrongArity);
+    };
+    let path = path_arg(path)?;
+    let token = token_arg(token)?;
+    authorize(ctx, &path, Action::Check)?;
+    let now = Instant::now();
+    match lock::table().check(&path, token, now, VOUCHED.live(now)) {
+        Ok(()) => Ok(RedisValue::SimpleStringStatic("OK")),
+        Err(fenced) => Err(Error::Fenced(fenced.to_string()).into()),
+    }
+}
+
+/// `ZKSYNC.LOCKS`: the locks held through this server.
+pub fn locks(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if args.len() != 1 {
+        return Err(RedisError::WrongArity);
+    }
+    let listed = lock::table().list(Instant::now());
+    let rows = listed
+        .into_iter()
+        .map(|l| {
+            Reply::Map(vec![
+                ("path", Reply::text(l.path)),
+                ("token", Reply::Integer(l.token.0)),
+                ("client_id", Reply::Integer(l.client as i64)),
+                ("held_ms", Reply::Integer(l.held.as_millis() as i64)),
+                (
+                    "lease_ms",
+                    Reply::Integer(l.lease_left.map_or(-1, |d| d.as_millis() as i64)),
+                ),
+            ])
+        })
+        .collect();
+    Reply::Array(rows).into_result()
+}
+
+/// A client disconnected: its locks are released, its waiters cancelled.
+fn client_gone(client: u64) {
+    let (znodes, waiters) = lock::table().client_gone(client);
+    if !znodes.is_empty() {
+        session::send(Control::Release(znodes));
+    }
+    if !waiters.is_empty() {
+        session::send(Control::Cancel(waiters));
+    }
+}

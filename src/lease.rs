@@ -1,0 +1,128 @@
+//! Leases on what this server's ZooKeeper session holds: the master's
+//! leader znode (fencing), the locks taken through it (CHECK).
+//!
+//! ZooKeeper expires a session no sooner than its timeout after the last
+//! time it heard from the client. A request *sent* at `t` and answered
+//! therefore proves that the session, and every ephemeral znode it owns,
+//! lives until `t + timeout` at least. A lease ends at 2/3 of that, leaving
+//! a third for clock drift and the checker's own delay; it is confirmed
+//! again every sixth, so three checks may go unanswered before it lapses.
+//! The main thread reads a `Deadline` by the monotonic clock: a stalled
+//! session thread or a stopped process cannot extend it.
+
+use once_cell::sync::Lazy;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// When a lease proven by a check sent at `sent` ends.
+pub fn expiry(sent: Instant, session_timeout: Duration) -> Instant {
+    sent + session_timeout * 2 / 3
+}
+
+/// Whether the lease is due a renewal check at `now`, the last one sent at `last`.
+pub fn renewal_due(last: Option<Instant>, now: Instant, session_timeout: Duration) -> bool {
+    last.is_none_or(|at| now.saturating_duration_since(at) >= session_timeout / 6)
+}
+
+/// The end of a lease, readable from any thread without a lock.
+pub struct Deadline {
+    /// Nanoseconds since `BASE`; 0 for none.
+    until: AtomicU64,
+}
+
+static BASE: Lazy<Instant> = Lazy::new(Instant::now);
+
+fn since_base(at: Instant) -> u64 {
+    at.saturating_duration_since(*BASE).as_nanos() as u64
+}
+
+impl Deadline {
+    pub const fn none() -> Deadline {
+        Deadline {
+            until: AtomicU64::new(0),
+        }
+    }
+
+    /// Ends at `until` (proven by a confirmed request).
+    pub fn set(&self, until: Instant) {
+        self.until.store(since_base(until).max(1), Ordering::Relaxed);
+    }
+
+    /// Runs until `until` at least (proven by a confirmed request).
+    pub fn extend(&self, until: Instant) {
+        self.until.fetch_max(since_base(until).max(1), Ordering::Relaxed);
+    }
+
+    /// Ends at `until` at the latest.
+    pub fn cap(&self, until: Instant) {
+        self.until.fetch_min(since_base(until), Ordering::Relaxed);
+    }
+
+    pub fn revoke(&self) {
+        self.until.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether the lease still runs at `now`.
+    pub fn live(&self, now: Instant) -> bool {
+        since_base(now) < self.until.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_is_two_thirds_of_the_timeout_after_sending() {
+        let t = Instant::now();
+        let cases = [(6000, 4000), (3000, 2000), (500, 333), (1, 0)];
+        for (timeout_ms, lease_ms) in cases {
+            let timeout = Duration::from_millis(timeout_ms);
+            let lease = expiry(t, timeout) - t;
+            assert_eq!(lease.as_millis() as u64, lease_ms, "timeout {timeout_ms} ms");
+            assert!(lease < timeout);
+        }
+    }
+
+    #[test]
+    fn deadlines_run_until_set_capped_or_revoked() {
+        let t = Instant::now();
+        let d = Deadline::none();
+        assert!(!d.live(t));
+        d.set(t + Duration::from_millis(100));
+        let cases = [
+            (t, true),
+            (t + Duration::from_millis(99), true),
+            (t + Duration::from_millis(100), false),
+        ];
+        for (now, live) in cases {
+            assert_eq!(d.live(now), live);
+        }
+        d.cap(t + Duration::from_millis(200));
+        assert!(d.live(t + Duration::from_millis(99)), "a cap never extends");
+        d.cap(t + Duration::from_millis(50));
+        assert!(!d.live(t + Duration::from_millis(50)));
+        d.extend(t + Duration::from_millis(100));
+        d.extend(t + Duration::from_millis(10));
+        assert!(d.live(t + Duration::from_millis(99)), "an extension never shortens");
+        d.revoke();
+        assert!(!d.live(t));
+    }
+
+    #[test]
+    fn renewal_every_sixth_of_the_timeout() {
+        let t = Instant::now();
+        let timeout = Duration::from_millis(6000);
+        let ms = Duration::from_millis;
+        let cases = [
+            (None, t, true),
+            (Some(t), t, false),
+            (Some(t), t + ms(999), false),
+            (Some(t), t + ms(1000), true),
+            (Some(t + ms(5)), t, false),
+        ];
+        for (last, now, due) in cases {
+            assert_eq!(renewal_due(last, now, timeout), due, "{last:?} {now:?}");
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Distributed locks with fencing tokens, shared with Curator's
+//! `InterProcessMutex` (see `name`), held by Redis client connections
+//! through this server's ZooKeeper session (see `table`).
+
+pub mod name;
+pub mod table;
+
+use crate::lease::Deadline;
+use once_cell::sync::Lazy;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// A fencing token: the holder's contender znode's czxid. Every later
+/// holder of the same lock gets a larger one, whichever server or Curator
+/// client it came through: contenders hold in creation order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Token(pub i64);
+
+/// ZKSYNC.LOCK path [TIMEOUT ms] [LEASE ms].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockRequest {
+    pub path: String,
+    /// `None`: wait until acquired; zero: try once.
+    pub timeout: Option<Duration>,
+    pub lease: Option<Duration>,
+}
+
+static TABLE: Lazy<Mutex<table::Table>> = Lazy::new(Default::default);
+
+/// The locks and waiters of this server (main thread and session thread).
+pub fn table() -> MutexGuard<'static, table::Table> {
+    TABLE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Until when this server's session was last confirmed: CHECK vouches for
+/// a lock only within it.
+pub static VOUCHED: Deadline = Deadline::none();
