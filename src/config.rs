@@ -56,7 +56,7 @@ enum_configuration! {
     }
 }
 
-pub static SERVERS: Checked = Checked::new(DEFAULT_SERVERS, |s| parse_servers(s).map(|_| ()));
+pub static SERVERS: Checked = Checked::new(DEFAULT_SERVERS, |s| parse_servers(s).map(drop));
 pub static AUTH: Checked = Checked::new("", |s| parse_auth(s).map(|_| ()));
 pub static MIRRORS: Checked = Checked::new("", |s| parse_mirrors(s).map(|_| ()));
 pub static GROUP: Checked = Checked::new("", |s| parse_group(s).map(|_| ()));
@@ -108,7 +108,7 @@ impl std::fmt::Debug for Auth {
 /// What the ZooKeeper session is made of: a change of any of it reconnects.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Connection {
-    pub servers: String,
+    pub servers: ConnectString,
     pub session_timeout: Duration,
     pub auth: Option<Auth>,
 }
@@ -137,7 +137,7 @@ impl Settings {
         let timeout_ms = SESSION_TIMEOUT_MS.load(Ordering::Relaxed).max(1) as u64;
         Settings {
             connection: Connection {
-                servers: SERVERS.get(),
+                servers: parse_servers(&SERVERS.get()).unwrap_or_default(),
                 session_timeout: Duration::from_millis(timeout_ms),
                 auth: parse_auth(&AUTH.get()).unwrap_or(None),
             },
@@ -155,32 +155,65 @@ pub fn load_interval() -> Duration {
     Duration::from_millis(LOAD_INTERVAL_MS.load(Ordering::Relaxed).max(1) as u64)
 }
 
-/// `host:port[,host:port...][/chroot]`.
-pub fn parse_servers(text: &str) -> Result<String, String> {
-    let text = text.trim();
-    let (hosts, chroot) = match text.find('/') {
-        Some(i) => (&text[..i], Some(&text[i..])),
-        None => (text, None),
+/// `zksync.servers`, parsed once: the ZooKeeper client takes the text,
+/// `mntr` and the connected-server lookup the `host:port` servers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectString {
+    /// As configured, chroot included.
+    text: String,
+    servers: Vec<String>,
+}
+
+impl ConnectString {
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The `host:port` of each server, in order, without the chroot.
+    pub fn servers(&self) -> &[String] {
+        &self.servers
+    }
+}
+
+impl std::fmt::Display for ConnectString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// `host:port[,host:port...][/chroot]`. The chroot is only validated: the
+/// ZooKeeper client applies it from the text.
+pub fn parse_servers(text: &str) -> Result<ConnectString, String> {
+    let trimmed = text.trim();
+    let (hosts, chroot) = match trimmed.find('/') {
+        Some(i) => (&trimmed[..i], Some(&trimmed[i..])),
+        None => (trimmed, None),
     };
     if hosts.is_empty() {
         return Err("zksync.servers needs at least one host:port".to_string());
     }
-    for server in hosts.split(',') {
-        let (host, port) = server
-            .rsplit_once(':')
-            .ok_or_else(|| format!("'{server}' is not host:port"))?;
-        if host.is_empty() || host.contains(char::is_whitespace) {
-            return Err(format!("'{server}' has no valid host"));
-        }
-        match port.parse::<u16>() {
-            Ok(p) if p > 0 => {}
-            _ => return Err(format!("'{server}' has no valid port")),
-        }
-    }
+    let servers = hosts.split(',').map(parse_server).collect::<Result<_, _>>()?;
     if let Some(chroot) = chroot {
         path::validate(chroot).map_err(|e| format!("bad chroot: {e}"))?;
     }
-    Ok(text.to_string())
+    Ok(ConnectString {
+        text: text.to_string(),
+        servers,
+    })
+}
+
+/// One `host:port` of a connect string.
+fn parse_server(server: &str) -> Result<String, String> {
+    let (host, port) = server
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{server}' is not host:port"))?;
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("'{server}' has no valid host"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(server.to_string()),
+        _ => Err(format!("'{server}' has no valid port")),
+    }
 }
 
 /// `scheme:credentials`, or empty for none.
@@ -260,10 +293,25 @@ mod tests {
 
     #[test]
     fn servers() {
-        assert!(parse_servers("127.0.0.1:2181").is_ok());
-        assert!(parse_servers("a:1,b:2,c:3/chroot/x").is_ok());
-        for bad in ["", "host", "a:0", "a:x", ":1", "a:1/x/", "a:1//x"] {
-            assert!(parse_servers(bad).is_err(), "{bad}");
+        let ok: [(&str, &[&str]); 5] = [
+            ("127.0.0.1:2181", &["127.0.0.1:2181"]),
+            ("a:1,b:2,c:3/chroot/x", &["a:1", "b:2", "c:3"]),
+            ("a:1/", &["a:1"]),
+            (" a:1,b:2 ", &["a:1", "b:2"]),
+            ("[::1]:2181", &["[::1]:2181"]),
+        ];
+        for (text, servers) in ok {
+            let connect = parse_servers(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(connect.servers(), servers, "{text}");
+            // The client gets the text as configured.
+            assert_eq!(connect.as_str(), text);
+            assert_eq!(connect.to_string(), text);
+        }
+        let bad = [
+            "", " ", "host", "a:0", "a:x", ":1", "a:1,", "a:1,,b:2", "a:1, b:2", "a:1/x/", "a:1//x", "/x",
+        ];
+        for text in bad {
+            assert!(parse_servers(text).is_err(), "{text}");
         }
     }
 

@@ -282,7 +282,9 @@ impl Session {
     /// cannot tell) in STATUS; returns it.
     async fn note_server(&self) -> String {
         let connect = &self.settings.connection.servers;
-        let server = peer::connected_server(connect).await.unwrap_or_else(|| connect.clone());
+        let server = peer::connected_server(connect)
+            .await
+            .unwrap_or_else(|| connect.to_string());
         STATUS.set_server(&server);
         server
     }
@@ -718,5 +720,5 @@ async fn connect_once(connection: Connection) -> Result<Client, zookeeper_client
     if let Some(auth) = &connection.auth {
         connector = connector.with_auth(&auth.scheme, &auth.credentials);
     }
-    connector.connect(&connection.servers).await
+    connector.connect(connection.servers.as_str()).await
 }
