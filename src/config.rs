@@ -13,19 +13,67 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 pub const DEFAULT_PREFIX: &str = "zk:";
-pub const DEFAULT_SERVERS: &str = "127.0.0.1:2181";
+
+/// How Redis treats a config beyond its value (mapped to Redis's flags in
+/// `ffi/config.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flag {
+    Plain,
+    /// Kept out of Redis's logs.
+    Sensitive,
+    /// A size: Redis also takes units such as `1mb`.
+    Memory,
+}
+
+/// A numeric config; Redis refuses values outside `min..=max`. It starts at
+/// its default, like `Checked`.
+pub struct Number {
+    pub name: &'static str,
+    pub default: i64,
+    pub min: i64,
+    pub max: i64,
+    pub flag: Flag,
+    value: AtomicI64,
+}
+
+impl Number {
+    const fn new(name: &'static str, default: i64, min: i64, max: i64, flag: Flag) -> Self {
+        Number {
+            name,
+            default,
+            min,
+            max,
+            flag,
+            value: AtomicI64::new(default),
+        }
+    }
+
+    pub fn load(&self, order: Ordering) -> i64 {
+        self.value.load(order)
+    }
+
+    pub fn store(&self, value: i64, order: Ordering) {
+        self.value.store(value, order)
+    }
+}
 
 /// A string config that is stored only once its parser accepts it. It starts
 /// at its default: at load, Redis skips the setter for a value equal to the
 /// current one, which must therefore be valid too.
 pub struct Checked {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub flag: Flag,
     text: Mutex<Cow<'static, str>>,
     check: fn(&str) -> Result<(), String>,
 }
 
 impl Checked {
-    const fn new(default: &'static str, check: fn(&str) -> Result<(), String>) -> Self {
+    const fn new(name: &'static str, default: &'static str, flag: Flag, check: fn(&str) -> Result<(), String>) -> Self {
         Checked {
+            name,
+            default,
+            flag,
             text: Mutex::new(Cow::Borrowed(default)),
             check,
         }
@@ -56,20 +104,59 @@ enum_configuration! {
     }
 }
 
-pub static SERVERS: Checked = Checked::new(DEFAULT_SERVERS, |s| parse_servers(s).map(drop));
-pub static AUTH: Checked = Checked::new("", |s| parse_auth(s).map(|_| ()));
-pub static MIRRORS: Checked = Checked::new("", |s| parse_mirrors(s).map(|_| ()));
-pub static GROUP: Checked = Checked::new("", |s| parse_group(s).map(|_| ()));
-pub static ANNOUNCE: Checked = Checked::new("", |s| parse_announce(s).map(|_| ()));
-pub static ALLOW: Checked = Checked::new("", |s| parse_allow(s).map(|_| ()));
-pub const DEFAULT_SESSION_TIMEOUT_MS: i64 = 6000;
-pub const DEFAULT_FAILOVER_MAX_LAG: i64 = 1048576;
-pub const DEFAULT_LOAD_INTERVAL_MS: i64 = 1000;
-// Like the strings, they start at their defaults (see `Checked`).
-pub static SESSION_TIMEOUT_MS: AtomicI64 = AtomicI64::new(DEFAULT_SESSION_TIMEOUT_MS);
-pub static FAILOVER_MAX_LAG: AtomicI64 = AtomicI64::new(DEFAULT_FAILOVER_MAX_LAG);
-pub static LOAD_INTERVAL_MS: AtomicI64 = AtomicI64::new(DEFAULT_LOAD_INTERVAL_MS);
+/// One `zksync.*` config (the name without the module's prefix).
+pub enum Config {
+    Number(&'static Number),
+    Text(&'static Checked),
+    /// Redis's enum config: its names are `FailoverMode`'s variants.
+    Failover {
+        name: &'static str,
+        default: FailoverMode,
+        flag: Flag,
+        value: &'static Mutex<FailoverMode>,
+    },
+}
+
+impl Config {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Config::Number(number) => number.name,
+            Config::Text(text) => text.name,
+            Config::Failover { name, .. } => name,
+        }
+    }
+}
+
+// Each config in one line: name, default, bounds or parser, flag.
+pub static SESSION_TIMEOUT_MS: Number = Number::new("session-timeout", 6000, 500, 600_000, Flag::Plain);
+pub static FAILOVER_MAX_LAG: Number = Number::new("failover-max-lag", 1_048_576, 0, i64::MAX, Flag::Memory);
+pub static LOAD_INTERVAL_MS: Number = Number::new("load-interval", 1000, 100, 3_600_000, Flag::Plain);
+pub static SERVERS: Checked = Checked::new("servers", "127.0.0.1:2181", Flag::Plain, |s| parse_servers(s).map(drop));
+pub static AUTH: Checked = Checked::new("auth", "", Flag::Sensitive, |s| parse_auth(s).map(drop));
+pub static MIRRORS: Checked = Checked::new("mirrors", "", Flag::Plain, |s| parse_mirrors(s).map(drop));
+pub static GROUP: Checked = Checked::new("group", "", Flag::Plain, |s| parse_group(s).map(drop));
+pub static ANNOUNCE: Checked = Checked::new("announce", "", Flag::Plain, |s| parse_announce(s).map(drop));
+pub static ALLOW: Checked = Checked::new("allow", "", Flag::Plain, |s| parse_allow(s).map(drop));
 pub static FAILOVER: Mutex<FailoverMode> = Mutex::new(FailoverMode::auto);
+
+/// Every config, in the order Redis registers them.
+pub static CONFIGS: [Config; 10] = [
+    Config::Number(&SESSION_TIMEOUT_MS),
+    Config::Number(&FAILOVER_MAX_LAG),
+    Config::Number(&LOAD_INTERVAL_MS),
+    Config::Text(&SERVERS),
+    Config::Text(&AUTH),
+    Config::Text(&MIRRORS),
+    Config::Text(&GROUP),
+    Config::Text(&ANNOUNCE),
+    Config::Text(&ALLOW),
+    Config::Failover {
+        name: "failover",
+        default: FailoverMode::auto,
+        flag: Flag::Plain,
+        value: &FAILOVER,
+    },
+];
 
 /// One `ROOT[=PREFIX]` entry of `zksync.mirrors`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -290,6 +377,73 @@ pub fn parse_announce(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The table as Redis has always registered it: names, defaults, bounds, flags.
+    #[test]
+    fn table() {
+        let numbers: Vec<_> = CONFIGS
+            .iter()
+            .filter_map(|c| match c {
+                Config::Number(n) => Some((n.name, n.default, n.min, n.max, n.flag)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            numbers,
+            [
+                ("session-timeout", 6000, 500, 600_000, Flag::Plain),
+                ("failover-max-lag", 1_048_576, 0, i64::MAX, Flag::Memory),
+                ("load-interval", 1000, 100, 3_600_000, Flag::Plain),
+            ]
+        );
+        let texts: Vec<_> = CONFIGS
+            .iter()
+            .filter_map(|c| match c {
+                Config::Text(t) => Some((t.name, t.default, t.flag)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                ("servers", "127.0.0.1:2181", Flag::Plain),
+                ("auth", "", Flag::Sensitive),
+                ("mirrors", "", Flag::Plain),
+                ("group", "", Flag::Plain),
+                ("announce", "", Flag::Plain),
+                ("allow", "", Flag::Plain),
+            ]
+        );
+        let Some(Config::Failover {
+            name, default, flag, ..
+        }) = CONFIGS.last()
+        else {
+            panic!("failover is registered last");
+        };
+        assert_eq!((*name, default, *flag), ("failover", &FailoverMode::auto, Flag::Plain));
+    }
+
+    /// Every value starts at its default, and that default is valid.
+    #[test]
+    fn defaults_are_in_force_and_valid() {
+        for config in &CONFIGS {
+            match config {
+                Config::Number(n) => {
+                    assert!((n.min..=n.max).contains(&n.default), "{}", n.name);
+                    assert_eq!(n.load(Ordering::Relaxed), n.default, "{}", n.name);
+                }
+                Config::Text(t) => {
+                    assert_eq!((t.check)(t.default), Ok(()), "{}", t.name);
+                    assert_eq!(t.get(), t.default, "{}", t.name);
+                }
+                Config::Failover { .. } => {}
+            }
+        }
+        let mut names: Vec<_> = CONFIGS.iter().map(Config::name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), CONFIGS.len());
+    }
 
     #[test]
     fn servers() {

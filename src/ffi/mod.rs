@@ -1,9 +1,9 @@
 //! The Redis side of the module's edges: what Redis calls us through must not
 //! unwind into C (`guard`), the ACL questions zksync asks on a client's behalf
-//! (`acl`), string configs as Redis sees them (`config`), and the one way to
+//! (`acl`), the configs as Redis registers and sees them (`config`), and the one way to
 //! write to the Redis log (`log`).
 
 pub mod acl;
-mod config;
+pub mod config;
 pub mod guard;
 pub mod log;
