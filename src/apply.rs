@@ -5,18 +5,19 @@
 use crate::access::{Denied, KeyAccess};
 use crate::config::{self, MirrorSpec};
 use crate::error::Error;
-use crate::ffi::{acl, guard, log};
-use crate::keyspace;
+use crate::ffi::blocked::Pending;
+use crate::ffi::lock::{wake_event_loop, Locked};
+use crate::ffi::{acl, guard, keyspace, log};
 use crate::mirror::index::{Advance, Index, INDEX};
 use crate::mirror::{stat_zxid, Node, Op, Update};
-use crate::reply::{Pending, Reply};
+use crate::reply::Reply;
 use crate::status::STATUS;
 use crossbeam_channel::{Receiver, Sender};
 use redis_module::{raw, CallOptionsBuilder, CallReply, CallResult, Context, ContextFlags};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Key writes per hold of the Redis lock: ~100 keeps Redis's latency near 2 ms
 /// during a large sync (measured: 1,000 per hold cost 8-20 ms).
@@ -35,6 +36,8 @@ pub fn start() -> Result<Sender<Update>, String> {
             let Some(create) = (unsafe { raw::RedisModule_GetThreadSafeContext }) else {
                 return;
             };
+            // SAFETY: a NULL blocked client asks for a detached context, which
+            // this thread alone uses, for its whole life.
             let ctx = unsafe { create(std::ptr::null_mut()) };
             Applier { ctx, rx }.run()
         })
@@ -293,47 +296,11 @@ impl Applier {
                 STATUS.znodes.store(index.len() as u64, Ordering::Relaxed);
                 result
             };
-            let held = guard.since.elapsed().as_nanos() as u64;
+            let held = guard.held().as_nanos() as u64;
             drop(guard);
             STATUS.lock_held_ns.fetch_add(held, Ordering::Relaxed);
             wake_event_loop();
             return result;
-        }
-    }
-}
-
-/// The Redis lock, held through the apply thread's one thread-safe context.
-/// (redis-module 2.0.8's `ThreadSafeContext::lock` creates and frees a
-/// context, with a client, on every lock: a tenth of what an update costs.)
-struct Locked {
-    ctx: Context,
-    since: Instant,
-}
-
-impl Locked {
-    fn new(ctx: *mut raw::RedisModuleCtx) -> Locked {
-        // SAFETY: API pointers are set at module load; the context lives as long as the thread.
-        if let Some(lock) = unsafe { raw::RedisModule_ThreadSafeContextLock } {
-            unsafe { lock(ctx) };
-        }
-        Locked {
-            ctx: Context::new(ctx),
-            since: Instant::now(),
-        }
-    }
-}
-
-impl std::ops::Deref for Locked {
-    type Target = Context;
-    fn deref(&self) -> &Context {
-        &self.ctx
-    }
-}
-
-impl Drop for Locked {
-    fn drop(&mut self) {
-        if let Some(unlock) = unsafe { raw::RedisModule_ThreadSafeContextUnlock } {
-            unsafe { unlock(self.ctx.ctx) };
         }
     }
 }
@@ -471,15 +438,6 @@ fn glob_escape(text: &str) -> String {
         out.push(c);
     }
     out
-}
-
-/// Wakes Redis's event loop from this thread (else replies and notifications
-/// wait for the event loop's next wake-up, serverCron's: up to 100 ms at hz 10).
-pub fn wake_event_loop() {
-    extern "C" fn nothing(_: *mut std::os::raw::c_void) {}
-    if let Some(add) = unsafe { raw::RedisModule_EventLoopAddOneShot } {
-        unsafe { add(Some(nothing), std::ptr::null_mut()) };
-    }
 }
 
 #[cfg(test)]

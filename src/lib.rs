@@ -5,13 +5,15 @@
 //! for the architecture.
 
 mod access;
+// Where Redis's C API is called, every unsafe block says why it is sound.
+#[warn(clippy::undocumented_unsafe_blocks)]
 mod apply;
 mod commands;
 mod config;
 mod error;
+#[warn(clippy::undocumented_unsafe_blocks)]
 mod ffi;
 mod group;
-mod keyspace;
 mod mirror;
 mod path;
 mod reply;

@@ -7,7 +7,7 @@
 //! not wait behind them.
 
 use super::load;
-use crate::apply::wake_event_loop;
+use crate::ffi::lock::wake_event_loop;
 use crate::ffi::{guard, log};
 use crossbeam_channel::Sender;
 use once_cell::sync::OnceCell;

@@ -10,7 +10,8 @@ pub mod read;
 pub mod tree;
 
 use crate::config::MirrorSpec;
-use crate::reply::{Pending, Reply};
+use crate::ffi::blocked::Pending;
+use crate::reply::Reply;
 use zookeeper_client::Stat;
 
 /// One znode as read from ZooKeeper.

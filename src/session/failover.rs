@@ -11,13 +11,14 @@
 use super::Session;
 use crate::config::FailoverMode;
 use crate::error::Error;
+use crate::ffi::blocked::Pending;
 use crate::ffi::log;
 use crate::group::fence;
 use crate::group::leader::{self, Change, LeaderNode, Stage, Switchover};
 use crate::group::load::{Role, Sample};
 use crate::group::role::{self, Action};
 use crate::group::split_addr;
-use crate::reply::{Pending, Reply};
+use crate::reply::Reply;
 use crate::status::STATUS;
 use std::time::{Duration, Instant};
 use zookeeper_client::{Client, CreateMode, Error as ZkError};

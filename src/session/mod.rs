@@ -12,6 +12,7 @@ mod requests;
 
 use crate::config::{Connection, MirrorSpec, Settings};
 use crate::error::Error;
+use crate::ffi::blocked::Pending;
 use crate::ffi::{guard, log};
 use crate::group::load::Sample;
 use crate::group::mntr;
@@ -19,7 +20,7 @@ use crate::group::role::Action;
 use crate::mirror::tree::Tree;
 use crate::mirror::{read, Update};
 use crate::path;
-use crate::reply::{Pending, Reply};
+use crate::reply::Reply;
 use crate::status::{SessionState, STATUS};
 use once_cell::sync::OnceCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
