@@ -1,10 +1,12 @@
 //! The mirror: ZooKeeper subtrees kept as Redis string keys.
 //!
-//! Data flows one way: the session thread reads ZooKeeper (`read`), works out
-//! what changed against what it has sent (`tree`), and hands `Update`s to the
-//! apply thread (`crate::apply`), the only writer of the keyspace and of the
-//! `index` that ZKSYNC.STAT and ZKSYNC.LS answer from.
+//! Data flows one way: the session thread coalesces watch events (`events`),
+//! reads ZooKeeper (`read`), works out what changed against what it has sent
+//! (`tree`), and hands `Update`s to the apply thread (`crate::apply`), the
+//! only writer of the keyspace and of the `index` that ZKSYNC.STAT and
+//! ZKSYNC.LS answer from.
 
+pub mod events;
 pub mod index;
 pub mod read;
 pub mod tree;
