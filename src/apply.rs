@@ -8,8 +8,9 @@ use crate::error::Error;
 use crate::ffi::blocked::Pending;
 use crate::ffi::lock::{wake_event_loop, Locked};
 use crate::ffi::{acl, guard, keyspace, log};
-use crate::mirror::index::{Advance, Index, INDEX};
-use crate::mirror::{stat_zxid, Node, Op, Update};
+use crate::mirror::index::{Index, INDEX};
+use crate::mirror::plan::{self, KeyWrite, Plan};
+use crate::mirror::{Node, Op, Update};
 use crate::reply::Reply;
 use crate::status::STATUS;
 use crossbeam_channel::{Receiver, Sender};
@@ -249,15 +250,7 @@ impl Applier {
                     Some(writer) => writer.as_ref().is_some_and(|u| u.may(key, KeyAccess::Write)),
                 };
                 for key in keys {
-                    let Some(path) = key.strip_prefix(prefix.as_bytes()) else {
-                        continue;
-                    };
-                    let keep_it = match std::str::from_utf8(path) {
-                        Ok(path) => !crate::path::is_within(path, root) || keep(index, path),
-                        // Not a znode path, yet in our namespace.
-                        Err(_) => false,
-                    };
-                    if !keep_it && may_delete(&key) {
+                    if plan::sweeps(&key, prefix, root, |path| keep(index, path)) && may_delete(&key) {
                         keyspace::delete(ctx.ctx, &key);
                     }
                 }
@@ -324,79 +317,36 @@ fn diverge(index: &mut Index, root: &str, reason: String) {
     STATUS.diverged.store(index.diverged_count() as u64, Ordering::Relaxed);
 }
 
-/// Applies live or resync ops: a key never goes back to an older version; a
-/// stat whose children changed is updated without rewriting the key.
+/// Applies live or resync ops (decided in `plan::ops`); returns how many
+/// keys were repaired.
 fn apply_ops(ctx: &Context, index: &mut Index, access: Access, spec: &MirrorSpec, ops: Vec<Op>) -> usize {
-    let mut repaired = 0;
-    let mut applied_zxid = 0;
-    for op in ops {
-        match op {
-            Op::Upsert(node) => {
-                let zxid = stat_zxid(&node.stat);
-                let key = (access == Access::Write).then(|| spec.key(&node.path));
-                match index.advance(node.path, node.stat) {
-                    Advance::Stale => continue,
-                    Advance::ChildrenOnly => {}
-                    Advance::Data => {
-                        if let Some(key) = key {
-                            set(ctx, &key, &node.data);
-                        }
-                    }
-                }
-                applied_zxid = applied_zxid.max(zxid);
-                STATUS.note_zxid(zxid);
-                STATUS.events_applied.fetch_add(1, Ordering::Relaxed);
-            }
-            Op::Delete(path) => {
-                if access == Access::Write {
-                    keyspace::delete(ctx.ctx, &spec.key(&path));
-                }
-                if index.remove(&path).is_some() {
-                    STATUS.events_applied.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Op::Verify(node) => {
-                if index.stat(&node.path).is_some_and(|old| old.mzxid > node.stat.mzxid) {
-                    continue;
-                }
-                let key = spec.key(&node.path);
-                if access == Access::Write && !keyspace::holds(ctx.ctx, &key, &node.data) {
-                    set(ctx, &key, &node.data);
-                    repaired += 1;
-                }
-                index.insert(node.path, node.stat);
-            }
-        }
-    }
-    if let Some(entry) = index.mirror_mut(&spec.root) {
-        entry.applied_zxid = entry.applied_zxid.max(applied_zxid);
-    }
-    repaired
+    let plan = plan::ops(index, spec, ops, access == Access::Write);
+    STATUS.events_applied.fetch_add(plan.applied, Ordering::Relaxed);
+    write(ctx, plan)
 }
 
 /// Applies a pull unconditionally; `index` is set when the path is mirrored.
-fn apply_pulled(ctx: &Context, mut index: Option<&mut Index>, access: Access, spec: &MirrorSpec, ops: Vec<Op>) {
-    for op in ops {
-        match op {
-            Op::Upsert(node) | Op::Verify(node) => {
-                if access == Access::Write {
-                    set(ctx, &config::key(&spec.prefix, &node.path), &node.data);
-                }
-                STATUS.note_zxid(stat_zxid(&node.stat));
-                if let Some(index) = index.as_deref_mut() {
-                    index.insert(node.path, node.stat);
-                }
-            }
-            Op::Delete(path) => {
-                if access == Access::Write {
-                    keyspace::delete(ctx.ctx, &config::key(&spec.prefix, &path));
-                }
-                if let Some(index) = index.as_deref_mut() {
-                    index.remove(&path);
+fn apply_pulled(ctx: &Context, index: Option<&mut Index>, access: Access, spec: &MirrorSpec, ops: Vec<Op>) {
+    write(ctx, plan::pulled(index, spec, ops, access == Access::Write));
+}
+
+/// Carries out a plan's key writes; returns how many keys were repaired.
+fn write(ctx: &Context, plan: Plan) -> usize {
+    STATUS.note_zxid(plan.zxid);
+    let mut repaired = 0;
+    for write in plan.writes {
+        match write {
+            KeyWrite::Set { key, data } => set(ctx, &key, &data),
+            KeyWrite::Repair { key, data } => {
+                if !keyspace::holds(ctx.ctx, &key, &data) {
+                    set(ctx, &key, &data);
+                    repaired += 1;
                 }
             }
+            KeyWrite::Delete(key) => keyspace::delete(ctx.ctx, &key),
         }
     }
+    repaired
 }
 
 /// One replicated SET; a failure is logged, never fatal.

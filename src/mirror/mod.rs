@@ -4,10 +4,11 @@
 //! reads ZooKeeper (`read`), works out what changed against what it has sent
 //! (`tree`), and hands `Update`s to the apply thread (`crate::apply`), the
 //! only writer of the keyspace and of the `index` that ZKSYNC.STAT and
-//! ZKSYNC.LS answer from.
+//! ZKSYNC.LS answer from; what it writes is decided in `plan`.
 
 pub mod events;
 pub mod index;
+pub mod plan;
 pub mod read;
 pub mod tree;
 
