@@ -5,18 +5,20 @@
 use crate::access::{Denied, KeyAccess};
 use crate::config::{self, MirrorSpec};
 use crate::error::Error;
-use crate::ffi::{acl, guard, log};
-use crate::keyspace;
-use crate::mirror::index::{Advance, Index, INDEX};
-use crate::mirror::{stat_zxid, Node, Op, Update};
-use crate::reply::{Pending, Reply};
+use crate::ffi::blocked::Pending;
+use crate::ffi::lock::{wake_event_loop, Locked};
+use crate::ffi::{acl, guard, keyspace, log};
+use crate::mirror::index::{Index, INDEX};
+use crate::mirror::plan::{self, KeyWrite, Plan};
+use crate::mirror::{Node, Op, Update};
+use crate::reply::Reply;
 use crate::status::STATUS;
 use crossbeam_channel::{Receiver, Sender};
 use redis_module::{raw, CallOptionsBuilder, CallReply, CallResult, Context, ContextFlags};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Key writes per hold of the Redis lock: ~100 keeps Redis's latency near 2 ms
 /// during a large sync (measured: 1,000 per hold cost 8-20 ms).
@@ -35,6 +37,8 @@ pub fn start() -> Result<Sender<Update>, String> {
             let Some(create) = (unsafe { raw::RedisModule_GetThreadSafeContext }) else {
                 return;
             };
+            // SAFETY: a NULL blocked client asks for a detached context, which
+            // this thread alone uses, for its whole life.
             let ctx = unsafe { create(std::ptr::null_mut()) };
             Applier { ctx, rx }.run()
         })
@@ -246,15 +250,7 @@ impl Applier {
                     Some(writer) => writer.as_ref().is_some_and(|u| u.may(key, KeyAccess::Write)),
                 };
                 for key in keys {
-                    let Some(path) = key.strip_prefix(prefix.as_bytes()) else {
-                        continue;
-                    };
-                    let keep_it = match std::str::from_utf8(path) {
-                        Ok(path) => !crate::path::is_within(path, root) || keep(index, path),
-                        // Not a znode path, yet in our namespace.
-                        Err(_) => false,
-                    };
-                    if !keep_it && may_delete(&key) {
+                    if plan::sweeps(&key, prefix, root, |path| keep(index, path)) && may_delete(&key) {
                         keyspace::delete(ctx.ctx, &key);
                     }
                 }
@@ -293,47 +289,11 @@ impl Applier {
                 STATUS.znodes.store(index.len() as u64, Ordering::Relaxed);
                 result
             };
-            let held = guard.since.elapsed().as_nanos() as u64;
+            let held = guard.held().as_nanos() as u64;
             drop(guard);
             STATUS.lock_held_ns.fetch_add(held, Ordering::Relaxed);
             wake_event_loop();
             return result;
-        }
-    }
-}
-
-/// The Redis lock, held through the apply thread's one thread-safe context.
-/// (redis-module 2.0.8's `ThreadSafeContext::lock` creates and frees a
-/// context, with a client, on every lock: a tenth of what an update costs.)
-struct Locked {
-    ctx: Context,
-    since: Instant,
-}
-
-impl Locked {
-    fn new(ctx: *mut raw::RedisModuleCtx) -> Locked {
-        // SAFETY: API pointers are set at module load; the context lives as long as the thread.
-        if let Some(lock) = unsafe { raw::RedisModule_ThreadSafeContextLock } {
-            unsafe { lock(ctx) };
-        }
-        Locked {
-            ctx: Context::new(ctx),
-            since: Instant::now(),
-        }
-    }
-}
-
-impl std::ops::Deref for Locked {
-    type Target = Context;
-    fn deref(&self) -> &Context {
-        &self.ctx
-    }
-}
-
-impl Drop for Locked {
-    fn drop(&mut self) {
-        if let Some(unlock) = unsafe { raw::RedisModule_ThreadSafeContextUnlock } {
-            unsafe { unlock(self.ctx.ctx) };
         }
     }
 }
@@ -357,79 +317,36 @@ fn diverge(index: &mut Index, root: &str, reason: String) {
     STATUS.diverged.store(index.diverged_count() as u64, Ordering::Relaxed);
 }
 
-/// Applies live or resync ops: a key never goes back to an older version; a
-/// stat whose children changed is updated without rewriting the key.
+/// Applies live or resync ops (decided in `plan::ops`); returns how many
+/// keys were repaired.
 fn apply_ops(ctx: &Context, index: &mut Index, access: Access, spec: &MirrorSpec, ops: Vec<Op>) -> usize {
-    let mut repaired = 0;
-    let mut applied_zxid = 0;
-    for op in ops {
-        match op {
-            Op::Upsert(node) => {
-                let zxid = stat_zxid(&node.stat);
-                let key = (access == Access::Write).then(|| spec.key(&node.path));
-                match index.advance(node.path, node.stat) {
-                    Advance::Stale => continue,
-                    Advance::ChildrenOnly => {}
-                    Advance::Data => {
-                        if let Some(key) = key {
-                            set(ctx, &key, &node.data);
-                        }
-                    }
-                }
-                applied_zxid = applied_zxid.max(zxid);
-                STATUS.note_zxid(zxid);
-                STATUS.events_applied.fetch_add(1, Ordering::Relaxed);
-            }
-            Op::Delete(path) => {
-                if access == Access::Write {
-                    keyspace::delete(ctx.ctx, &spec.key(&path));
-                }
-                if index.remove(&path).is_some() {
-                    STATUS.events_applied.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Op::Verify(node) => {
-                if index.stat(&node.path).is_some_and(|old| old.mzxid > node.stat.mzxid) {
-                    continue;
-                }
-                let key = spec.key(&node.path);
-                if access == Access::Write && !keyspace::holds(ctx.ctx, &key, &node.data) {
-                    set(ctx, &key, &node.data);
-                    repaired += 1;
-                }
-                index.insert(node.path, node.stat);
-            }
-        }
-    }
-    if let Some(entry) = index.mirror_mut(&spec.root) {
-        entry.applied_zxid = entry.applied_zxid.max(applied_zxid);
-    }
-    repaired
+    let plan = plan::ops(index, spec, ops, access == Access::Write);
+    STATUS.events_applied.fetch_add(plan.applied, Ordering::Relaxed);
+    write(ctx, plan)
 }
 
 /// Applies a pull unconditionally; `index` is set when the path is mirrored.
-fn apply_pulled(ctx: &Context, mut index: Option<&mut Index>, access: Access, spec: &MirrorSpec, ops: Vec<Op>) {
-    for op in ops {
-        match op {
-            Op::Upsert(node) | Op::Verify(node) => {
-                if access == Access::Write {
-                    set(ctx, &config::key(&spec.prefix, &node.path), &node.data);
-                }
-                STATUS.note_zxid(stat_zxid(&node.stat));
-                if let Some(index) = index.as_deref_mut() {
-                    index.insert(node.path, node.stat);
-                }
-            }
-            Op::Delete(path) => {
-                if access == Access::Write {
-                    keyspace::delete(ctx.ctx, &config::key(&spec.prefix, &path));
-                }
-                if let Some(index) = index.as_deref_mut() {
-                    index.remove(&path);
+fn apply_pulled(ctx: &Context, index: Option<&mut Index>, access: Access, spec: &MirrorSpec, ops: Vec<Op>) {
+    write(ctx, plan::pulled(index, spec, ops, access == Access::Write));
+}
+
+/// Carries out a plan's key writes; returns how many keys were repaired.
+fn write(ctx: &Context, plan: Plan) -> usize {
+    STATUS.note_zxid(plan.zxid);
+    let mut repaired = 0;
+    for write in plan.writes {
+        match write {
+            KeyWrite::Set { key, data } => set(ctx, &key, &data),
+            KeyWrite::Repair { key, data } => {
+                if !keyspace::holds(ctx.ctx, &key, &data) {
+                    set(ctx, &key, &data);
+                    repaired += 1;
                 }
             }
+            KeyWrite::Delete(key) => keyspace::delete(ctx.ctx, &key),
         }
     }
+    repaired
 }
 
 /// One replicated SET; a failure is logged, never fatal.
@@ -471,15 +388,6 @@ fn glob_escape(text: &str) -> String {
         out.push(c);
     }
     out
-}
-
-/// Wakes Redis's event loop from this thread (else replies and notifications
-/// wait for the event loop's next wake-up, serverCron's: up to 100 ms at hz 10).
-pub fn wake_event_loop() {
-    extern "C" fn nothing(_: *mut std::os::raw::c_void) {}
-    if let Some(add) = unsafe { raw::RedisModule_EventLoopAddOneShot } {
-        unsafe { add(Some(nothing), std::ptr::null_mut()) };
-    }
 }
 
 #[cfg(test)]

@@ -13,19 +13,67 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 pub const DEFAULT_PREFIX: &str = "zk:";
-pub const DEFAULT_SERVERS: &str = "127.0.0.1:2181";
+
+/// How Redis treats a config beyond its value (mapped to Redis's flags in
+/// `ffi/config.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flag {
+    Plain,
+    /// Kept out of Redis's logs.
+    Sensitive,
+    /// A size: Redis also takes units such as `1mb`.
+    Memory,
+}
+
+/// A numeric config; Redis refuses values outside `min..=max`. It starts at
+/// its default, like `Checked`.
+pub struct Number {
+    pub name: &'static str,
+    pub default: i64,
+    pub min: i64,
+    pub max: i64,
+    pub flag: Flag,
+    value: AtomicI64,
+}
+
+impl Number {
+    const fn new(name: &'static str, default: i64, min: i64, max: i64, flag: Flag) -> Self {
+        Number {
+            name,
+            default,
+            min,
+            max,
+            flag,
+            value: AtomicI64::new(default),
+        }
+    }
+
+    pub fn load(&self, order: Ordering) -> i64 {
+        self.value.load(order)
+    }
+
+    pub fn store(&self, value: i64, order: Ordering) {
+        self.value.store(value, order)
+    }
+}
 
 /// A string config that is stored only once its parser accepts it. It starts
 /// at its default: at load, Redis skips the setter for a value equal to the
 /// current one, which must therefore be valid too.
 pub struct Checked {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub flag: Flag,
     text: Mutex<Cow<'static, str>>,
     check: fn(&str) -> Result<(), String>,
 }
 
 impl Checked {
-    const fn new(default: &'static str, check: fn(&str) -> Result<(), String>) -> Self {
+    const fn new(name: &'static str, default: &'static str, flag: Flag, check: fn(&str) -> Result<(), String>) -> Self {
         Checked {
+            name,
+            default,
+            flag,
             text: Mutex::new(Cow::Borrowed(default)),
             check,
         }
@@ -56,20 +104,59 @@ enum_configuration! {
     }
 }
 
-pub static SERVERS: Checked = Checked::new(DEFAULT_SERVERS, |s| parse_servers(s).map(|_| ()));
-pub static AUTH: Checked = Checked::new("", |s| parse_auth(s).map(|_| ()));
-pub static MIRRORS: Checked = Checked::new("", |s| parse_mirrors(s).map(|_| ()));
-pub static GROUP: Checked = Checked::new("", |s| parse_group(s).map(|_| ()));
-pub static ANNOUNCE: Checked = Checked::new("", |s| parse_announce(s).map(|_| ()));
-pub static ALLOW: Checked = Checked::new("", |s| parse_allow(s).map(|_| ()));
-pub const DEFAULT_SESSION_TIMEOUT_MS: i64 = 6000;
-pub const DEFAULT_FAILOVER_MAX_LAG: i64 = 1048576;
-pub const DEFAULT_LOAD_INTERVAL_MS: i64 = 1000;
-// Like the strings, they start at their defaults (see `Checked`).
-pub static SESSION_TIMEOUT_MS: AtomicI64 = AtomicI64::new(DEFAULT_SESSION_TIMEOUT_MS);
-pub static FAILOVER_MAX_LAG: AtomicI64 = AtomicI64::new(DEFAULT_FAILOVER_MAX_LAG);
-pub static LOAD_INTERVAL_MS: AtomicI64 = AtomicI64::new(DEFAULT_LOAD_INTERVAL_MS);
+/// One `zksync.*` config (the name without the module's prefix).
+pub enum Config {
+    Number(&'static Number),
+    Text(&'static Checked),
+    /// Redis's enum config: its names are `FailoverMode`'s variants.
+    Failover {
+        name: &'static str,
+        default: FailoverMode,
+        flag: Flag,
+        value: &'static Mutex<FailoverMode>,
+    },
+}
+
+impl Config {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Config::Number(number) => number.name,
+            Config::Text(text) => text.name,
+            Config::Failover { name, .. } => name,
+        }
+    }
+}
+
+// Each config in one line: name, default, bounds or parser, flag.
+pub static SESSION_TIMEOUT_MS: Number = Number::new("session-timeout", 6000, 500, 600_000, Flag::Plain);
+pub static FAILOVER_MAX_LAG: Number = Number::new("failover-max-lag", 1_048_576, 0, i64::MAX, Flag::Memory);
+pub static LOAD_INTERVAL_MS: Number = Number::new("load-interval", 1000, 100, 3_600_000, Flag::Plain);
+pub static SERVERS: Checked = Checked::new("servers", "127.0.0.1:2181", Flag::Plain, |s| parse_servers(s).map(drop));
+pub static AUTH: Checked = Checked::new("auth", "", Flag::Sensitive, |s| parse_auth(s).map(drop));
+pub static MIRRORS: Checked = Checked::new("mirrors", "", Flag::Plain, |s| parse_mirrors(s).map(drop));
+pub static GROUP: Checked = Checked::new("group", "", Flag::Plain, |s| parse_group(s).map(drop));
+pub static ANNOUNCE: Checked = Checked::new("announce", "", Flag::Plain, |s| parse_announce(s).map(drop));
+pub static ALLOW: Checked = Checked::new("allow", "", Flag::Plain, |s| parse_allow(s).map(drop));
 pub static FAILOVER: Mutex<FailoverMode> = Mutex::new(FailoverMode::auto);
+
+/// Every config, in the order Redis registers them.
+pub static CONFIGS: [Config; 10] = [
+    Config::Number(&SESSION_TIMEOUT_MS),
+    Config::Number(&FAILOVER_MAX_LAG),
+    Config::Number(&LOAD_INTERVAL_MS),
+    Config::Text(&SERVERS),
+    Config::Text(&AUTH),
+    Config::Text(&MIRRORS),
+    Config::Text(&GROUP),
+    Config::Text(&ANNOUNCE),
+    Config::Text(&ALLOW),
+    Config::Failover {
+        name: "failover",
+        default: FailoverMode::auto,
+        flag: Flag::Plain,
+        value: &FAILOVER,
+    },
+];
 
 /// One `ROOT[=PREFIX]` entry of `zksync.mirrors`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,7 +195,7 @@ impl std::fmt::Debug for Auth {
 /// What the ZooKeeper session is made of: a change of any of it reconnects.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Connection {
-    pub servers: String,
+    pub servers: ConnectString,
     pub session_timeout: Duration,
     pub auth: Option<Auth>,
 }
@@ -137,7 +224,7 @@ impl Settings {
         let timeout_ms = SESSION_TIMEOUT_MS.load(Ordering::Relaxed).max(1) as u64;
         Settings {
             connection: Connection {
-                servers: SERVERS.get(),
+                servers: parse_servers(&SERVERS.get()).unwrap_or_default(),
                 session_timeout: Duration::from_millis(timeout_ms),
                 auth: parse_auth(&AUTH.get()).unwrap_or(None),
             },
@@ -155,32 +242,65 @@ pub fn load_interval() -> Duration {
     Duration::from_millis(LOAD_INTERVAL_MS.load(Ordering::Relaxed).max(1) as u64)
 }
 
-/// `host:port[,host:port...][/chroot]`.
-pub fn parse_servers(text: &str) -> Result<String, String> {
-    let text = text.trim();
-    let (hosts, chroot) = match text.find('/') {
-        Some(i) => (&text[..i], Some(&text[i..])),
-        None => (text, None),
+/// `zksync.servers`, parsed once: the ZooKeeper client takes the text,
+/// `mntr` and the connected-server lookup the `host:port` servers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectString {
+    /// As configured, chroot included.
+    text: String,
+    servers: Vec<String>,
+}
+
+impl ConnectString {
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The `host:port` of each server, in order, without the chroot.
+    pub fn servers(&self) -> &[String] {
+        &self.servers
+    }
+}
+
+impl std::fmt::Display for ConnectString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// `host:port[,host:port...][/chroot]`. The chroot is only validated: the
+/// ZooKeeper client applies it from the text.
+pub fn parse_servers(text: &str) -> Result<ConnectString, String> {
+    let trimmed = text.trim();
+    let (hosts, chroot) = match trimmed.find('/') {
+        Some(i) => (&trimmed[..i], Some(&trimmed[i..])),
+        None => (trimmed, None),
     };
     if hosts.is_empty() {
         return Err("zksync.servers needs at least one host:port".to_string());
     }
-    for server in hosts.split(',') {
-        let (host, port) = server
-            .rsplit_once(':')
-            .ok_or_else(|| format!("'{server}' is not host:port"))?;
-        if host.is_empty() || host.contains(char::is_whitespace) {
-            return Err(format!("'{server}' has no valid host"));
-        }
-        match port.parse::<u16>() {
-            Ok(p) if p > 0 => {}
-            _ => return Err(format!("'{server}' has no valid port")),
-        }
-    }
+    let servers = hosts.split(',').map(parse_server).collect::<Result<_, _>>()?;
     if let Some(chroot) = chroot {
         path::validate(chroot).map_err(|e| format!("bad chroot: {e}"))?;
     }
-    Ok(text.to_string())
+    Ok(ConnectString {
+        text: text.to_string(),
+        servers,
+    })
+}
+
+/// One `host:port` of a connect string.
+fn parse_server(server: &str) -> Result<String, String> {
+    let (host, port) = server
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{server}' is not host:port"))?;
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("'{server}' has no valid host"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(server.to_string()),
+        _ => Err(format!("'{server}' has no valid port")),
+    }
 }
 
 /// `scheme:credentials`, or empty for none.
@@ -258,12 +378,94 @@ pub fn parse_announce(text: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    /// The table as Redis has always registered it: names, defaults, bounds, flags.
+    #[test]
+    fn table() {
+        let numbers: Vec<_> = CONFIGS
+            .iter()
+            .filter_map(|c| match c {
+                Config::Number(n) => Some((n.name, n.default, n.min, n.max, n.flag)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            numbers,
+            [
+                ("session-timeout", 6000, 500, 600_000, Flag::Plain),
+                ("failover-max-lag", 1_048_576, 0, i64::MAX, Flag::Memory),
+                ("load-interval", 1000, 100, 3_600_000, Flag::Plain),
+            ]
+        );
+        let texts: Vec<_> = CONFIGS
+            .iter()
+            .filter_map(|c| match c {
+                Config::Text(t) => Some((t.name, t.default, t.flag)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                ("servers", "127.0.0.1:2181", Flag::Plain),
+                ("auth", "", Flag::Sensitive),
+                ("mirrors", "", Flag::Plain),
+                ("group", "", Flag::Plain),
+                ("announce", "", Flag::Plain),
+                ("allow", "", Flag::Plain),
+            ]
+        );
+        let Some(Config::Failover {
+            name, default, flag, ..
+        }) = CONFIGS.last()
+        else {
+            panic!("failover is registered last");
+        };
+        assert_eq!((*name, default, *flag), ("failover", &FailoverMode::auto, Flag::Plain));
+    }
+
+    /// Every value starts at its default, and that default is valid.
+    #[test]
+    fn defaults_are_in_force_and_valid() {
+        for config in &CONFIGS {
+            match config {
+                Config::Number(n) => {
+                    assert!((n.min..=n.max).contains(&n.default), "{}", n.name);
+                    assert_eq!(n.load(Ordering::Relaxed), n.default, "{}", n.name);
+                }
+                Config::Text(t) => {
+                    assert_eq!((t.check)(t.default), Ok(()), "{}", t.name);
+                    assert_eq!(t.get(), t.default, "{}", t.name);
+                }
+                Config::Failover { .. } => {}
+            }
+        }
+        let mut names: Vec<_> = CONFIGS.iter().map(Config::name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), CONFIGS.len());
+    }
+
     #[test]
     fn servers() {
-        assert!(parse_servers("127.0.0.1:2181").is_ok());
-        assert!(parse_servers("a:1,b:2,c:3/chroot/x").is_ok());
-        for bad in ["", "host", "a:0", "a:x", ":1", "a:1/x/", "a:1//x"] {
-            assert!(parse_servers(bad).is_err(), "{bad}");
+        let ok: [(&str, &[&str]); 5] = [
+            ("127.0.0.1:2181", &["127.0.0.1:2181"]),
+            ("a:1,b:2,c:3/chroot/x", &["a:1", "b:2", "c:3"]),
+            ("a:1/", &["a:1"]),
+            (" a:1,b:2 ", &["a:1", "b:2"]),
+            ("[::1]:2181", &["[::1]:2181"]),
+        ];
+        for (text, servers) in ok {
+            let connect = parse_servers(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(connect.servers(), servers, "{text}");
+            // The client gets the text as configured.
+            assert_eq!(connect.as_str(), text);
+            assert_eq!(connect.to_string(), text);
+        }
+        let bad = [
+            "", " ", "host", "a:0", "a:x", ":1", "a:1,", "a:1,,b:2", "a:1, b:2", "a:1/x/", "a:1//x", "/x",
+        ];
+        for text in bad {
+            assert!(parse_servers(text).is_err(), "{text}");
         }
     }
 

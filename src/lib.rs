@@ -5,13 +5,15 @@
 //! for the architecture.
 
 mod access;
+// Where Redis's C API is called, every unsafe block says why it is sound.
+#[warn(clippy::undocumented_unsafe_blocks)]
 mod apply;
 mod commands;
 mod config;
 mod error;
+#[warn(clippy::undocumented_unsafe_blocks)]
 mod ffi;
 mod group;
-mod keyspace;
 mod lease;
 mod lock;
 mod mirror;
@@ -21,19 +23,8 @@ mod session;
 mod status;
 mod text;
 
-use config::{
-    FailoverMode, Settings, ALLOW, ANNOUNCE, AUTH, DEFAULT_FAILOVER_MAX_LAG, DEFAULT_LOAD_INTERVAL_MS, DEFAULT_SERVERS,
-    DEFAULT_SESSION_TIMEOUT_MS, FAILOVER, FAILOVER_MAX_LAG, GROUP, LOAD_INTERVAL_MS, MIRRORS, SERVERS,
-    SESSION_TIMEOUT_MS,
-};
-use redis_module::configuration::{
-    get_enum_default_config_value, get_i64_default_config_value, get_string_default_config_value,
-    register_enum_configuration, register_i64_configuration, register_string_configuration, ConfigurationContext,
-    ConfigurationFlags,
-};
-use redis_module::{
-    raw, redis_module, Context, ContextFlags, InfoContext, RedisError, RedisResult, RedisString, Status,
-};
+use config::{Settings, GROUP};
+use redis_module::{raw, redis_module, Context, ContextFlags, InfoContext, RedisResult, RedisString, Status};
 use session::Control;
 use std::cell::Cell;
 use std::os::raw::{c_int, c_void};
@@ -50,7 +41,8 @@ type Allocator = std::alloc::System;
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
     ffi::guard::install_hook();
     let loaded = ffi::guard::catch("module load", || {
-        load_configs(ctx, args).and_then(|()| group::fence::install(ctx, !GROUP.get().is_empty()))
+        ffi::config::load(ctx, args, on_config_changed)
+            .and_then(|()| group::fence::install(ctx, !GROUP.get().is_empty()))
     });
     match loaded.unwrap_or_else(|| Err("internal error, see above".to_string())) {
         Ok(()) => {
@@ -102,48 +94,6 @@ fn subscribe(ctx: &Context, id: u64, callback: raw::RedisModuleEventCallback) {
     raw::subscribe_to_server_event(ctx.ctx, raw::RedisModuleEvent { id, dataver: 1 }, callback);
 }
 
-/// Registers the configs and has Redis set them: from the config file, the
-/// command line or MODULE LOADEX, else from the module's arguments or the
-/// defaults. `Err` if Redis refused a value (it logs which and why): the
-/// `configurations` of `redis_module!` would ignore that and call `init`.
-fn load_configs(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
-    use ConfigurationFlags as Flags;
-    // SAFETY: the API pointers are set at module load.
-    let load = unsafe { raw::RedisModule_LoadConfigs }.ok_or("module configs need Redis 7.0 or later")?;
-    let arg = |name: &str, e: RedisError| format!("module argument {name}: {e}");
-    #[rustfmt::skip]
-    let numbers = [
-        ("session-timeout", &SESSION_TIMEOUT_MS, DEFAULT_SESSION_TIMEOUT_MS, 500, 600_000, Flags::DEFAULT),
-        ("failover-max-lag", &FAILOVER_MAX_LAG, DEFAULT_FAILOVER_MAX_LAG, 0, i64::MAX, Flags::DEFAULT | Flags::MEMORY),
-        ("load-interval", &LOAD_INTERVAL_MS, DEFAULT_LOAD_INTERVAL_MS, 100, 3_600_000, Flags::DEFAULT),
-    ];
-    for (name, value, default, min, max, flags) in numbers {
-        let default = get_i64_default_config_value(args, name, default).map_err(|e| arg(name, e))?;
-        register_i64_configuration(ctx, name, value, default, min, max, flags, on_changed());
-    }
-    let strings = [
-        ("servers", &SERVERS, DEFAULT_SERVERS, Flags::DEFAULT),
-        ("auth", &AUTH, "", Flags::DEFAULT | Flags::SENSITIVE),
-        ("mirrors", &MIRRORS, "", Flags::DEFAULT),
-        ("group", &GROUP, "", Flags::DEFAULT),
-        ("announce", &ANNOUNCE, "", Flags::DEFAULT),
-        ("allow", &ALLOW, "", Flags::DEFAULT),
-    ];
-    for (name, value, default, flags) in strings {
-        let default = get_string_default_config_value(args, name, default).map_err(|e| arg(name, e))?;
-        register_string_configuration(ctx, name, value, default, flags, on_changed());
-    }
-    let failover =
-        get_enum_default_config_value(args, "failover", FailoverMode::auto).map_err(|e| arg("failover", e))?;
-    register_enum_configuration(ctx, "failover", &FAILOVER, failover, Flags::DEFAULT, on_changed());
-    // SAFETY: called from RedisModule_OnLoad, once the configs are registered.
-    if unsafe { load(ctx.ctx) } == raw::REDISMODULE_OK as c_int {
-        Ok(())
-    } else {
-        Err("a config was refused, see above".to_string())
-    }
-}
-
 /// Once started, the session and apply threads, the tokio runtime and the
 /// client library's own I/O thread cannot be torn down cleanly: refuse
 /// MODULE UNLOAD.
@@ -155,16 +105,10 @@ fn deinit(_ctx: &Context) -> Status {
     Status::Err
 }
 
-type OnChanged<T> = Option<Box<dyn Fn(&ConfigurationContext, &str, &'static T)>>;
-
-fn on_changed<T>() -> OnChanged<T> {
-    Some(Box::new(on_config_changed::<T>))
-}
-
 /// Any config change: the session thread takes the new snapshot (reconnecting
 /// if the connection settings moved); fencing follows `zksync.group`;
 /// commands check paths against the new roots.
-fn on_config_changed<T>(_ctx: &ConfigurationContext, _name: &str, _value: &'static T) {
+fn on_config_changed() {
     ffi::guard::catch("a config change", || {
         access::refresh_roots();
         let settings = Settings::current();

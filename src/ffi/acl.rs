@@ -77,9 +77,9 @@ impl User {
     }
 
     pub fn may(&self, key: &[u8], access: KeyAccess) -> bool {
-        let (Some(key), Some(check)) = (OwnedString::new(key), unsafe {
-            raw::RedisModule_ACLCheckKeyPermissions
-        }) else {
+        // SAFETY: API pointers are set at module load.
+        let check = unsafe { raw::RedisModule_ACLCheckKeyPermissions };
+        let (Some(key), Some(check)) = (OwnedString::new(key), check) else {
             return false;
         };
         // SAFETY: `self.0` and `key` are valid until dropped.
@@ -111,8 +111,9 @@ impl User {
 
 impl Drop for User {
     fn drop(&mut self) {
-        // SAFETY: `self.0` came from RedisModule_GetModuleUserFromUserName and is freed once.
+        // SAFETY: API pointers are set at module load.
         if let Some(free) = unsafe { raw::RedisModule_FreeModuleUser } {
+            // SAFETY: `self.0` came from RedisModule_GetModuleUserFromUserName and is freed once.
             unsafe { free(self.0) };
         }
     }
@@ -138,9 +139,10 @@ impl OwnedString {
 
 impl Drop for OwnedString {
     fn drop(&mut self) {
-        // SAFETY: freed once, with the context it was made in (so that
-        // Redis's automatic memory of that context forgets it too).
+        // SAFETY: API pointers are set at module load.
         if let Some(free) = unsafe { raw::RedisModule_FreeString } {
+            // SAFETY: freed once, with the context it was made in (so that
+            // Redis's automatic memory of that context forgets it too).
             unsafe { free(self.1, self.0) };
         }
     }

@@ -26,6 +26,7 @@ fn write(level: &std::ffi::CStr, message: &str) {
     // tests, which run outside Redis: those lines go to stderr); the format
     // is a literal "%s" with one C string argument.
     match unsafe { raw::RedisModule_Log } {
+        // SAFETY: as above; Redis copies the line before returning.
         Some(log) => unsafe { log(std::ptr::null_mut(), level.as_ptr(), c"%s".as_ptr(), line.as_ptr()) },
         None => eprintln!("{}", line.to_string_lossy()),
     }

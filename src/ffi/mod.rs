@@ -1,10 +1,16 @@
 //! The Redis side of the module's edges: what Redis calls us through must not
 //! unwind into C (`guard`), the ACL questions zksync asks on a client's behalf
-//! (`acl`), string configs as Redis sees them (`config`), clients' ids and
-//! disconnects (`clients`), and the one way to write to the Redis log (`log`).
+//! (`acl`), clients blocked on another thread and their replies (`blocked`),
+//! clients' ids and disconnects (`clients`), the configs as Redis registers
+//! and sees them (`config`), the key API writes and reads of the apply
+//! thread (`keyspace`), the Redis lock held from a thread of ours (`lock`),
+//! and the one way to write to the Redis log (`log`).
 
 pub mod acl;
+pub mod blocked;
 pub mod clients;
-mod config;
+pub mod config;
 pub mod guard;
+pub mod keyspace;
+pub mod lock;
 pub mod log;

@@ -2,6 +2,7 @@
 //! of the connect string (on the session thread's runtime, never on Redis's
 //! main thread).
 
+use crate::config::ConnectString;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -26,16 +27,12 @@ pub struct Report {
     pub figures: Result<Vec<String>, String>,
 }
 
-/// The `host:port` servers of a connect string (its chroot dropped).
-pub fn servers(connect: &str) -> Vec<String> {
-    let hosts = connect.split('/').next().unwrap_or_default();
-    hosts.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()
-}
-
 /// Asks every server at once.
-pub async fn ask_all(connect: &str) -> Vec<Report> {
-    let asks: Vec<_> = servers(connect)
-        .into_iter()
+pub async fn ask_all(connect: &ConnectString) -> Vec<Report> {
+    let asks: Vec<_> = connect
+        .servers()
+        .iter()
+        .cloned()
         .map(|server| {
             tokio::spawn(async move {
                 let figures = match tokio::time::timeout(TIMEOUT, ask(&server)).await {
@@ -100,6 +97,5 @@ mod tests {
         assert_eq!(figures[3], "");
         let refused = parse("mntr is not executed because it is not in the whitelist.\n").unwrap_err();
         assert!(refused.contains("whitelist"));
-        assert_eq!(servers("a:1,b:2/chroot"), vec!["a:1", "b:2"]);
     }
 }

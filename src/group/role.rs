@@ -8,7 +8,7 @@
 
 use super::election::Action;
 use super::load;
-use crate::apply::wake_event_loop;
+use crate::ffi::lock::wake_event_loop;
 use crate::ffi::{guard, log};
 use crossbeam_channel::Sender;
 use once_cell::sync::OnceCell;

@@ -1,16 +1,20 @@
 //! The mirror: ZooKeeper subtrees kept as Redis string keys.
 //!
-//! Data flows one way: the session thread reads ZooKeeper (`read`), works out
-//! what changed against what it has sent (`tree`), and hands `Update`s to the
-//! apply thread (`crate::apply`), the only writer of the keyspace and of the
-//! `index` that ZKSYNC.STAT and ZKSYNC.LS answer from.
+//! Data flows one way: the session thread coalesces watch events (`events`),
+//! reads ZooKeeper (`read`), works out what changed against what it has sent
+//! (`tree`), and hands `Update`s to the apply thread (`crate::apply`), the
+//! only writer of the keyspace and of the `index` that ZKSYNC.STAT and
+//! ZKSYNC.LS answer from; what it writes is decided in `plan`.
 
+pub mod events;
 pub mod index;
+pub mod plan;
 pub mod read;
 pub mod tree;
 
 use crate::config::MirrorSpec;
-use crate::reply::{Pending, Reply};
+use crate::ffi::blocked::Pending;
+use crate::reply::Reply;
 use zookeeper_client::Stat;
 
 /// One znode as read from ZooKeeper.

@@ -13,6 +13,7 @@ mod requests;
 
 use crate::config::{Connection, MirrorSpec, Settings};
 use crate::error::Error;
+use crate::ffi::blocked::Pending;
 use crate::ffi::{guard, log};
 use crate::group::election::{Action, Election};
 use crate::group::load::Sample;
@@ -22,14 +23,15 @@ use crate::group::switchover::Request as FailoverRequest;
 use crate::group::view::Member;
 use crate::lock::table::WaiterId;
 use crate::lock::{self, LockRequest, VOUCHED};
+use crate::mirror::events::{self, Reads, WatchEvent};
 use crate::mirror::tree::Tree;
 use crate::mirror::{read, Update};
 use crate::path;
-use crate::reply::{Pending, Reply};
+use crate::reply::Reply;
 use crate::status::{SessionState, STATUS};
 use locks::{Contention, LockEvent};
 use once_cell::sync::OnceCell;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -121,13 +123,6 @@ enum Offline<T> {
     Done(T),
     Reconnect,
     Shutdown(Option<crossbeam_channel::Sender<()>>),
-}
-
-/// A change under a watched root, from its persistent recursive watch.
-struct WatchEvent {
-    root: String,
-    path: String,
-    parent_changed: bool,
 }
 
 struct Session {
@@ -342,7 +337,9 @@ impl Session {
     /// cannot tell) in STATUS; returns it.
     async fn note_server(&self) -> String {
         let connect = &self.settings.connection.servers;
-        let server = peer::connected_server(connect).await.unwrap_or_else(|| connect.clone());
+        let server = peer::connected_server(connect)
+            .await
+            .unwrap_or_else(|| connect.to_string());
         STATUS.set_server(&server);
         server
     }
@@ -671,80 +668,41 @@ impl Session {
 
     /// Reads the znodes named by a burst of watch events and sends the changes.
     async fn apply_events(&mut self, client: &Client, events: Vec<WatchEvent>) {
-        // Per root, each path once, in order (a set beside the list: bursts
-        // run to 10,000), and the parents whose stat changed.
-        #[derive(Default)]
-        struct RootEvents {
-            root: String,
-            paths: Vec<String>,
-            seen: HashSet<String>,
-            parents: Vec<String>,
-        }
-        let mut by_root: Vec<RootEvents> = Vec::new();
-        for event in events {
-            let index = match by_root.iter().position(|r| r.root == event.root) {
-                Some(index) => index,
-                None => {
-                    by_root.push(RootEvents {
-                        root: event.root.clone(),
-                        ..Default::default()
-                    });
-                    by_root.len() - 1
-                }
-            };
-            let r = &mut by_root[index];
-            if event.parent_changed {
-                // A child created or deleted changes its parent's stat (pzxid,
-                // cversion, num_children), and no event says so: read it too.
-                if let Some(parent) = path::parent(&event.path).filter(|parent| path::is_within(parent, &r.root)) {
-                    r.parents.push(parent.to_string());
-                }
-            }
-            if r.seen.insert(event.path.clone()) {
-                r.paths.push(event.path);
+        let group_root = self.group_root();
+        for reads in events::coalesce(events, group_root.as_deref()) {
+            match reads {
+                Reads::Group(paths) => self.group_events(client, paths).await,
+                Reads::Mirror { root, paths } => self.read_changes(client, root, paths).await,
             }
         }
-        for RootEvents {
-            root,
-            mut paths,
-            mut seen,
-            parents,
-        } in by_root
-        {
-            if Some(&root) == self.group_root().as_ref() {
-                self.group_events(client, paths).await;
-                continue;
+    }
+
+    /// Reads `paths` under the mirror at `root` and sends what changed.
+    async fn read_changes(&mut self, client: &Client, root: String, paths: Vec<String>) {
+        if !self.trees.contains_key(&root) {
+            return;
+        }
+        let results = match read::nodes(client, &paths).await {
+            Ok(results) => results,
+            Err(e) => {
+                // The reconnect (or the retry timer) resyncs this mirror.
+                log::warning(&format!("cannot read changes under {root}: {e}"));
+                self.retry.insert(root);
+                return;
             }
-            if !self.trees.contains_key(&root) {
-                continue;
+        };
+        let Some(tree) = self.trees.get_mut(&root) else {
+            return;
+        };
+        let mut ops = Vec::new();
+        for (p, result) in paths.iter().zip(results) {
+            match result {
+                Ok(node) => ops.extend(tree.observe(p, node)),
+                Err(e) => log::warning(&format!("cannot read {p}: {e}")),
             }
-            for parent in parents {
-                if seen.insert(parent.clone()) {
-                    paths.push(parent);
-                }
-            }
-            let results = match read::nodes(client, &paths).await {
-                Ok(results) => results,
-                Err(e) => {
-                    // The reconnect (or the retry timer) resyncs this mirror.
-                    log::warning(&format!("cannot read changes under {root}: {e}"));
-                    self.retry.insert(root);
-                    continue;
-                }
-            };
-            let Some(tree) = self.trees.get_mut(&root) else {
-                continue;
-            };
-            let mut ops = Vec::new();
-            for (p, result) in paths.iter().zip(results) {
-                match result {
-                    Ok(node) => ops.extend(tree.observe(p, node)),
-                    Err(e) => log::warning(&format!("cannot read {p}: {e}")),
-                }
-            }
-            if !ops.is_empty() {
-                self.send(Update::Changes { root, ops });
-            }
+        }
+        if !ops.is_empty() {
+            self.send(Update::Changes { root, ops });
         }
     }
 
@@ -829,5 +787,5 @@ async fn connect_once(connection: Connection) -> Result<Client, zookeeper_client
     if let Some(auth) = &connection.auth {
         connector = connector.with_auth(&auth.scheme, &auth.credentials);
     }
-    connector.connect(&connection.servers).await
+    connector.connect(connection.servers.as_str()).await
 }

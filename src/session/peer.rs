@@ -2,6 +2,7 @@
 //! so it is read from Linux: the remote end of this process's established
 //! TCP connection to a server of the connect string.
 
+use crate::config::ConnectString;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -12,8 +13,8 @@ const RESOLVE_LIMIT: Duration = Duration::from_millis(200);
 
 /// The `host:port` of the connect string that this process is connected to,
 /// if exactly one is (a ZKSYNC.LOAD ZK in flight may add another).
-pub async fn connected_server(connect: &str) -> Option<String> {
-    let servers = resolve(connect).await;
+pub async fn connected_server(connect: &ConnectString) -> Option<String> {
+    let servers = resolve(connect.servers()).await;
     let sockets = own_sockets();
     let mut found = HashSet::new();
     for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
@@ -33,21 +34,20 @@ pub async fn connected_server(connect: &str) -> Option<String> {
     }
 }
 
-/// Every address of every `host:port` of the connect string (chroot aside).
-async fn resolve(connect: &str) -> HashMap<SocketAddr, String> {
-    let hosts = connect.split('/').next().unwrap_or_default();
+/// Every address of every `host:port` of the connect string.
+async fn resolve(hosts: &[String]) -> HashMap<SocketAddr, String> {
     let mut servers = HashMap::new();
-    for server in hosts.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for server in hosts {
         let addrs = match server.parse::<SocketAddr>() {
             Ok(addr) => vec![addr],
-            Err(_) => tokio::time::timeout(RESOLVE_LIMIT, async_net::resolve(server))
+            Err(_) => tokio::time::timeout(RESOLVE_LIMIT, async_net::resolve(server.as_str()))
                 .await
                 .ok()
                 .and_then(Result::ok)
                 .unwrap_or_default(),
         };
         for addr in addrs {
-            servers.insert(addr, server.to_string());
+            servers.insert(addr, server.clone());
         }
     }
     servers
@@ -122,12 +122,13 @@ mod tests {
 
     #[tokio::test]
     async fn resolves_the_connect_string_without_its_chroot() {
-        let servers = resolve("127.0.0.1:2181,localhost:2182/app").await;
+        let connect = |text: &str| crate::config::parse_servers(text).unwrap();
+        let servers = resolve(connect("127.0.0.1:2181,localhost:2182/app").servers()).await;
         assert_eq!(
             servers.get(&"127.0.0.1:2182".parse().unwrap()).map(String::as_str),
             Some("localhost:2182")
         );
-        let servers = resolve("127.0.0.1:2181,127.0.0.2:2182/app").await;
+        let servers = resolve(connect("127.0.0.1:2181,127.0.0.2:2182/app").servers()).await;
         assert_eq!(
             servers.get(&"127.0.0.2:2182".parse().unwrap()).map(String::as_str),
             Some("127.0.0.2:2182")

@@ -6,9 +6,10 @@ use super::Session;
 use crate::access;
 use crate::config::DEFAULT_PREFIX;
 use crate::error::Error;
+use crate::ffi::blocked::Pending;
 use crate::mirror::{read, Node, Update};
 use crate::path;
-use crate::reply::{Pending, Reply};
+use crate::reply::Reply;
 use std::time::Duration;
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, Stat};
 

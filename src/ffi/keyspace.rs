@@ -15,6 +15,8 @@ type Ctx = *mut raw::RedisModuleCtx;
 /// An API function pointer; they are set at module load, before any thread of ours runs.
 macro_rules! api {
     ($name:ident) => {
+        // SAFETY: read-only after module load, which happens before any
+        // thread of ours starts.
         unsafe { raw::$name }
     };
 }
@@ -36,7 +38,7 @@ pub fn set(ctx: Ctx, key: &[u8], value: &[u8]) -> Result<(), &'static str> {
     }
     drop(open);
     notify(ctx, raw::REDISMODULE_NOTIFY_STRING, c"set", &name);
-    // SAFETY: "ss" takes two RedisModuleStrings.
+    // SAFETY: the lock is held; "ss" takes two RedisModuleStrings, both alive.
     unsafe { replicate(ctx, c"SET".as_ptr(), c"ss".as_ptr(), name.0.as_ptr(), value.0.as_ptr()) };
     Ok(())
 }
@@ -60,10 +62,11 @@ pub fn delete(ctx: Ctx, key: &[u8]) {
     if unsafe { key_type(open.0.as_ptr()) } == raw::REDISMODULE_KEYTYPE_EMPTY as c_int {
         return;
     }
+    // SAFETY: the key is open for writing and holds a value.
     unsafe { delete(open.0.as_ptr()) };
     drop(open);
     notify(ctx, raw::REDISMODULE_NOTIFY_GENERIC, c"del", &name);
-    // SAFETY: "s" takes one RedisModuleString.
+    // SAFETY: the lock is held; "s" takes one RedisModuleString, alive.
     unsafe { replicate(ctx, c"DEL".as_ptr(), c"s".as_ptr(), name.0.as_ptr()) };
 }
 
@@ -84,15 +87,18 @@ fn read<R>(ctx: Ctx, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Option<R
     let open = OpenKey::new(ctx, &name, raw::REDISMODULE_READ | raw::REDISMODULE_OPEN_KEY_NOTOUCH)?;
     let key_type = api!(RedisModule_KeyType)?;
     let dma = api!(RedisModule_StringDMA)?;
-    // SAFETY: the key is open; the DMA view lives as long as it stays open.
+    // SAFETY: the key is open.
     match unsafe { key_type(open.0.as_ptr()) } as isize {
         raw::REDISMODULE_KEYTYPE_EMPTY => None,
         raw::REDISMODULE_KEYTYPE_STRING => {
             let mut len = 0;
+            // SAFETY: the key is open and holds a string.
             let ptr = unsafe { dma(open.0.as_ptr(), &mut len, raw::REDISMODULE_READ as c_int) };
             if ptr.is_null() {
                 return Some(f(None));
             }
+            // SAFETY: Redis's `len` bytes at `ptr` stay valid while the key is
+            // open, and `open` outlives `f`.
             Some(f(Some(unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) })))
         }
         _ => Some(f(None)),
@@ -122,6 +128,7 @@ impl RedisStr {
 impl Drop for RedisStr {
     fn drop(&mut self) {
         if let Some(free) = api!(RedisModule_FreeString) {
+            // SAFETY: created by `new` with the same context, freed once here.
             unsafe { free(self.1, self.0.as_ptr()) };
         }
     }
@@ -141,6 +148,7 @@ impl OpenKey {
 impl Drop for OpenKey {
     fn drop(&mut self) {
         if let Some(close) = api!(RedisModule_CloseKey) {
+            // SAFETY: opened by `new`, closed once here, the lock still held.
             unsafe { close(self.0.as_ptr()) };
         }
     }

@@ -1,0 +1,64 @@
+//! The Redis lock as a thread of ours holds it, and the wake-up that makes
+//! what it wrote leave at once.
+
+use redis_module::{raw, Context};
+use std::time::{Duration, Instant};
+
+/// The Redis lock, held through one thread-safe context that lives as long
+/// as its thread. (redis-module 2.0.8's `ThreadSafeContext::lock` creates
+/// and frees a context, with a client, on every lock: a tenth of what an
+/// update costs.)
+pub struct Locked {
+    ctx: Context,
+    since: Instant,
+}
+
+impl Locked {
+    /// Waits for the lock. `ctx` must be a thread-safe context that outlives
+    /// the guard.
+    pub fn new(ctx: *mut raw::RedisModuleCtx) -> Locked {
+        // SAFETY: API pointers are set at module load.
+        if let Some(lock) = unsafe { raw::RedisModule_ThreadSafeContextLock } {
+            // SAFETY: `ctx` is a thread-safe context, alive (see above).
+            unsafe { lock(ctx) };
+        }
+        Locked {
+            ctx: Context::new(ctx),
+            since: Instant::now(),
+        }
+    }
+
+    /// How long the lock has been held.
+    pub fn held(&self) -> Duration {
+        self.since.elapsed()
+    }
+}
+
+impl std::ops::Deref for Locked {
+    type Target = Context;
+    fn deref(&self) -> &Context {
+        &self.ctx
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        // SAFETY: API pointers are set at module load.
+        if let Some(unlock) = unsafe { raw::RedisModule_ThreadSafeContextUnlock } {
+            // SAFETY: this guard locked the same live context in `new`.
+            unsafe { unlock(self.ctx.ctx) };
+        }
+    }
+}
+
+/// Wakes Redis's event loop from any thread (else replies and notifications
+/// wait for the event loop's next wake-up, serverCron's: up to 100 ms at hz 10).
+pub fn wake_event_loop() {
+    extern "C" fn nothing(_: *mut std::os::raw::c_void) {}
+    // SAFETY: API pointers are set at module load.
+    if let Some(add) = unsafe { raw::RedisModule_EventLoopAddOneShot } {
+        // SAFETY: Redis may call this from any thread; the callback ignores
+        // its NULL argument and lives as long as the module.
+        unsafe { add(Some(nothing), std::ptr::null_mut()) };
+    }
+}

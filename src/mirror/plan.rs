@@ -1,0 +1,273 @@
+//! What a batch of ops does to the index and which key writes it calls for,
+//! decided without Redis. The apply thread (`src/apply.rs`) runs these under
+//! the Redis lock and carries the writes out in order.
+
+use super::index::{Advance, Index};
+use super::{stat_zxid, Op};
+use crate::config::MirrorSpec;
+use crate::path;
+
+/// One write to a mirrored key.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeyWrite {
+    Set {
+        key: Vec<u8>,
+        data: Vec<u8>,
+    },
+    /// Set the key unless it already holds `data`: a resync repairs keys
+    /// changed outside zksync.
+    Repair {
+        key: Vec<u8>,
+        data: Vec<u8>,
+    },
+    Delete(Vec<u8>),
+}
+
+/// What a batch did to the index, and the key writes it calls for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Empty where the keyspace is not written (a replica).
+    pub writes: Vec<KeyWrite>,
+    /// The highest zxid written or updated; 0 for none.
+    pub zxid: i64,
+    /// Live or resync changes that moved the index.
+    pub applied: u64,
+}
+
+/// Live or resync ops: a key never goes back to an older version; a stat
+/// whose children changed is updated without rewriting the key. The
+/// mirror's applied zxid moves with them.
+pub fn ops(index: &mut Index, spec: &MirrorSpec, ops: Vec<Op>, write: bool) -> Plan {
+    let mut plan = Plan::default();
+    for op in ops {
+        match op {
+            Op::Upsert(node) => {
+                let zxid = stat_zxid(&node.stat);
+                let key = write.then(|| spec.key(&node.path));
+                match index.advance(node.path, node.stat) {
+                    Advance::Stale => continue,
+                    Advance::ChildrenOnly => {}
+                    Advance::Data => plan
+                        .writes
+                        .extend(key.map(|key| KeyWrite::Set { key, data: node.data })),
+                }
+                plan.zxid = plan.zxid.max(zxid);
+                plan.applied += 1;
+            }
+            Op::Delete(path) => {
+                if write {
+                    plan.writes.push(KeyWrite::Delete(spec.key(&path)));
+                }
+                if index.remove(&path).is_some() {
+                    plan.applied += 1;
+                }
+            }
+            Op::Verify(node) => {
+                if index.stat(&node.path).is_some_and(|old| old.mzxid > node.stat.mzxid) {
+                    continue;
+                }
+                if write {
+                    plan.writes.push(KeyWrite::Repair {
+                        key: spec.key(&node.path),
+                        data: node.data,
+                    });
+                }
+                index.insert(node.path, node.stat);
+            }
+        }
+    }
+    if let Some(entry) = index.mirror_mut(&spec.root) {
+        entry.applied_zxid = entry.applied_zxid.max(plan.zxid);
+    }
+    plan
+}
+
+/// A pull, unconditionally; `index` is set when the path is mirrored.
+pub fn pulled(mut index: Option<&mut Index>, spec: &MirrorSpec, ops: Vec<Op>, write: bool) -> Plan {
+    let mut plan = Plan::default();
+    for op in ops {
+        match op {
+            Op::Upsert(node) | Op::Verify(node) => {
+                if write {
+                    plan.writes.push(KeyWrite::Set {
+                        key: spec.key(&node.path),
+                        data: node.data,
+                    });
+                }
+                plan.zxid = plan.zxid.max(stat_zxid(&node.stat));
+                if let Some(index) = index.as_deref_mut() {
+                    index.insert(node.path, node.stat);
+                }
+            }
+            Op::Delete(path) => {
+                if write {
+                    plan.writes.push(KeyWrite::Delete(spec.key(&path)));
+                }
+                if let Some(index) = index.as_deref_mut() {
+                    index.remove(&path);
+                }
+            }
+        }
+    }
+    plan
+}
+
+/// Whether a sweep of `root` deletes `key`, found under `prefix`: the key of
+/// a path below `root` that `keep` does not know, or a key that is no znode
+/// path (yet in the mirror's namespace).
+pub fn sweeps(key: &[u8], prefix: &str, root: &str, keep: impl Fn(&str) -> bool) -> bool {
+    let Some(path) = key.strip_prefix(prefix.as_bytes()) else {
+        return false;
+    };
+    match std::str::from_utf8(path) {
+        Ok(path) => path::is_within(path, root) && !keep(path),
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mirror::Node;
+    use zookeeper_client::Stat;
+
+    fn spec() -> MirrorSpec {
+        MirrorSpec {
+            root: "/a".into(),
+            prefix: "zk:".into(),
+        }
+    }
+
+    /// `path@mzxid` or `path@mzxid/pzxid`.
+    fn node(text: &str) -> Node {
+        let (path, zxids) = text.split_once('@').unwrap();
+        let (mzxid, pzxid) = zxids.split_once('/').unwrap_or((zxids, zxids));
+        Node {
+            path: path.to_string(),
+            data: path.as_bytes().to_vec(),
+            stat: Stat {
+                mzxid: mzxid.parse().unwrap(),
+                pzxid: pzxid.parse().unwrap(),
+                ..crate::mirror::test_stat()
+            },
+        }
+    }
+
+    /// `+node` an upsert, `?node` a verify, `-path` a delete.
+    fn op(text: &str) -> Op {
+        match text.split_at(1) {
+            ("+", n) => Op::Upsert(node(n)),
+            ("?", n) => Op::Verify(node(n)),
+            ("-", p) => Op::Delete(p.to_string()),
+            _ => panic!("{text}"),
+        }
+    }
+
+    fn describe(writes: &[KeyWrite]) -> Vec<String> {
+        let text = |key: &[u8]| String::from_utf8_lossy(key).into_owned();
+        writes
+            .iter()
+            .map(|w| match w {
+                KeyWrite::Set { key, .. } => format!("set {}", text(key)),
+                KeyWrite::Repair { key, .. } => format!("repair {}", text(key)),
+                KeyWrite::Delete(key) => format!("del {}", text(key)),
+            })
+            .collect()
+    }
+
+    fn index(nodes: &[&str]) -> Index {
+        let mut index = Index::default();
+        index.set_mirrors(&[spec()]);
+        for n in nodes {
+            let n = node(n);
+            index.insert(n.path, n.stat);
+        }
+        index
+    }
+
+    /// What, the index before, the ops, the writes, how many applied, the zxid.
+    type Case = (
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+        &'static [&'static str],
+        u64,
+        i64,
+    );
+
+    #[test]
+    fn live_and_resync_ops() {
+        #[rustfmt::skip]
+        let cases: [Case; 10] = [
+            ("a new znode is written", &[], &["+/a/b@5"], &["set zk:/a/b"], 1, 5),
+            ("the same version is stale", &["/a/b@5"], &["+/a/b@5"], &[], 0, 0),
+            ("an older version is stale", &["/a/b@5"], &["+/a/b@4"], &[], 0, 0),
+            ("new data is written", &["/a/b@5"], &["+/a/b@6"], &["set zk:/a/b"], 1, 6),
+            ("new children move only the stat", &["/a/b@5"], &["+/a/b@5/7"], &[], 1, 7),
+            ("a known znode's delete", &["/a/b@5"], &["-/a/b"], &["del zk:/a/b"], 1, 0),
+            ("an unknown znode's key is deleted all the same", &[], &["-/a/b"], &["del zk:/a/b"], 0, 0),
+            ("a verify checks the key", &["/a/b@5"], &["?/a/b@5"], &["repair zk:/a/b"], 0, 0),
+            ("a verify older than the index is dropped", &["/a/b@6"], &["?/a/b@5"], &[], 0, 0),
+            ("in order", &[], &["+/a/x@3", "-/a/y", "?/a/z@2", "+/a/w@9"],
+                &["set zk:/a/x", "del zk:/a/y", "repair zk:/a/z", "set zk:/a/w"], 2, 9),
+        ];
+        for (what, known, batch, writes, applied, zxid) in cases {
+            for write in [true, false] {
+                let mut index = index(known);
+                let plan = ops(&mut index, &spec(), batch.iter().map(|o| op(o)).collect(), write);
+                let expected: &[&str] = if write { writes } else { &[] };
+                assert_eq!(describe(&plan.writes), expected, "{what} (write {write})");
+                assert_eq!((plan.applied, plan.zxid), (applied, zxid), "{what}");
+                assert_eq!(index.mirrors()[0].applied_zxid, zxid, "{what}");
+            }
+        }
+    }
+
+    #[test]
+    fn ops_move_the_index() {
+        let mut index = index(&["/a/gone@1", "/a/old@1", "/a/newer@9"]);
+        let batch = ["+/a/new@2", "-/a/gone", "?/a/old@3", "?/a/newer@4"];
+        ops(&mut index, &spec(), batch.iter().map(|o| op(o)).collect(), false);
+        let mzxid = |p: &str| index.stat(p).map(|s| s.mzxid);
+        assert_eq!(
+            [mzxid("/a/new"), mzxid("/a/gone"), mzxid("/a/old"), mzxid("/a/newer")],
+            [Some(2), None, Some(3), Some(9)]
+        );
+    }
+
+    #[test]
+    fn pulls_write_everything() {
+        let batch = || ["+/a/b@5", "?/a/c@7", "-/a/d"].iter().map(|o| op(o)).collect();
+        let plan = pulled(None, &spec(), batch(), true);
+        assert_eq!(describe(&plan.writes), ["set zk:/a/b", "set zk:/a/c", "del zk:/a/d"]);
+        assert_eq!((plan.zxid, plan.applied), (7, 0));
+        // Even over newer versions, and into the index when mirrored.
+        let mut index = index(&["/a/b@9", "/a/d@1"]);
+        let plan = pulled(Some(&mut index), &spec(), batch(), false);
+        assert!(plan.writes.is_empty());
+        let mzxid = |p: &str| index.stat(p).map(|s| s.mzxid);
+        assert_eq!([mzxid("/a/b"), mzxid("/a/c"), mzxid("/a/d")], [Some(5), Some(7), None]);
+    }
+
+    #[test]
+    fn sweeps_unknown_keys_below_the_root() {
+        let known = |p: &str| p == "/a/known";
+        let cases: [(&[u8], &str, bool); 7] = [
+            (b"zk:/a/known", "/a", false),
+            (b"zk:/a/unknown", "/a", true),
+            (b"zk:/a", "/a", true),
+            (b"zk:/ab", "/a", false),
+            (b"other:/a/x", "/a", false),
+            (b"zk:/a/\xff", "/a", true),
+            (b"zk:/a/unknown", "/a/unknown/x", false),
+        ];
+        for (key, root, swept) in cases {
+            assert_eq!(
+                sweeps(key, "zk:", root, known),
+                swept,
+                "{}",
+                String::from_utf8_lossy(key)
+            );
+        }
+    }
+}
