@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub mod curator;
 pub mod proxy;
 pub mod writer;
 
