@@ -1,5 +1,6 @@
 //! Locks: ZKSYNC.LOCK, UNLOCK, CHECK and LOCKS against real servers.
-//! Exclusion and increasing tokens among clients of two redis-servers;
+//! Exclusion and increasing tokens among clients of two redis-servers and
+//! a Curator `InterProcessMutex` on the same path;
 //! release on UNLOCK, disconnect, LEASE and session expiry; timeouts and
 //! disconnected waiters leave no contender znode behind; CHECK guards a
 //! write in a script; bad input gets clear errors. ZooKeeper is read back
@@ -7,10 +8,10 @@
 
 mod common;
 
+use common::curator::*;
 use common::proxy::Proxy;
 use common::*;
 use redis::Value;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SETTLE: Duration = Duration::from_secs(10);
@@ -139,58 +140,85 @@ fn bad_input_gets_clear_errors() {
     assert_eq!(redis.cmd(&["PING"]), Value::SimpleString("PONG".into()));
 }
 
-/// Holding intervals of every holder, with their tokens.
-type Holdings = Arc<Mutex<Vec<(Instant, Instant, i64)>>>;
-
-fn contend(redis: &Redis, lock: &str, rounds: usize, holdings: &Holdings) -> std::thread::JoinHandle<()> {
+/// Takes and releases `lock` `rounds` times, holding each for 2 ms (and
+/// checking it meanwhile); the holdings, on Curator's clock.
+fn contend(redis: &Redis, lock: &str, rounds: usize) -> std::thread::JoinHandle<Vec<Holding>> {
     let mut conn = redis.conn();
-    let (lock, holdings) = (lock.to_string(), holdings.clone());
+    let lock = lock.to_string();
     std::thread::spawn(move || {
+        let mut holdings = Vec::new();
         for _ in 0..rounds {
             let t = token(query(&mut conn, &["ZKSYNC.LOCK", &lock]).unwrap());
-            let start = Instant::now();
+            let start_us = epoch_us();
             std::thread::sleep(Duration::from_millis(2));
             assert_eq!(
                 query(&mut conn, &["ZKSYNC.CHECK", &lock, &t.to_string()]).unwrap(),
                 Value::Okay
             );
-            let end = Instant::now();
-            holdings.lock().unwrap().push((start, end, t));
+            holdings.push(Holding {
+                start_us,
+                end_us: epoch_us(),
+                token: t,
+            });
             assert_eq!(
                 query(&mut conn, &["ZKSYNC.UNLOCK", &lock, &t.to_string()]).unwrap(),
                 Value::Int(1)
             );
         }
+        holdings
     })
 }
 
 #[test]
-fn clients_of_two_servers_exclude_each_other_with_increasing_tokens() {
+fn clients_of_two_servers_and_curator_exclude_each_other_with_increasing_tokens() {
+    check_overlaps();
     let connect = shared_zk().connect_string();
     let (one, two) = (server(&connect), server(&connect));
     let lock = unique_root("lock-contended");
-    let holdings: Holdings = Default::default();
+    let mut curator = curator_contend(&connect, &lock, 15, Duration::from_millis(2));
+    curator.wait_ready();
     let threads: Vec<_> = [&one, &one, &two, &two]
         .into_iter()
-        .map(|redis| contend(redis, &lock, 15, &holdings))
+        .map(|redis| contend(redis, &lock, 15))
         .collect();
-    for thread in threads {
-        thread.join().unwrap();
-    }
-    let mut holdings = holdings.lock().unwrap().clone();
-    assert_eq!(holdings.len(), 60);
-    holdings.sort_by_key(|(start, _, _)| *start);
-    for pair in holdings.windows(2) {
-        let ((_, end, t1), (start, _, t2)) = (pair[0], pair[1]);
-        assert!(end <= start, "holdings overlap: tokens {t1} and {t2}");
-        assert!(t2 > t1, "tokens do not increase: {t2} after {t1}");
-    }
+    let mut holdings: Vec<Holding> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    holdings.extend(curator.join());
+    assert_eq!(holdings.len(), 75);
+    assert_eq!(overlaps(&holdings), None, "two holders at once");
+    assert_tokens_increase(&holdings);
     let zk = ZkClient::connect(&connect);
     wait_until(SETTLE, "every contender gone", || contenders(&zk, &lock).is_empty());
     assert_eq!(
         figure(&one, "lock_acquisitions") + figure(&two, "lock_acquisitions"),
         60
     );
+}
+
+#[test]
+fn a_curator_holder_and_a_redis_client_wait_for_each_other() {
+    let connect = shared_zk().connect_string();
+    let redis = server(&connect);
+    let lock = unique_root("lock-curator");
+    let mut a = redis.conn();
+    let t = token(query(&mut a, &["ZKSYNC.LOCK", &lock]).unwrap());
+    let mut curator = CuratorHolder::start(&connect, &lock);
+    assert_eq!(
+        curator.held_within(Duration::from_millis(500)),
+        None,
+        "Curator waits for Redis"
+    );
+    query(&mut a, &["ZKSYNC.UNLOCK", &lock, &t.to_string()]).unwrap();
+    let curators = curator.wait_held(SETTLE);
+    assert!(curators > t);
+    assert_eq!(
+        query(&mut a, &["ZKSYNC.LOCK", &lock, "TIMEOUT", "0"]).unwrap(),
+        Value::Nil,
+        "Redis waits for Curator"
+    );
+    let waiter = std::thread::spawn(move || token(query(&mut a, &["ZKSYNC.LOCK", &lock]).unwrap()));
+    std::thread::sleep(Duration::from_millis(200));
+    curator.release();
+    assert!(waiter.join().unwrap() > curators);
 }
 
 #[test]
@@ -203,14 +231,17 @@ fn a_lock_is_released_when_its_connection_closes_and_waiters_follow_in_order() {
     let waiter = {
         let mut conn = redis.conn();
         let lock = lock.clone();
-        std::thread::spawn(move || token(query(&mut conn, &["ZKSYNC.LOCK", &lock]).unwrap()))
+        // The connection comes back with the token: it holds the lock while open.
+        std::thread::spawn(move || (token(query(&mut conn, &["ZKSYNC.LOCK", &lock]).unwrap()), conn))
     };
     wait_until(SETTLE, "the waiter's znode", || contenders(&zk, &lock).len() == 2);
     assert_eq!(figure(&redis, "lock_waiters"), 1);
     drop(holder);
-    let second = waiter.join().unwrap();
+    let (second, waiter) = waiter.join().unwrap();
     assert!(second > first);
     wait_until(SETTLE, "only the new holder left", || contenders(&zk, &lock).len() == 1);
+    drop(waiter);
+    wait_until(SETTLE, "no contender left", || contenders(&zk, &lock).is_empty());
 }
 
 #[test]

@@ -6,6 +6,7 @@
 use super::Session;
 use crate::config::{FailoverMode, FAILOVER, FAILOVER_MAX_LAG};
 use crate::error::Error;
+use crate::ffi::blocked::Pending;
 use crate::ffi::log;
 use crate::group::election::{
     left_by_previous_run, Effect, Effects, Election, Facts, Leader, LeaseCheck, Policy, Takeover,
@@ -15,7 +16,6 @@ use crate::group::layout::{Layout, HISTORY};
 use crate::group::leader::{self, decode_epoch, LeaderNode};
 use crate::group::role;
 use crate::group::switchover::{Request, Rollback, Switchover, Versioned};
-use crate::ffi::blocked::Pending;
 use crate::reply::Reply;
 use crate::status::STATUS;
 use std::collections::VecDeque;

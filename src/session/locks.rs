@@ -6,12 +6,12 @@
 
 use super::Session;
 use crate::error::Error;
+use crate::ffi::blocked::Pending;
 use crate::ffi::log;
 use crate::lease;
 use crate::lock::name::{position, Position, Protected};
 use crate::lock::table::{Grant, WaiterId};
 use crate::lock::{self, LockRequest, Token, VOUCHED};
-use crate::ffi::blocked::Pending;
 use crate::reply::Reply;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -36,6 +36,8 @@ pub(super) enum LockEvent {
     Ended { id: WaiterId, result: Result<(), Error> },
     /// A held lock's znode is gone.
     Deleted { znode: String },
+    /// A released lock's znode could not be deleted: retried by the tick.
+    Unreleased { znode: String },
 }
 
 /// One waiting LOCK.
@@ -111,7 +113,7 @@ impl Session {
                         waiting.pending.resolve(Reply::Integer(token.0));
                     }
                     // Cancelled meanwhile (its client left): give it back.
-                    _ => self.release(client, vec![znode]).await,
+                    _ => self.release(client, vec![znode]),
                 }
             }
             LockEvent::Ended { id, result } => {
@@ -123,19 +125,27 @@ impl Session {
                 }
             }
             LockEvent::Deleted { znode } => lock::table().deleted(&znode),
+            LockEvent::Unreleased { znode } => self.contention.releases.push(znode),
         }
     }
 
     /// Deletes released contender znodes; those ZooKeeper did not answer for are retried.
-    pub(super) async fn release(&mut self, client: &Client, znodes: Vec<String>) {
+    /// The deletes are sent at once and not awaited: a LOCK that follows
+    /// an UNLOCK goes out behind them, and ZooKeeper answers one session's
+    /// requests in order, so it never waits for its own old znode.
+    pub(super) fn release(&mut self, client: &Client, znodes: Vec<String>) {
         for znode in znodes {
-            match client.delete(&znode, None).await {
-                Ok(()) | Err(ZkError::NoNode) => {}
-                Err(e) => {
-                    log::warning(&format!("cannot release the lock znode {znode}: {e} (retrying)"));
-                    self.contention.releases.push(znode);
+            let deleted = client.delete(&znode, None);
+            let events = self.contention.events.clone();
+            tokio::spawn(async move {
+                match deleted.await {
+                    Ok(()) | Err(ZkError::NoNode) => {}
+                    Err(e) => {
+                        log::warning(&format!("cannot release the lock znode {znode}: {e} (retrying)"));
+                        let _ = events.send(LockEvent::Unreleased { znode });
+                    }
                 }
-            }
+            });
         }
     }
 
@@ -161,7 +171,7 @@ impl Session {
         }
         let lapsed = lock::table().lapse(Instant::now());
         let retries = std::mem::take(&mut self.contention.releases);
-        self.release(client, lapsed.into_iter().chain(retries).collect()).await;
+        self.release(client, lapsed.into_iter().chain(retries).collect());
     }
 
     /// The connection is back within the session: held znodes deleted
@@ -215,6 +225,12 @@ fn watch_held(client: Client, znode: String, events: mpsc::UnboundedSender<LockE
     });
 }
 
+/// The children of a lock, and when they were asked for.
+struct Listing {
+    children: Vec<String>,
+    sent: Instant,
+}
+
 /// One LOCK contending in ZooKeeper.
 struct Contender {
     client: Client,
@@ -228,26 +244,21 @@ struct Contender {
 
 impl Contender {
     async fn contend(self, mut cancelled: oneshot::Receiver<()>) -> LockEvent {
-        let (znode, token) = match self.create().await {
+        let (znode, token, listing) = match self.create().await {
             Ok(created) => created,
             Err(e) => return self.ended(Err(Error::from_zk(e, &self.dir))),
         };
-        let result = self.wait(&znode, &mut cancelled).await;
-        match result {
+        match self.wait(&znode, listing, &mut cancelled).await {
             Ok(Some(confirmed)) => LockEvent::Granted {
                 id: self.id,
                 znode,
                 token,
                 confirmed,
             },
-            Ok(None) => {
-                // Timed out or cancelled: leave nothing behind.
+            // Timed out or cancelled (`Ok`), or failed: leave nothing behind.
+            result => {
                 let _ = self.client.delete(&znode, None).await;
-                self.ended(Ok(()))
-            }
-            Err(e) => {
-                let _ = self.client.delete(&znode, None).await;
-                self.ended(Err(e))
+                self.ended(result.map(|_| ()))
             }
         }
     }
@@ -256,28 +267,54 @@ impl Contender {
         LockEvent::Ended { id: self.id, result }
     }
 
-    /// Creates this contender's znode (and the lock's, as containers, like
-    /// Curator); after a lost connection finds it by its protected name.
-    async fn create(&self) -> Result<(String, Token), ZkError> {
+    /// Creates this contender's znode. The listing of the lock goes out
+    /// right behind the create: ZooKeeper answers a session's requests in
+    /// order, so it shows the new znode, and an uncontended LOCK takes one
+    /// round trip.
+    async fn create(&self) -> Result<(String, Token, Option<Listing>), ZkError> {
+        let path = self.protected.path(&self.dir);
+        let options = CreateMode::EphemeralSequential.with_acls(self.acls);
+        let sent = Instant::now();
+        let created = self.client.create(&path, b"", &options);
+        let listed = self.client.list_children(&self.dir);
+        match created.await {
+            Ok((stat, sequence)) => {
+                let listing = listed.await.ok().map(|children| Listing { children, sent });
+                Ok((format!("{path}{sequence}"), Token(stat.czxid), listing))
+            }
+            Err(e) => {
+                let (znode, token) = self.create_again(e).await?;
+                Ok((znode, token, None))
+            }
+        }
+    }
+
+    /// After a failed create: the lock's znode made (as containers, like
+    /// Curator) if missing; after a lost connection, this attempt's znode
+    /// found by its protected name.
+    async fn create_again(&self, mut error: ZkError) -> Result<(String, Token), ZkError> {
         let path = self.protected.path(&self.dir);
         let options = CreateMode::EphemeralSequential.with_acls(self.acls);
         loop {
-            match self.client.create(&path, b"", &options).await {
-                Ok((stat, sequence)) => return Ok((format!("{path}{sequence}"), Token(stat.czxid))),
-                Err(ZkError::NoNode) => {
+            match error {
+                ZkError::NoNode => {
                     let parents = CreateMode::Container.with_acls(self.acls);
                     match self.client.mkdir(&self.dir, &parents).await {
                         Ok(()) | Err(ZkError::NodeExists) => {}
                         Err(e) => return Err(e),
                     }
                 }
-                Err(ZkError::ConnectionLoss) => {
+                ZkError::ConnectionLoss => {
                     tokio::time::sleep(RETRY).await;
                     if let Some(found) = self.find().await? {
                         return Ok(found);
                     }
                 }
-                Err(e) => return Err(e),
+                e => return Err(e),
+            }
+            match self.client.create(&path, b"", &options).await {
+                Ok((stat, sequence)) => return Ok((format!("{path}{sequence}"), Token(stat.czxid))),
+                Err(e) => error = e,
             }
         }
     }
@@ -301,17 +338,20 @@ impl Contender {
 
     /// Waits until `znode` is the lowest (`Some`: when the request showing
     /// it was sent), the deadline passes or the waiter is cancelled (`None`).
-    async fn wait(&self, znode: &str, cancelled: &mut oneshot::Receiver<()>) -> Result<Option<Instant>, Error> {
+    async fn wait(
+        &self,
+        znode: &str,
+        mut listing: Option<Listing>,
+        cancelled: &mut oneshot::Receiver<()>,
+    ) -> Result<Option<Instant>, Error> {
         let name = znode.rsplit('/').next().unwrap_or_default();
         loop {
-            let sent = Instant::now();
-            let children = match self.client.list_children(&self.dir).await {
-                Ok(children) => children,
-                Err(ZkError::ConnectionLoss) => {
-                    tokio::time::sleep(RETRY).await;
-                    continue;
-                }
-                Err(e) => return Err(Error::from_zk(e, &self.dir)),
+            let Listing { children, sent } = match listing.take() {
+                Some(listing) => listing,
+                None => match self.list().await? {
+                    Some(listing) => listing,
+                    None => continue,
+                },
             };
             let ahead = match position(&children, name) {
                 Position::Holder => return Ok(Some(sent)),
@@ -329,6 +369,19 @@ impl Contender {
             if !self.await_turn(&ahead, cancelled).await? {
                 return Ok(None);
             }
+        }
+    }
+
+    /// The lock's children; `None` after a lost connection (to be asked again).
+    async fn list(&self) -> Result<Option<Listing>, Error> {
+        let sent = Instant::now();
+        match self.client.list_children(&self.dir).await {
+            Ok(children) => Ok(Some(Listing { children, sent })),
+            Err(ZkError::ConnectionLoss) => {
+                tokio::time::sleep(RETRY).await;
+                Ok(None)
+            }
+            Err(e) => Err(Error::from_zk(e, &self.dir)),
         }
     }
 

@@ -472,7 +472,7 @@ impl Session {
             }
             Control::Failover(request, pending) => self.failover(client, request, pending).await,
             Control::Lock(id, request, pending) => self.lock(client, id, request, pending),
-            Control::Release(znodes) => self.release(client, znodes).await,
+            Control::Release(znodes) => self.release(client, znodes),
             Control::Cancel(ids) => self.cancel(ids),
             Control::Settings(settings) => return self.take_settings(client, settings, watches).await,
             Control::Promoted => {
