@@ -4,20 +4,20 @@
 //! section, the start of the threads, the serverCron tick, the exit. See README.md
 //! for the architecture.
 
+// Every unsafe block says why it is sound.
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod access;
-// Where Redis's C API is called, every unsafe block says why it is sound.
-#[warn(clippy::undocumented_unsafe_blocks)]
-mod apply;
 mod commands;
 mod config;
 mod error;
-#[warn(clippy::undocumented_unsafe_blocks)]
 mod ffi;
 mod group;
 mod lease;
 mod lock;
 mod mirror;
 mod path;
+mod redis;
 mod reply;
 mod session;
 mod status;
@@ -42,7 +42,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     ffi::guard::install_hook();
     let loaded = ffi::guard::catch("module load", || {
         ffi::config::load(ctx, args, on_config_changed)
-            .and_then(|()| group::fence::install(ctx, !GROUP.get().is_empty()))
+            .and_then(|()| redis::fence::install(ctx, !GROUP.get().is_empty()))
     });
     match loaded.unwrap_or_else(|| Err("internal error, see above".to_string())) {
         Ok(()) => {
@@ -75,7 +75,7 @@ unsafe extern "C" fn on_cron(ctx: *mut raw::RedisModuleCtx, _: raw::RedisModuleE
 
 fn cron(ctx: &Context) {
     if !STARTED.swap(true, Ordering::Relaxed) {
-        match apply::start().and_then(|updates| session::start(Settings::current(), updates)) {
+        match redis::apply::start().and_then(|updates| session::start(Settings::current(), updates)) {
             Ok(()) => {
                 REPLICA.store(ctx.get_flags().contains(ContextFlags::SLAVE), Ordering::Relaxed);
                 close_session_at_exit();
@@ -112,7 +112,7 @@ fn on_config_changed() {
     ffi::guard::catch("a config change", || {
         access::refresh_roots();
         let settings = Settings::current();
-        group::fence::set_active(settings.group.is_some());
+        redis::fence::set_active(settings.group.is_some());
         let _ = session::send(Control::Settings(settings));
     });
 }
@@ -138,7 +138,7 @@ fn tick(ctx: &Context) {
     static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
     thread_local!(static NEXT_SAMPLE: Cell<Option<Instant>> = const { Cell::new(None) });
     let sample_due = NEXT_SAMPLE.with(|next| {
-        if !group::fence::in_group() {
+        if !redis::fence::in_group() {
             // Outside a group nothing is sampled; joining one samples at once.
             next.set(None);
             return false;
@@ -160,19 +160,19 @@ fn tick(ctx: &Context) {
         }
         sample(ctx);
     }
-    if replica || !group::fence::in_group() {
+    if replica || !redis::fence::in_group() {
         return;
     }
     let shutting_down = ctx.server_info("server").field("shutdown_in_milliseconds").is_some();
     if SHUTTING_DOWN.swap(shutting_down, Ordering::Relaxed) != shutting_down {
-        session::send(Control::ShuttingDown(shutting_down, group::load::sample(ctx)));
+        session::send(Control::ShuttingDown(shutting_down, redis::sample::sample(ctx)));
     }
 }
 
 fn sample(ctx: &Context) {
-    if group::fence::in_group() {
-        group::fence::learn_write_commands(ctx);
-        let _ = session::send(Control::Sample(group::load::sample(ctx)));
+    if redis::fence::in_group() {
+        redis::fence::learn_write_commands(ctx);
+        let _ = session::send(Control::Sample(redis::sample::sample(ctx)));
     }
 }
 
@@ -215,7 +215,7 @@ redis_module! {
         ["zksync.unlock", guarded!("zksync.unlock", commands::lock::unlock), "readonly fast", 0, 0, 0, "", "fast"],
         ["zksync.check", guarded!("zksync.check", commands::lock::check), "readonly fast", 0, 0, 0, "", "fast"],
         ["zksync.locks", guarded!("zksync.locks", commands::lock::locks), "readonly", 0, 0, 0, "", ""],
-        ["zksync.fenced", guarded!("zksync.fenced", group::fence::refuse), "fast", 0, 0, 0, "", "write"],
-        ["zksync.fenced-sync", guarded!("zksync.fenced-sync", group::fence::refuse_sync), "fast", 0, 0, 0, "", "admin dangerous"],
+        ["zksync.fenced", guarded!("zksync.fenced", redis::fence::refuse), "fast", 0, 0, 0, "", "write"],
+        ["zksync.fenced-sync", guarded!("zksync.fenced-sync", redis::fence::refuse_sync), "fast", 0, 0, 0, "", "admin dangerous"],
     ],
 }

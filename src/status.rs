@@ -114,7 +114,7 @@ impl Status {
     }
 
     /// `(field, value)` pairs in the order the README documents them.
-    pub fn fields(&self) -> Vec<(&'static str, Field)> {
+    pub fn fields(&self, fencing: Fencing) -> Vec<(&'static str, Field)> {
         let int = |a: &AtomicU64| Field::Int(a.load(Ordering::Relaxed) as i64);
         let mut fields = vec![
             ("state", Field::Text(self.state_name().to_string())),
@@ -147,21 +147,24 @@ impl Status {
         drop(locks);
         let member = self.member.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(MemberOf { group, id }) = member {
-            let role = if crate::group::fence::is_replica() {
-                "replica"
-            } else {
-                "master"
-            };
+            let role = if fencing.replica { "replica" } else { "master" };
             fields.push(("group", Field::Text(group)));
             fields.push(("member_id", Field::Text(id)));
             fields.push(("role", Field::Text(role.to_string())));
             let leader = self.leader().map(|l| l.id).unwrap_or_default();
             fields.push(("leader", Field::Text(leader)));
             fields.push(("epoch", int(&self.epoch)));
-            fields.push(("fenced", Field::Int(crate::group::fence::fenced() as i64)));
+            fields.push(("fenced", Field::Int(fencing.fenced as i64)));
         }
         fields
     }
+}
+
+/// This server's role and lease, as the fencing filter sees them.
+#[derive(Clone, Copy, Debug)]
+pub struct Fencing {
+    pub replica: bool,
+    pub fenced: bool,
 }
 
 /// A group this server is a member of, under an id.

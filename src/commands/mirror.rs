@@ -4,7 +4,7 @@ use super::{authorize, path_arg, submit, version_arg};
 use crate::access::Action;
 use crate::error::Error;
 use crate::ffi::acl;
-use crate::mirror::index::INDEX;
+use crate::redis::INDEX;
 use crate::reply::Reply;
 use crate::session::Request;
 use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};

@@ -1,7 +1,8 @@
 //! ZKSYNC.STATUS and the `zksync` INFO section.
 
+use crate::redis::fence;
 use crate::reply::Reply;
-use crate::status::{Field, STATUS};
+use crate::status::{Fencing, Field, STATUS};
 use redis_module::{Context, InfoContext, RedisError, RedisResult, RedisString};
 
 pub fn status(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -9,7 +10,7 @@ pub fn status(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     }
     let fields = STATUS
-        .fields()
+        .fields(fencing())
         .into_iter()
         .map(|(name, field)| {
             let value = match field {
@@ -27,10 +28,17 @@ pub fn status(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 #[allow(deprecated)] // the builder API cannot name the default section
 pub fn info(ctx: &InfoContext, _for_crash_report: bool) {
     ctx.add_info_section(None);
-    for (name, field) in STATUS.fields() {
+    for (name, field) in STATUS.fields(fencing()) {
         match field {
             Field::Int(i) => ctx.add_info_field_long_long(name, i),
             Field::Text(t) => ctx.add_info_field_str(name, &t),
         };
+    }
+}
+
+fn fencing() -> Fencing {
+    Fencing {
+        replica: fence::is_replica(),
+        fenced: fence::fenced(),
     }
 }

@@ -2,7 +2,6 @@
 //! `zksync.load-interval`, published by the session thread only when worth a
 //! ZooKeeper write.
 
-use redis_module::{Context, ContextFlags, RedisValue};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -108,53 +107,6 @@ pub struct Sample {
     pub figures: Figures,
     /// `host:port` of the master a replica follows.
     pub master: Option<String>,
-}
-
-/// Reads this server's figures through the module API (`RedisModule_GetServerInfo`
-/// per section: a dictionary, no INFO text to parse here). Main thread only.
-pub fn sample(ctx: &Context) -> Sample {
-    let field = |section: &str, names: &[&str]| -> Vec<i64> {
-        let info = ctx.server_info(section);
-        names
-            .iter()
-            .map(|name| info.field(name).and_then(|v| v.parse_integer().ok()).unwrap_or(0))
-            .collect()
-    };
-    let server = field("server", &["tcp_port"]);
-    let ops = field("stats", &["instantaneous_ops_per_sec"]);
-    let clients = field("clients", &["connected_clients"]);
-    let memory = field("memory", &["used_memory", "maxmemory"]);
-    let replication = ctx.server_info("replication");
-    let offset = replication
-        .field("master_repl_offset")
-        .and_then(|v| v.parse_integer().ok())
-        .unwrap_or(0);
-    let (role, master) = if ctx.get_flags().contains(ContextFlags::SLAVE) {
-        let host = replication.field("master_host").map(|v| v.to_string_lossy());
-        let port = replication.field("master_port").map(|v| v.to_string_lossy());
-        (Role::Replica, host.zip(port).map(|(h, p)| format!("{h}:{p}")))
-    } else {
-        (Role::Master, None)
-    };
-    let mut figures = Figures::new(role, offset, ops[0], clients[0], memory[0], memory[1]);
-    figures.priority = replica_priority(ctx);
-    Sample {
-        port: u16::try_from(server[0]).unwrap_or(0),
-        figures,
-        master,
-    }
-}
-
-fn replica_priority(ctx: &Context) -> i64 {
-    match ctx.call("CONFIG", &["GET", "replica-priority"]) {
-        Ok(RedisValue::Array(pair)) => match pair.get(1) {
-            Some(RedisValue::SimpleString(v)) | Some(RedisValue::BulkString(v)) => v.parse().unwrap_or(100),
-            Some(RedisValue::BulkRedisString(v)) => v.to_string_lossy().parse().unwrap_or(100),
-            Some(RedisValue::StringBuffer(v)) => String::from_utf8_lossy(v).parse().unwrap_or(100),
-            _ => 100,
-        },
-        _ => 100,
-    }
 }
 
 #[cfg(test)]

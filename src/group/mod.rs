@@ -12,15 +12,12 @@
 //!   (the master's lease arithmetic is `crate::lease`).
 
 pub mod election;
-pub mod fence;
 pub mod layout;
 pub mod leader;
 pub mod load;
 pub mod member;
 pub mod membership;
-pub mod mntr;
 pub mod rank;
-pub mod role;
 pub mod switchover;
 pub mod view;
 

@@ -1,11 +1,9 @@
 //! What the keyspace holds for every mirror: the stat of each mirrored znode
 //! and each mirror's health. Written by the apply thread and read by commands,
-//! both only while holding the Redis lock.
+//! both only while holding the Redis lock (`crate::redis::INDEX`).
 
 use crate::config::MirrorSpec;
 use crate::path;
-use once_cell::sync::Lazy;
-use redis_module::RedisGILGuard;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -36,8 +34,6 @@ pub struct Index {
     mirrors: Vec<MirrorEntry>,
     nodes: BTreeMap<String, Stat>,
 }
-
-pub static INDEX: Lazy<RedisGILGuard<Index>> = Lazy::new(|| RedisGILGuard::new(Index::default()));
 
 impl Index {
     /// Installs the mirrors in force. Entries of unchanged mirrors are kept;

@@ -1,20 +1,16 @@
 //! The mirror: ZooKeeper subtrees kept as Redis string keys.
 //!
 //! Data flows one way: the session thread coalesces watch events (`events`),
-//! reads ZooKeeper (`read`), works out what changed against what it has sent
-//! (`tree`), and hands `Update`s to the apply thread (`crate::apply`), the
-//! only writer of the keyspace and of the `index` that ZKSYNC.STAT and
+//! reads ZooKeeper, works out what changed against what it has sent
+//! (`tree`), and hands the ops to the apply thread (`crate::redis::apply`),
+//! the only writer of the keyspace and of the `index` that ZKSYNC.STAT and
 //! ZKSYNC.LS answer from; what it writes is decided in `plan`.
 
 pub mod events;
 pub mod index;
 pub mod plan;
-pub mod read;
 pub mod tree;
 
-use crate::config::MirrorSpec;
-use crate::ffi::blocked::Pending;
-use crate::reply::Reply;
 use zookeeper_client::Stat;
 
 /// One znode as read from ZooKeeper.
@@ -36,37 +32,6 @@ pub enum Op {
     /// only if the keyspace does not hold this data (overwritten, deleted or
     /// flushed by hand).
     Verify(Node),
-}
-
-/// What the session thread hands to the apply thread, in order.
-pub enum Update {
-    /// The mirrors in force (sent at start and on every CONFIG SET).
-    Mirrors(Vec<MirrorSpec>),
-    /// Live changes to one mirror: watch events, PUSH, DELETE.
-    Changes { root: String, ops: Vec<Op> },
-    /// A full read of one mirror after a (re)connect: `ops` bring the keyspace
-    /// to it, then keys without a znode are swept. `zxid` is the highest zxid
-    /// the read saw, for the history check.
-    Resync {
-        root: String,
-        root_present: bool,
-        zxid: i64,
-        ops: Vec<Op>,
-    },
-    /// ZKSYNC.PULL: the whole subtree at `path`, replacing what the keyspace holds.
-    Pull {
-        prefix: String,
-        path: String,
-        zxid: i64,
-        nodes: Vec<Node>,
-        /// The Redis user that must be allowed to write every key (`None`: no check).
-        user: Option<Vec<u8>>,
-        pending: Pending,
-    },
-    /// Forget every mirrored version (after a promotion), so the next resync rewrites every key.
-    Forget,
-    /// Answer a blocked client once everything sent before has been applied.
-    Reply(Pending, Reply),
 }
 
 /// The highest zxid a stat proves this history has reached.

@@ -11,7 +11,7 @@ use crate::group::layout::Layout;
 use crate::group::load::Sample;
 use crate::group::membership::{Entry, Own, Publication};
 use crate::group::view::{self, View};
-use crate::mirror::read;
+use crate::session::read;
 use crate::status::{MemberOf, STATUS};
 use std::time::{Duration, Instant};
 use zookeeper_client::{Client, CreateMode, Error as ZkError};

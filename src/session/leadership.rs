@@ -11,11 +11,11 @@ use crate::ffi::log;
 use crate::group::election::{
     left_by_previous_run, Effect, Effects, Election, Facts, Leader, LeaseCheck, Policy, Takeover,
 };
-use crate::group::fence;
 use crate::group::layout::{Layout, HISTORY};
 use crate::group::leader::{self, decode_epoch, LeaderNode};
-use crate::group::role;
 use crate::group::switchover::{Request, Rollback, Switchover, Versioned};
+use crate::redis::fence;
+use crate::redis::role;
 use crate::reply::Reply;
 use crate::status::STATUS;
 use std::collections::VecDeque;

@@ -2,13 +2,15 @@
 //! the apply thread, after the mirror changes it caused, so a client reads
 //! its own write as soon as it has the reply.
 
+use super::read;
 use super::Session;
 use crate::access;
 use crate::config::DEFAULT_PREFIX;
 use crate::error::Error;
 use crate::ffi::blocked::Pending;
-use crate::mirror::{read, Node, Update};
+use crate::mirror::Node;
 use crate::path;
+use crate::redis::apply::Update;
 use crate::reply::Reply;
 use std::time::Duration;
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, Stat};

@@ -11,9 +11,9 @@
 //! which answers `-READONLY` (also inside MULTI and scripts, whose commands
 //! pass the filter too); EXEC becomes DISCARD.
 
-use super::election::LeaseChange;
 use crate::error::Error;
 use crate::ffi::guard;
+use crate::group::election::LeaseChange;
 use crate::lease::{self, Deadline};
 use once_cell::sync::Lazy;
 use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
@@ -144,6 +144,8 @@ pub fn install(ctx: &Context, in_group: bool) -> Result<(), String> {
     // SAFETY: API pointers are set at module load.
     let detach =
         unsafe { raw::RedisModule_GetDetachedThreadSafeContext }.ok_or("detached contexts are not available")?;
+    // SAFETY: `ctx` is the module's context during OnLoad; the detached
+    // context it gives lives as long as the process.
     let module_ctx = unsafe { detach(ctx.ctx) };
     if module_ctx.is_null() {
         return Err("cannot create the fencing context".into());

@@ -2,15 +2,16 @@
 //! order from the session thread and writes each in bounded batches, one hold
 //! of the Redis lock per batch, replicated to replicas and the AOF.
 
+use super::INDEX;
 use crate::access::{Denied, KeyAccess};
 use crate::config::{self, MirrorSpec};
 use crate::error::Error;
 use crate::ffi::blocked::Pending;
 use crate::ffi::lock::{wake_event_loop, Locked};
 use crate::ffi::{acl, guard, keyspace, log};
-use crate::mirror::index::{Index, INDEX};
+use crate::mirror::index::Index;
 use crate::mirror::plan::{self, KeyWrite, Plan};
-use crate::mirror::{Node, Op, Update};
+use crate::mirror::{Node, Op};
 use crate::reply::Reply;
 use crate::status::STATUS;
 use crossbeam_channel::{Receiver, Sender};
@@ -19,6 +20,37 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// What the session thread hands to the apply thread, in order.
+pub enum Update {
+    /// The mirrors in force (sent at start and on every CONFIG SET).
+    Mirrors(Vec<MirrorSpec>),
+    /// Live changes to one mirror: watch events, PUSH, DELETE.
+    Changes { root: String, ops: Vec<Op> },
+    /// A full read of one mirror after a (re)connect: `ops` bring the keyspace
+    /// to it, then keys without a znode are swept. `zxid` is the highest zxid
+    /// the read saw, for the history check.
+    Resync {
+        root: String,
+        root_present: bool,
+        zxid: i64,
+        ops: Vec<Op>,
+    },
+    /// ZKSYNC.PULL: the whole subtree at `path`, replacing what the keyspace holds.
+    Pull {
+        prefix: String,
+        path: String,
+        zxid: i64,
+        nodes: Vec<Node>,
+        /// The Redis user that must be allowed to write every key (`None`: no check).
+        user: Option<Vec<u8>>,
+        pending: Pending,
+    },
+    /// Forget every mirrored version (after a promotion), so the next resync rewrites every key.
+    Forget,
+    /// Answer a blocked client once everything sent before has been applied.
+    Reply(Pending, Reply),
+}
 
 /// Key writes per hold of the Redis lock: ~100 keeps Redis's latency near 2 ms
 /// during a large sync (measured: 1,000 per hold cost 8-20 ms).

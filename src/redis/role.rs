@@ -6,10 +6,12 @@
 //! clients are paused, and the action that ends a switchover's pause must
 //! not wait behind them.
 
-use super::election::Action;
-use super::load;
+use super::sample::sample;
 use crate::ffi::lock::wake_event_loop;
 use crate::ffi::{guard, log};
+use crate::group::election::Action;
+use crate::group::load;
+use crate::group::split_addr;
 use crossbeam_channel::Sender;
 use once_cell::sync::OnceCell;
 use redis_module::{Context, ContextFlags, DetachedFromClient, ThreadSafeContext};
@@ -51,7 +53,7 @@ fn carry_out(ctx: &ThreadSafeContext<DetachedFromClient>, action: Action) {
             continue;
         }
         let outcome = execute(&guard, &action);
-        break (outcome, load::sample(&guard));
+        break (outcome, sample(&guard));
     };
     wake_event_loop();
     if let Err(why) = &outcome {
@@ -85,8 +87,8 @@ fn execute(ctx: &Context, action: &Action) -> Result<(), String> {
         }
         Action::Promote => Ok(()),
         Action::Follow { addr, demote } => {
-            let (host, port) = super::split_addr(addr).ok_or_else(|| format!("bad leader address {addr}"))?;
-            if replica && load::sample(ctx).master.as_deref() == Some(addr.as_str()) {
+            let (host, port) = split_addr(addr).ok_or_else(|| format!("bad leader address {addr}"))?;
+            if replica && sample(ctx).master.as_deref() == Some(addr.as_str()) {
                 return Ok(());
             }
             log::notice(&format!("following the group's master {addr}"));

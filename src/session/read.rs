@@ -1,7 +1,7 @@
 //! Reading ZooKeeper for the mirror: whole subtrees level by level with
 //! multi-reads, and batches of single znodes, all pipelined.
 
-use super::{stat_zxid, Node};
+use crate::mirror::{stat_zxid, Node};
 use crate::path;
 use std::future::Future;
 use zookeeper_client::{Client, Error, MultiReadResult};

@@ -1,0 +1,231 @@
+//! The session's side of the mirrors: persistent recursive watches, full
+//! reads after every (re)connect, and the reads that watch events name; what
+//! changed goes to the apply thread.
+
+use super::read;
+use super::Session;
+use crate::config::MirrorSpec;
+use crate::ffi::log;
+use crate::mirror::events::{self, Reads, WatchEvent};
+use crate::mirror::tree::Tree;
+use crate::redis::apply::Update;
+use crate::status::{SessionState, STATUS};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::task::JoinHandle;
+use zookeeper_client::{AddWatchMode, Client, EventType};
+
+/// The persistent recursive watches of one session: a task per watched
+/// root, all feeding one channel.
+pub(super) struct Watches {
+    pub(super) events: UnboundedSender<WatchEvent>,
+    pub(super) tasks: HashMap<String, JoinHandle<()>>,
+}
+
+impl Watches {
+    pub(super) fn roots(&self) -> Vec<String> {
+        self.tasks.keys().cloned().collect()
+    }
+
+    /// Keeps the watches of the roots `keep` accepts.
+    pub(super) fn retain(&mut self, keep: impl Fn(&String) -> bool) {
+        self.tasks.retain(|root, task| {
+            let kept = keep(root);
+            if !kept {
+                task.abort();
+            }
+            kept
+        });
+    }
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for task in self.tasks.values() {
+            task.abort();
+        }
+    }
+}
+
+impl Session {
+    pub(super) async fn retry_mirrors(&mut self, client: &Client) {
+        for root in std::mem::take(&mut self.retry) {
+            if let Some(spec) = self.settings.mirrors.iter().find(|m| m.root == root).cloned() {
+                self.resync(client, &spec).await;
+            }
+        }
+    }
+
+    /// Installs the mirrors in force; returns the new ones.
+    pub(super) fn take_mirrors(&mut self, mirrors: &[MirrorSpec]) -> Vec<MirrorSpec> {
+        if mirrors == self.settings.mirrors.as_slice() {
+            return Vec::new();
+        }
+        self.send(Update::Mirrors(mirrors.to_vec()));
+        let mut old = std::mem::take(&mut self.trees);
+        let mut added = Vec::new();
+        for spec in mirrors {
+            let kept = if self.settings.mirrors.contains(spec) {
+                old.remove(&spec.root)
+            } else {
+                None
+            };
+            if kept.is_none() {
+                added.push(spec.clone());
+            }
+            self.trees.insert(spec.root.clone(), kept.unwrap_or_default());
+        }
+        self.retry.retain(|root| mirrors.iter().any(|m| &m.root == root));
+        added
+    }
+
+    /// Forgets what was sent, so the next resync rewrites every key.
+    pub(super) fn forget(&mut self) {
+        for tree in self.trees.values_mut() {
+            *tree = Tree::default();
+        }
+        self.send(Update::Forget);
+    }
+
+    /// Adds the persistent recursive watch of one mirror (or of the group's
+    /// members); its events flow into `events` as `(root, path)`. Replaces an
+    /// older watch of `root`.
+    pub(super) async fn watch(&mut self, client: &Client, root: &str, watches: &mut Watches) {
+        match client.watch(root, AddWatchMode::PersistentRecursive).await {
+            Ok(mut watcher) => {
+                let events = watches.events.clone();
+                let watched = root.to_string();
+                let task = tokio::spawn(async move {
+                    loop {
+                        let event = watcher.changed().await;
+                        if event.event_type == EventType::Session {
+                            // The watcher must not be polled after a terminal state.
+                            if event.session_state.is_terminated() {
+                                break;
+                            }
+                            continue;
+                        }
+                        let event = WatchEvent {
+                            root: watched.clone(),
+                            // Only a create or a delete changes the parent's stat.
+                            parent_changed: matches!(event.event_type, EventType::NodeCreated | EventType::NodeDeleted),
+                            path: event.path,
+                        };
+                        if events.send(event).is_err() {
+                            break;
+                        }
+                    }
+                });
+                if let Some(old) = watches.tasks.insert(root.to_string(), task) {
+                    old.abort();
+                }
+            }
+            Err(e) => {
+                log::warning(&format!("cannot watch {root}: {e}"));
+                self.retry.insert(root.to_string());
+            }
+        }
+    }
+
+    pub(super) async fn resync_all(&mut self, client: &Client) {
+        let started = Instant::now();
+        for spec in self.settings.mirrors.clone() {
+            self.resync(client, &spec).await;
+        }
+        STATUS.resyncs.fetch_add(1, Ordering::Relaxed);
+        STATUS
+            .last_resync_ms
+            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Reads one mirror whole and sends what changed since the last read.
+    pub(super) async fn resync(&mut self, client: &Client, spec: &MirrorSpec) {
+        // A follower may lag behind the leader: catch it up before reading.
+        let read = async {
+            client.sync(&spec.root).await.or_else(|e| match e {
+                zookeeper_client::Error::NoNode => Ok(()),
+                e => Err(e),
+            })?;
+            read::subtree(client, &spec.root).await
+        };
+        let subtree = match read.await {
+            Ok(subtree) => subtree,
+            Err(e) => {
+                if self.retry.insert(spec.root.clone()) {
+                    if matches!(e, zookeeper_client::Error::NoAuth) {
+                        STATUS.set_state(SessionState::AuthFailed);
+                    }
+                    log::warning(&format!("cannot read mirror {}: {e} (retrying)", spec.root));
+                }
+                return;
+            }
+        };
+        if self.retry.remove(&spec.root) && STATUS.state() == SessionState::AuthFailed {
+            STATUS.set_state(SessionState::Connected);
+        }
+        STATUS.note_zxid(subtree.zxid);
+        let root_present = subtree.nodes.first().is_some_and(|n| n.path == spec.root);
+        let tree = self.trees.entry(spec.root.clone()).or_default();
+        let ops = tree.resync(subtree.nodes);
+        self.send(Update::Resync {
+            root: spec.root.clone(),
+            root_present,
+            zxid: subtree.zxid,
+            ops,
+        });
+    }
+
+    /// Reads the znodes named by a burst of watch events and sends the changes.
+    pub(super) async fn apply_events(&mut self, client: &Client, events: Vec<WatchEvent>) {
+        let group_root = self.group_root();
+        for reads in events::coalesce(events, group_root.as_deref()) {
+            match reads {
+                Reads::Group(paths) => self.group_events(client, paths).await,
+                Reads::Mirror { root, paths } => self.read_changes(client, root, paths).await,
+            }
+        }
+    }
+
+    /// Reads `paths` under the mirror at `root` and sends what changed.
+    pub(super) async fn read_changes(&mut self, client: &Client, root: String, paths: Vec<String>) {
+        if !self.trees.contains_key(&root) {
+            return;
+        }
+        let results = match read::nodes(client, &paths).await {
+            Ok(results) => results,
+            Err(e) => {
+                // The reconnect (or the retry timer) resyncs this mirror.
+                log::warning(&format!("cannot read changes under {root}: {e}"));
+                self.retry.insert(root);
+                return;
+            }
+        };
+        let Some(tree) = self.trees.get_mut(&root) else {
+            return;
+        };
+        let mut ops = Vec::new();
+        for (p, result) in paths.iter().zip(results) {
+            match result {
+                Ok(node) => ops.extend(tree.observe(p, node)),
+                Err(e) => log::warning(&format!("cannot read {p}: {e}")),
+            }
+        }
+        if !ops.is_empty() {
+            self.send(Update::Changes { root, ops });
+        }
+    }
+}
+
+/// A burst of watch events: `first` and whatever is queued behind it (at most 10,000).
+pub(super) fn drain(first: WatchEvent, events: &mut UnboundedReceiver<WatchEvent>) -> Vec<WatchEvent> {
+    let mut batch = vec![first];
+    while batch.len() < 10_000 {
+        match events.try_recv() {
+            Ok(event) => batch.push(event),
+            Err(_) => break,
+        }
+    }
+    batch
+}
