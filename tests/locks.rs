@@ -1,6 +1,6 @@
 //! Locks: ZKSYNC.LOCK, UNLOCK, CHECK and LOCKS against real servers.
 //! Exclusion and increasing tokens among clients of two redis-servers and
-//! a Curator `InterProcessMutex` on the same path;
+//! a Curator `InterProcessMutex` on the same path, on a replica too;
 //! release on UNLOCK, disconnect, LEASE and session expiry; timeouts and
 //! disconnected waiters leave no contender znode behind; CHECK guards a
 //! write in a script; bad input gets clear errors. ZooKeeper is read back
@@ -349,4 +349,32 @@ fn a_silent_network_fences_at_once_and_an_expired_session_loses_the_lock() {
     // The connection may lock again on the new session.
     let again = token(query(&mut a, &["ZKSYNC.LOCK", &lock, "TIMEOUT", "2000"]).unwrap());
     assert!(again > t.parse().unwrap());
+}
+
+#[test]
+fn locks_work_on_a_replica() {
+    let connect = shared_zk().connect_string();
+    let master = server(&connect);
+    let replica = server(&connect);
+    replica.cmd(&["REPLICAOF", "127.0.0.1", &master.port().to_string()]);
+    wait_until(SETTLE, "the replica to follow", || {
+        format!("{:?}", replica.cmd(&["ROLE"])).contains("slave")
+    });
+    let lock = unique_root("lock-replica");
+    let mut on_replica = replica.conn();
+    let t = token(query(&mut on_replica, &["ZKSYNC.LOCK", &lock]).unwrap());
+    assert_eq!(
+        query(&mut on_replica, &["ZKSYNC.CHECK", &lock, &t.to_string()]).unwrap(),
+        Value::Okay
+    );
+    let mut on_master = master.conn();
+    assert_eq!(
+        query(&mut on_master, &["ZKSYNC.LOCK", &lock, "TIMEOUT", "0"]).unwrap(),
+        Value::Nil
+    );
+    assert_eq!(
+        query(&mut on_replica, &["ZKSYNC.UNLOCK", &lock, &t.to_string()]).unwrap(),
+        Value::Int(1)
+    );
+    assert!(token(query(&mut on_master, &["ZKSYNC.LOCK", &lock, "TIMEOUT", "2000"]).unwrap()) > t);
 }

@@ -186,7 +186,9 @@ impl Session {
             if guard::catch("the session thread", || rt.block_on(self.run())).is_some() {
                 return;
             }
+            // The session went with the runtime, and its locks with it.
             drop(rt);
+            self.locks_session_over();
             STATUS.set_state(SessionState::Connecting);
             self = Session::new(self.control, self.updates, self.settings);
             std::thread::sleep(Duration::from_secs(1));
