@@ -18,10 +18,11 @@ use crate::redis::fence;
 use crate::redis::role;
 use crate::reply::Reply;
 use crate::status::STATUS;
+use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
-use zookeeper_client::{Client, CreateMode, Error as ZkError};
+use zookeeper_client::{Client, CreateMode, Error as ZkError, Stat};
 
 impl Session {
     /// Runs one decision of the election with the facts of now.
@@ -152,24 +153,14 @@ impl Session {
         let Some(layout) = self.layout() else {
             return Vec::new();
         };
-        let leader = match client.get_data(&layout.leader()).await {
-            Ok((data, stat)) => match leader::decode::<LeaderNode>(&data) {
-                Ok(node) => Some(Leader {
-                    node,
-                    owner: stat.ephemeral_owner,
-                    version: stat.version,
-                }),
-                Err(e) => {
-                    log::warning(&format!("malformed leader znode {}: {e}", layout.leader()));
-                    None
-                }
-            },
-            Err(ZkError::NoNode) => None,
-            Err(e) => {
-                log::warning(&format!("cannot read the leader znode {}: {e}", layout.leader()));
-                return Vec::new();
-            }
+        let Ok(read) = read_json::<LeaderNode>(client, &layout.leader()).await else {
+            return Vec::new();
         };
+        let leader = read.map(|(node, stat)| Leader {
+            node,
+            owner: stat.ephemeral_owner,
+            version: stat.version,
+        });
         let leader = match leader {
             Some(l) if left_by_previous_run(&l, self.own_id().as_deref(), client.session_id().0) => {
                 self.remove_stale(client, &layout, l).await
@@ -205,26 +196,13 @@ impl Session {
         let Some(layout) = self.layout() else {
             return Vec::new();
         };
-        let read = match client.get_data(&layout.switchover()).await {
-            Ok((data, stat)) => match leader::decode::<Switchover>(&data) {
-                Ok(value) => Some(Versioned {
-                    value,
-                    version: stat.version,
-                }),
-                Err(e) => {
-                    log::warning(&format!("malformed switchover znode {}: {e}", layout.switchover()));
-                    None
-                }
-            },
-            Err(ZkError::NoNode) => None,
-            Err(e) => {
-                log::warning(&format!(
-                    "cannot read the switchover znode {}: {e}",
-                    layout.switchover()
-                ));
-                return Vec::new();
-            }
+        let Ok(read) = read_json::<Switchover>(client, &layout.switchover()).await else {
+            return Vec::new();
         };
+        let read = read.map(|(value, stat)| Versioned {
+            value,
+            version: stat.version,
+        });
         self.decide(client, |e, f| e.switchover_read(read, f))
     }
 
@@ -307,6 +285,25 @@ impl Session {
                 self.asked = Some(pending);
             }
             Err(e) => pending.resolve(Reply::Error(e)),
+        }
+    }
+}
+
+/// A group znode's JSON with its stat: `None` if there is none (or it is
+/// malformed, logged); `Err` if it could not be read (logged).
+async fn read_json<T: DeserializeOwned>(client: &Client, path: &str) -> Result<Option<(T, Stat)>, ()> {
+    match client.get_data(path).await {
+        Ok((data, stat)) => match leader::decode::<T>(&data) {
+            Ok(value) => Ok(Some((value, stat))),
+            Err(e) => {
+                log::warning(&format!("malformed znode {path}: {e}"));
+                Ok(None)
+            }
+        },
+        Err(ZkError::NoNode) => Ok(None),
+        Err(e) => {
+            log::warning(&format!("cannot read {path}: {e}"));
+            Err(())
         }
     }
 }
