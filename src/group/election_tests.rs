@@ -241,7 +241,9 @@ fn the_best_member_takes_over_once_everyone_published_afresh() {
     assert!(e.elect(&w.facts()).is_empty(), "not everyone published yet");
     w.all_published();
     let out = e.elect(&w.facts());
-    let take = takeover(&out).expect("the best takes over");
+    let Some(take) = takeover(&out) else {
+        panic!("the best takes over: {out:?}")
+    };
     assert_eq!(take.reason, Reason::Election);
     assert_eq!(take.previous, None);
 }
@@ -468,7 +470,9 @@ fn a_forced_switchover_waits_out_a_live_masters_lease() {
     e.observe_leader(Some(leader(ME, OTHER, 1)), None, &w.facts());
     e.switchover_read(Some(requested(Some(ME), PEER, true)), &w.facts());
     let out = e.acted(&Action::Sample, &w.facts());
-    let take = takeover(&out).expect("forced: at once");
+    let Some(take) = takeover(&out) else {
+        panic!("forced: at once: {out:?}")
+    };
     assert_eq!(take.reason, Reason::Forced);
     assert_eq!(take.promote_after, Some(w.now + Duration::from_millis(4000)));
     // Leading, it promotes only once the old lease is over.
