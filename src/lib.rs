@@ -24,10 +24,9 @@ mod status;
 mod text;
 
 use config::{Settings, GROUP};
-use redis_module::{raw, redis_module, Context, ContextFlags, InfoContext, RedisResult, RedisString, Status};
+use redis_module::{redis_module, Context, ContextFlags, InfoContext, RedisResult, RedisString, Status};
 use session::Control;
 use std::cell::Cell;
-use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -46,7 +45,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     });
     match loaded.unwrap_or_else(|| Err("internal error, see above".to_string())) {
         Ok(()) => {
-            subscribe(ctx, raw::REDISMODULE_EVENT_CRON_LOOP, Some(on_cron));
+            ffi::events::on_cron(ctx, cron);
             Status::Ok
         }
         Err(e) => {
@@ -62,17 +61,10 @@ static STARTED: AtomicBool = AtomicBool::new(false);
 /// Whether the threads run (they may fail to start: the module is inert then).
 static RUNNING: AtomicBool = AtomicBool::new(false);
 
-/// serverCron's event, `hz` times a second (10 by default). The first one
-/// starts the threads, not `init`: Redis may unload the module right after a
-/// successful OnLoad (a MODULE LOADEX naming a config zksync does not have),
-/// and it can only if nothing was started. Every one then runs `tick`. One
-/// subscription rather than Redis timers: a pending module timer costs every
-/// event-loop iteration a second time event to look at, and an idle server
-/// a wake-up per firing; serverCron wakes Redis anyway.
-unsafe extern "C" fn on_cron(ctx: *mut raw::RedisModuleCtx, _: raw::RedisModuleEvent, _: u64, _: *mut c_void) {
-    ffi::guard::catch("serverCron", || cron(&Context::new(ctx)));
-}
-
+/// At every serverCron; the first one starts the threads, not `init`:
+/// Redis may unload the module right after a successful OnLoad (a MODULE
+/// LOADEX naming a config zksync does not have), and it can only if nothing
+/// was started. Every one then runs `tick`.
 fn cron(ctx: &Context) {
     if !STARTED.swap(true, Ordering::Relaxed) {
         match redis::apply::start().and_then(|updates| session::start(Settings::current(), updates)) {
@@ -88,10 +80,6 @@ fn cron(ctx: &Context) {
     if RUNNING.load(Ordering::Relaxed) {
         tick(ctx);
     }
-}
-
-fn subscribe(ctx: &Context, id: u64, callback: raw::RedisModuleEventCallback) {
-    raw::subscribe_to_server_event(ctx.ctx, raw::RedisModuleEvent { id, dataver: 1 }, callback);
 }
 
 /// Once started, the session and apply threads, the tokio runtime and the
@@ -177,18 +165,9 @@ fn sample(ctx: &Context) {
 }
 
 /// When redis-server exits the session is closed, so that this member's
-/// znode goes at once. (At exit rather than on a shutdown subscription, which
-/// would be one more for Redis to walk twice per event-loop iteration.
-/// Forked children leave with `_exit`, which skips it.)
+/// znode goes at once.
 fn close_session_at_exit() {
-    extern "C" {
-        fn atexit(callback: extern "C" fn()) -> c_int;
-    }
-    extern "C" fn at_exit() {
-        ffi::guard::catch("exit", || session::shutdown(Duration::from_secs(1)));
-    }
-    // SAFETY: the module is never unloaded, so the callback stays mapped.
-    unsafe { atexit(at_exit) };
+    ffi::events::at_exit(|| session::shutdown(Duration::from_secs(1)));
 }
 
 redis_module! {

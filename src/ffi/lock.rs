@@ -4,6 +4,16 @@
 use redis_module::{raw, Context};
 use std::time::{Duration, Instant};
 
+/// A detached thread-safe context for a thread of ours, for its whole life
+/// (never freed: such threads live as long as the process).
+pub fn thread_context() -> Option<*mut raw::RedisModuleCtx> {
+    // SAFETY: API pointers are set at module load, before our threads start.
+    let create = unsafe { raw::RedisModule_GetThreadSafeContext }?;
+    // SAFETY: a NULL blocked client asks for a detached context.
+    let ctx = unsafe { create(std::ptr::null_mut()) };
+    (!ctx.is_null()).then_some(ctx)
+}
+
 /// The Redis lock, held through one thread-safe context that lives as long
 /// as its thread. (redis-module 2.0.8's `ThreadSafeContext::lock` creates
 /// and frees a context, with a client, on every lock: a tenth of what an

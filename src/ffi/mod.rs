@@ -2,7 +2,7 @@
 //! unwind into C (`guard`), the ACL questions zksync asks on a client's behalf
 //! (`acl`), clients blocked on another thread and their replies (`blocked`),
 //! clients' ids and disconnects (`clients`), the configs as Redis registers
-//! and sees them (`config`), the key API writes and reads of the apply
+//! and sees them (`config`), serverCron and exit (`events`), a command filter (`filter`), the key API writes and reads of the apply
 //! thread (`keyspace`), the Redis lock held from a thread of ours (`lock`),
 //! and the one way to write to the Redis log (`log`).
 
@@ -10,6 +10,8 @@ pub mod acl;
 pub mod blocked;
 pub mod clients;
 pub mod config;
+pub mod events;
+pub mod filter;
 pub mod guard;
 pub mod keyspace;
 pub mod lock;

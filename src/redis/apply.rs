@@ -7,7 +7,7 @@ use crate::access::{Denied, KeyAccess};
 use crate::config::{self, MirrorSpec};
 use crate::error::Error;
 use crate::ffi::blocked::Pending;
-use crate::ffi::lock::{wake_event_loop, Locked};
+use crate::ffi::lock::{thread_context, wake_event_loop, Locked};
 use crate::ffi::{acl, guard, keyspace, log};
 use crate::mirror::index::Index;
 use crate::mirror::plan::{self, KeyWrite, Plan};
@@ -65,14 +65,9 @@ pub fn start() -> Result<Sender<Update>, String> {
     std::thread::Builder::new()
         .name("zksync-apply".into())
         .spawn(move || {
-            // SAFETY: API pointers are set at module load, before this thread starts.
-            let Some(create) = (unsafe { raw::RedisModule_GetThreadSafeContext }) else {
-                return;
-            };
-            // SAFETY: a NULL blocked client asks for a detached context, which
-            // this thread alone uses, for its whole life.
-            let ctx = unsafe { create(std::ptr::null_mut()) };
-            Applier { ctx, rx }.run()
+            if let Some(ctx) = thread_context() {
+                Applier { ctx, rx }.run()
+            }
         })
         .map_err(|e| format!("cannot start the apply thread: {e}"))?;
     Ok(tx)

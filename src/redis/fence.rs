@@ -12,14 +12,13 @@
 //! pass the filter too); EXEC becomes DISCARD.
 
 use crate::error::Error;
-use crate::ffi::guard;
+use crate::ffi::filter;
 use crate::group::election::LeaseChange;
 use crate::lease::{self, Deadline};
 use once_cell::sync::Lazy;
-use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
+use redis_module::{Context, RedisResult, RedisString, RedisValue};
 use std::collections::HashSet;
-use std::os::raw::c_int;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -32,11 +31,6 @@ pub const FENCED_SYNC_COMMAND: &str = "zksync.fenced-sync";
 static LEASE: Deadline = Deadline::none();
 /// Whether fencing applies: this server is in a group.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
-/// A context of this module that outlives module load, to (un)register the
-/// filter when `zksync.group` changes; and the filter while registered. Both
-/// are used on the main thread only.
-static MODULE_CTX: AtomicUsize = AtomicUsize::new(0);
-static FILTER: AtomicUsize = AtomicUsize::new(0);
 /// Whether this server replicates from a master: exact while in a group,
 /// where Redis reports every role change (a subscription held only then:
 /// Redis walks subscriptions twice per event-loop iteration).
@@ -52,50 +46,9 @@ pub fn set_active(active: bool) {
     if !active {
         revoke();
     }
-    let ctx = MODULE_CTX.load(Ordering::Relaxed) as *mut raw::RedisModuleCtx;
-    let registered = FILTER.load(Ordering::Relaxed) as *mut raw::RedisModuleCommandFilter;
-    if ctx.is_null() || active != registered.is_null() {
-        return;
+    if let Some(replica) = filter::register(active) {
+        REPLICA.store(replica, Ordering::Relaxed);
     }
-    let role_changes = raw::RedisModuleEvent {
-        id: raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
-        dataver: 1,
-    };
-    // SAFETY: API pointers are set at module load; `ctx` lives as long as the process.
-    unsafe {
-        if active {
-            if let Some(register) = raw::RedisModule_RegisterCommandFilter {
-                let filter = register(ctx, Some(filter), raw::REDISMODULE_CMDFILTER_NOSELF as c_int);
-                FILTER.store(filter as usize, Ordering::Relaxed);
-            }
-            raw::subscribe_to_server_event(ctx, role_changes, Some(on_role_change));
-            if let Some(flags) = raw::RedisModule_GetContextFlags {
-                let replica = flags(ctx) as u32 & raw::REDISMODULE_CTX_FLAGS_SLAVE != 0;
-                REPLICA.store(replica, Ordering::Relaxed);
-            }
-        } else if let Some(unregister) = raw::RedisModule_UnregisterCommandFilter {
-            unregister(ctx, registered);
-            FILTER.store(0, Ordering::Relaxed);
-            // Paired with the subscription above: Redis 7.0 would add an
-            // empty one for an event never subscribed.
-            raw::subscribe_to_server_event(ctx, role_changes, None);
-        }
-    }
-}
-
-/// Redis changed this server's role (REPLICAOF by the group or by hand),
-/// before the next command runs.
-unsafe extern "C" fn on_role_change(
-    _: *mut raw::RedisModuleCtx,
-    _: raw::RedisModuleEvent,
-    subevent: u64,
-    _: *mut std::os::raw::c_void,
-) {
-    // An atomic store cannot panic: nothing to catch here.
-    REPLICA.store(
-        subevent == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_REPLICA,
-        Ordering::Relaxed,
-    );
 }
 
 /// Whether this server is in a group (main thread: follows `zksync.group`).
@@ -137,22 +90,18 @@ pub fn is_replica() -> bool {
     REPLICA.load(Ordering::Relaxed)
 }
 
-/// Keeps a context to (un)register the filter with, learns the write
-/// commands, and registers the filter if in a group. Module load only.
+/// Learns the write commands, and registers the filter if in a group.
+/// Module load only.
 pub fn install(ctx: &Context, in_group: bool) -> Result<(), String> {
     learn_write_commands(ctx);
-    // SAFETY: API pointers are set at module load.
-    let detach =
-        unsafe { raw::RedisModule_GetDetachedThreadSafeContext }.ok_or("detached contexts are not available")?;
-    // SAFETY: `ctx` is the module's context during OnLoad; the detached
-    // context it gives lives as long as the process.
-    let module_ctx = unsafe { detach(ctx.ctx) };
-    if module_ctx.is_null() {
-        return Err("cannot create the fencing context".into());
-    }
-    MODULE_CTX.store(module_ctx as usize, Ordering::Relaxed);
+    let hooks = filter::Hooks {
+        engaged: fenced,
+        replacement,
+        role_changed: |replica| REPLICA.store(replica, Ordering::Relaxed),
+    };
+    filter::init(ctx, hooks)?;
     set_active(in_group);
-    if in_group && FILTER.load(Ordering::Relaxed) == 0 {
+    if in_group && !filter::registered() {
         return Err("cannot register the fencing filter".into());
     }
     Ok(())
@@ -225,46 +174,21 @@ fn is_write(name: &[u8], sub: Option<&[u8]>) -> bool {
     }
 }
 
-unsafe extern "C" fn filter(fctx: *mut raw::RedisModuleCommandFilterCtx) {
-    if fenced() {
-        // SAFETY: Redis passes a filter context valid for this call.
-        guard::catch("the fencing filter", || unsafe { rewrite_fenced(fctx) });
-    }
-}
-
-/// Rewrites a write (or EXEC, PSYNC, SYNC) on a fenced master.
-unsafe fn rewrite_fenced(fctx: *mut raw::RedisModuleCommandFilterCtx) {
-    let (Some(count), Some(arg), Some(replace), Some(create)) = (
-        raw::RedisModule_CommandFilterArgsCount,
-        raw::RedisModule_CommandFilterArgGet,
-        raw::RedisModule_CommandFilterArgReplace,
-        raw::RedisModule_CreateString,
-    ) else {
-        return;
-    };
-    let bytes = |pos: c_int| -> Option<&[u8]> {
-        let s = arg(fctx, pos);
-        if s.is_null() {
-            return None;
-        }
-        Some(RedisString::string_as_slice(s))
-    };
-    let Some(name) = bytes(0) else { return };
-    let sub = if count(fctx) > 1 { bytes(1) } else { None };
-    let with = if name.eq_ignore_ascii_case(b"exec") {
+/// What a command on a fenced master becomes, if anything.
+fn replacement(name: &[u8], first: Option<&[u8]>) -> Option<&'static str> {
+    if name.eq_ignore_ascii_case(b"exec") {
         // Writes queued before the lease lapsed must not run after it: the
         // transaction is discarded (the reply is DISCARD's +OK).
-        "DISCARD"
+        Some("DISCARD")
     } else if name.eq_ignore_ascii_case(b"psync") || name.eq_ignore_ascii_case(b"sync") {
         // Nor does a master that is not the leader feed replicas: one that
         // restarted empty would wipe them.
-        FENCED_SYNC_COMMAND
-    } else if is_write(name, sub) {
-        FENCED_COMMAND
+        Some(FENCED_SYNC_COMMAND)
+    } else if is_write(name, first) {
+        Some(FENCED_COMMAND)
     } else {
-        return;
-    };
-    replace(fctx, 0, create(std::ptr::null_mut(), with.as_ptr().cast(), with.len()));
+        None
+    }
 }
 
 /// `zksync.fenced ...`: what a write on a fenced master becomes.
@@ -295,6 +219,26 @@ mod tests {
         fields.extend((0..6).map(|_| RedisValue::Array(Vec::new())));
         fields.push(RedisValue::Array(subcommands));
         RedisValue::Array(fields)
+    }
+
+    #[test]
+    fn a_fenced_master_refuses_writes_transactions_and_replicas() {
+        *WRITES.lock().unwrap() = (2, [b"set".to_vec(), b"xgroup|create".to_vec()].into());
+        // (command name, first argument, what it becomes)
+        type Case = (&'static [u8], Option<&'static [u8]>, Option<&'static str>);
+        let cases: [Case; 8] = [
+            (b"SET", Some(b"k"), Some(FENCED_COMMAND)),
+            (b"set", None, Some(FENCED_COMMAND)),
+            (b"XGROUP", Some(b"CREATE"), Some(FENCED_COMMAND)),
+            (b"xgroup", Some(b"help"), None),
+            (b"GET", Some(b"k"), None),
+            (b"EXEC", None, Some("DISCARD")),
+            (b"psync", Some(b"?"), Some(FENCED_SYNC_COMMAND)),
+            (b"SYNC", None, Some(FENCED_SYNC_COMMAND)),
+        ];
+        for (name, first, want) in cases {
+            assert_eq!(replacement(name, first), want, "{}", String::from_utf8_lossy(name));
+        }
     }
 
     #[test]
