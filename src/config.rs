@@ -133,23 +133,33 @@ pub static FAILOVER_MAX_LAG: Number = Number::new("failover-max-lag", 1_048_576,
 pub static LOAD_INTERVAL_MS: Number = Number::new("load-interval", 1000, 100, 3_600_000, Flag::Plain);
 pub static SERVERS: Checked = Checked::new("servers", "127.0.0.1:2181", Flag::Plain, |s| parse_servers(s).map(drop));
 pub static AUTH: Checked = Checked::new("auth", "", Flag::Sensitive, |s| parse_auth(s).map(drop));
-pub static MIRRORS: Checked = Checked::new("mirrors", "", Flag::Plain, |s| parse_mirrors(s).map(drop));
+pub static MIRRORS: Checked = Checked::new("mirrors", "", Flag::Plain, |s| {
+    stream_clear(&STREAM.get(), &parse_mirrors(s)?, &parse_allow(&ALLOW.get())?)
+});
 pub static GROUP: Checked = Checked::new("group", "", Flag::Plain, |s| parse_group(s).map(drop));
 pub static ANNOUNCE: Checked = Checked::new("announce", "", Flag::Plain, |s| parse_announce(s).map(drop));
-pub static ALLOW: Checked = Checked::new("allow", "", Flag::Plain, |s| parse_allow(s).map(drop));
+pub static ALLOW: Checked = Checked::new("allow", "", Flag::Plain, |s| {
+    stream_clear(&STREAM.get(), &parse_mirrors(&MIRRORS.get())?, &parse_allow(s)?)
+});
+pub static STREAM: Checked = Checked::new("stream", "", Flag::Plain, |s| {
+    stream_clear(s, &parse_mirrors(&MIRRORS.get())?, &parse_allow(&ALLOW.get())?)
+});
+pub static STREAM_MAXLEN: Number = Number::new("stream-maxlen", 100_000, 0, i64::MAX, Flag::Plain);
 pub static FAILOVER: Mutex<FailoverMode> = Mutex::new(FailoverMode::auto);
 
 /// Every config, in the order Redis registers them.
-pub static CONFIGS: [Config; 10] = [
+pub static CONFIGS: [Config; 12] = [
     Config::Number(&SESSION_TIMEOUT_MS),
     Config::Number(&FAILOVER_MAX_LAG),
     Config::Number(&LOAD_INTERVAL_MS),
+    Config::Number(&STREAM_MAXLEN),
     Config::Text(&SERVERS),
     Config::Text(&AUTH),
     Config::Text(&MIRRORS),
     Config::Text(&GROUP),
     Config::Text(&ANNOUNCE),
     Config::Text(&ALLOW),
+    Config::Text(&STREAM),
     Config::Failover {
         name: "failover",
         default: FailoverMode::auto,
@@ -236,6 +246,23 @@ impl Settings {
             load_interval: load_interval(),
         }
     }
+}
+
+/// The change stream's key and trimming (`zksync.stream`, `zksync.stream-maxlen`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamSpec {
+    pub key: Vec<u8>,
+    /// Trimmed approximately to this many entries; 0 for never.
+    pub maxlen: i64,
+}
+
+/// The change stream in force, if any.
+pub fn stream() -> Option<StreamSpec> {
+    let key = STREAM.get();
+    (!key.is_empty()).then(|| StreamSpec {
+        key: key.into_bytes(),
+        maxlen: STREAM_MAXLEN.load(Ordering::Relaxed),
+    })
 }
 
 pub fn load_interval() -> Duration {
@@ -351,6 +378,25 @@ pub fn parse_allow(text: &str) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// Refuses a change stream key (empty: none) that a mirror or a PULL under
+/// `zksync.allow` could write or sweep: inside `PREFIX + ROOT` of a mirror,
+/// or `zk:` + an allowed root.
+pub fn stream_clear(key: &str, mirrors: &[MirrorSpec], allow: &[String]) -> Result<(), String> {
+    let namespaces = mirrors
+        .iter()
+        .map(|m| (m.prefix.as_str(), m.root.as_str()))
+        .chain(allow.iter().map(|root| (DEFAULT_PREFIX, root.as_str())));
+    for (prefix, root) in namespaces {
+        let inside = key.strip_prefix(prefix).is_some_and(|rest| path::is_within(rest, root));
+        if inside {
+            return Err(format!(
+                "the change stream key '{key}' would be inside the keys of {root} (prefix '{prefix}'); choose a key outside it"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A group name is one znode name, or empty for none.
 pub fn parse_group(text: &str) -> Result<String, String> {
     if text.is_empty() {
@@ -394,6 +440,7 @@ mod tests {
                 ("session-timeout", 6000, 500, 600_000, Flag::Plain),
                 ("failover-max-lag", 1_048_576, 0, i64::MAX, Flag::Memory),
                 ("load-interval", 1000, 100, 3_600_000, Flag::Plain),
+                ("stream-maxlen", 100_000, 0, i64::MAX, Flag::Plain),
             ]
         );
         let texts: Vec<_> = CONFIGS
@@ -412,6 +459,7 @@ mod tests {
                 ("group", "", Flag::Plain),
                 ("announce", "", Flag::Plain),
                 ("allow", "", Flag::Plain),
+                ("stream", "", Flag::Plain),
             ]
         );
         let Some(Config::Failover {
@@ -505,6 +553,27 @@ mod tests {
         assert!(parse_group("..").is_err());
         assert!(parse_announce("10.0.0.1:6379").is_ok());
         assert!(parse_announce("10.0.0.1").is_err());
+    }
+
+    #[test]
+    fn the_change_stream_stays_out_of_mirrored_keys() {
+        let mirrors = parse_mirrors("/app /svc=s:").unwrap();
+        let allow = parse_allow("/locks").unwrap();
+        let cases = [
+            ("", true),
+            ("zksync:changes", true),
+            ("zk:/app", false),
+            ("zk:/app/x", false),
+            ("zk:/apple", true),
+            ("s:/svc/a", false),
+            ("zk:/svc/a", true),
+            ("zk:/locks/changes", false),
+            ("zk:changes", true),
+        ];
+        for (key, clear) in cases {
+            assert_eq!(stream_clear(key, &mirrors, &allow).is_ok(), clear, "{key}");
+        }
+        assert!(stream_clear("zk:/x", &parse_mirrors("/=zk:").unwrap(), &[]).is_err());
     }
 
     #[test]

@@ -99,6 +99,7 @@ fn deinit(_ctx: &Context) -> Status {
 fn on_config_changed() {
     ffi::guard::catch("a config change", || {
         access::refresh_roots();
+        mirror::stream::set(config::stream());
         let settings = Settings::current();
         redis::fence::set_active(settings.group.is_some());
         let _ = session::send(Control::Settings(settings));

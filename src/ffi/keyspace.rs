@@ -43,24 +43,24 @@ pub fn set(ctx: Ctx, key: &[u8], value: &[u8]) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Deletes `key` if it exists.
-pub fn delete(ctx: Ctx, key: &[u8]) {
+/// Deletes `key` if it exists; whether it did.
+pub fn delete(ctx: Ctx, key: &[u8]) -> bool {
     let Some(name) = RedisStr::new(ctx, key) else {
-        return;
+        return false;
     };
     let Some(open) = OpenKey::new(ctx, &name, raw::REDISMODULE_WRITE) else {
-        return;
+        return false;
     };
     let (Some(key_type), Some(delete), Some(replicate)) = (
         api!(RedisModule_KeyType),
         api!(RedisModule_DeleteKey),
         api!(RedisModule_Replicate),
     ) else {
-        return;
+        return false;
     };
     // SAFETY: the key is open for writing.
     if unsafe { key_type(open.0.as_ptr()) } == raw::REDISMODULE_KEYTYPE_EMPTY as c_int {
-        return;
+        return false;
     }
     // SAFETY: the key is open for writing and holds a value.
     unsafe { delete(open.0.as_ptr()) };
@@ -68,6 +68,7 @@ pub fn delete(ctx: Ctx, key: &[u8]) {
     notify(ctx, raw::REDISMODULE_NOTIFY_GENERIC, c"del", &name);
     // SAFETY: the lock is held; "s" takes one RedisModuleString, alive.
     unsafe { replicate(ctx, c"DEL".as_ptr(), c"s".as_ptr(), name.0.as_ptr()) };
+    true
 }
 
 /// Whether `key` exists.

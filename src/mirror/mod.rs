@@ -9,6 +9,7 @@
 pub mod events;
 pub mod index;
 pub mod plan;
+pub mod stream;
 pub mod tree;
 
 use zookeeper_client::Stat;

@@ -3,7 +3,7 @@
 //! the Redis lock and carries the writes out in order.
 
 use super::index::{Advance, Index};
-use super::{stat_zxid, Op};
+use super::{stat_zxid, Node, Op};
 use crate::config::MirrorSpec;
 use crate::path;
 
@@ -13,14 +13,42 @@ pub enum KeyWrite {
     Set {
         key: Vec<u8>,
         data: Vec<u8>,
+        znode: Version,
     },
     /// Set the key unless it already holds `data`: a resync repairs keys
     /// changed outside zksync.
     Repair {
         key: Vec<u8>,
         data: Vec<u8>,
+        znode: Version,
     },
-    Delete(Vec<u8>),
+    Delete {
+        key: Vec<u8>,
+        path: String,
+    },
+}
+
+/// The znode version a key write carries (for the change stream).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version {
+    pub path: String,
+    pub mzxid: i64,
+    pub version: i32,
+    /// The index knew an older version: a change even if the bytes are
+    /// the same. (Else the key may already hold this very version, written
+    /// before a restart or a promotion.)
+    pub newer: bool,
+}
+
+impl Version {
+    fn of(node: &Node, newer: bool) -> Version {
+        Version {
+            path: node.path.clone(),
+            mzxid: node.stat.mzxid,
+            version: node.stat.version,
+            newer,
+        }
+    }
 }
 
 /// What a batch did to the index, and the key writes it calls for.
@@ -43,20 +71,23 @@ pub fn ops(index: &mut Index, spec: &MirrorSpec, ops: Vec<Op>, write: bool) -> P
         match op {
             Op::Upsert(node) => {
                 let zxid = stat_zxid(&node.stat);
-                let key = write.then(|| spec.key(&node.path));
+                let newer = index.stat(&node.path).is_some();
+                let write = write.then(|| (spec.key(&node.path), Version::of(&node, newer)));
                 match index.advance(node.path, node.stat) {
                     Advance::Stale => continue,
                     Advance::ChildrenOnly => {}
-                    Advance::Data => plan
-                        .writes
-                        .extend(key.map(|key| KeyWrite::Set { key, data: node.data })),
+                    Advance::Data => plan.writes.extend(write.map(|(key, znode)| KeyWrite::Set {
+                        key,
+                        data: node.data,
+                        znode,
+                    })),
                 }
                 plan.zxid = plan.zxid.max(zxid);
                 plan.applied += 1;
             }
             Op::Delete(path) => {
                 if write {
-                    plan.writes.push(KeyWrite::Delete(spec.key(&path)));
+                    plan.writes.push(delete(spec, &path));
                 }
                 if index.remove(&path).is_some() {
                     plan.applied += 1;
@@ -69,6 +100,7 @@ pub fn ops(index: &mut Index, spec: &MirrorSpec, ops: Vec<Op>, write: bool) -> P
                 if write {
                     plan.writes.push(KeyWrite::Repair {
                         key: spec.key(&node.path),
+                        znode: Version::of(&node, false),
                         data: node.data,
                     });
                 }
@@ -91,6 +123,7 @@ pub fn pulled(mut index: Option<&mut Index>, spec: &MirrorSpec, ops: Vec<Op>, wr
                 if write {
                     plan.writes.push(KeyWrite::Set {
                         key: spec.key(&node.path),
+                        znode: Version::of(&node, false),
                         data: node.data,
                     });
                 }
@@ -101,7 +134,7 @@ pub fn pulled(mut index: Option<&mut Index>, spec: &MirrorSpec, ops: Vec<Op>, wr
             }
             Op::Delete(path) => {
                 if write {
-                    plan.writes.push(KeyWrite::Delete(spec.key(&path)));
+                    plan.writes.push(delete(spec, &path));
                 }
                 if let Some(index) = index.as_deref_mut() {
                     index.remove(&path);
@@ -110,6 +143,13 @@ pub fn pulled(mut index: Option<&mut Index>, spec: &MirrorSpec, ops: Vec<Op>, wr
         }
     }
     plan
+}
+
+fn delete(spec: &MirrorSpec, path: &str) -> KeyWrite {
+    KeyWrite::Delete {
+        key: spec.key(path),
+        path: path.to_string(),
+    }
 }
 
 /// Whether a sweep of `root` deletes `key`, found under `prefix`: the key of
@@ -170,7 +210,7 @@ mod tests {
             .map(|w| match w {
                 KeyWrite::Set { key, .. } => format!("set {}", text(key)),
                 KeyWrite::Repair { key, .. } => format!("repair {}", text(key)),
-                KeyWrite::Delete(key) => format!("del {}", text(key)),
+                KeyWrite::Delete { key, .. } => format!("del {}", text(key)),
             })
             .collect()
     }

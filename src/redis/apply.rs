@@ -4,6 +4,7 @@
 
 use super::INDEX;
 use crate::access::{Denied, KeyAccess};
+use crate::config::StreamSpec;
 use crate::config::{self, MirrorSpec};
 use crate::error::Error;
 use crate::ffi::blocked::Pending;
@@ -11,13 +12,14 @@ use crate::ffi::lock::{thread_context, wake_event_loop, Locked};
 use crate::ffi::{acl, guard, keyspace, log};
 use crate::mirror::index::Index;
 use crate::mirror::plan::{self, KeyWrite, Plan};
+use crate::mirror::stream::{self, Entry};
 use crate::mirror::{Node, Op};
 use crate::reply::Reply;
 use crate::status::STATUS;
 use crossbeam_channel::{Receiver, Sender};
 use redis_module::{raw, CallOptionsBuilder, CallReply, CallResult, Context, ContextFlags};
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -276,9 +278,11 @@ impl Applier {
                     None => true,
                     Some(writer) => writer.as_ref().is_some_and(|u| u.may(key, KeyAccess::Write)),
                 };
+                let stream = stream::current();
                 for key in keys {
                     if plan::sweeps(&key, prefix, root, |path| keep(index, path)) && may_delete(&key) {
-                        keyspace::delete(ctx.ctx, &key);
+                        let path = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                        delete(ctx, stream.as_deref(), &key, &path);
                     }
                 }
                 Some(next)
@@ -357,20 +361,46 @@ fn apply_pulled(ctx: &Context, index: Option<&mut Index>, access: Access, spec: 
     write(ctx, plan::pulled(index, spec, ops, access == Access::Write));
 }
 
-/// Carries out a plan's key writes; returns how many keys were repaired.
+/// Carries out a plan's key writes, each with its entry in the change
+/// stream when there is one; returns how many keys were repaired.
 fn write(ctx: &Context, plan: Plan) -> usize {
     STATUS.note_zxid(plan.zxid);
+    let stream = stream::current();
     let mut repaired = 0;
     for write in plan.writes {
         match write {
-            KeyWrite::Set { key, data } => set(ctx, &key, &data),
-            KeyWrite::Repair { key, data } => {
+            KeyWrite::Set { key, data, znode } => {
+                // A key that holds this very version already is not changed.
+                let changed = stream.is_some() && (znode.newer || !keyspace::holds(ctx.ctx, &key, &data));
+                set(ctx, &key, &data);
+                if changed {
+                    append(
+                        ctx,
+                        stream.as_deref(),
+                        Entry::Set {
+                            key: &key,
+                            znode: &znode,
+                            value: &data,
+                        },
+                    );
+                }
+            }
+            KeyWrite::Repair { key, data, znode } => {
                 if !keyspace::holds(ctx.ctx, &key, &data) {
                     set(ctx, &key, &data);
+                    append(
+                        ctx,
+                        stream.as_deref(),
+                        Entry::Set {
+                            key: &key,
+                            znode: &znode,
+                            value: &data,
+                        },
+                    );
                     repaired += 1;
                 }
             }
-            KeyWrite::Delete(key) => keyspace::delete(ctx.ctx, &key),
+            KeyWrite::Delete { key, path } => delete(ctx, stream.as_deref(), &key, &path),
         }
     }
     repaired
@@ -380,6 +410,44 @@ fn write(ctx: &Context, plan: Plan) -> usize {
 fn set(ctx: &Context, key: &[u8], value: &[u8]) {
     if let Err(e) = keyspace::set(ctx.ctx, key, value) {
         log::warning(&format!("SET of a mirrored key failed: {e}"));
+    }
+}
+
+/// One replicated DEL, with its entry if the key existed.
+fn delete(ctx: &Context, stream: Option<&StreamSpec>, key: &[u8], path: &str) {
+    if keyspace::delete(ctx.ctx, key) {
+        let zxid = STATUS.last_zxid.load(Ordering::Relaxed);
+        append(ctx, stream, Entry::Del { key, path, zxid });
+    }
+}
+
+/// Appends `entry` to the change stream, replicated like the key write it
+/// goes with (Redis wraps what one hold of the lock replicates in one
+/// MULTI/EXEC). A failure (the key holds another type) is logged once.
+fn append(ctx: &Context, stream: Option<&StreamSpec>, entry: Entry) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let Some(stream) = stream else { return };
+    let fields = entry.fields();
+    let maxlen = stream.maxlen.to_string();
+    let mut args: Vec<&[u8]> = Vec::with_capacity(5 + 2 * fields.len());
+    args.push(&stream.key);
+    if stream.maxlen > 0 {
+        args.extend([&b"MAXLEN"[..], b"~", maxlen.as_bytes()]);
+    }
+    args.push(b"*");
+    for (name, value) in &fields {
+        args.push(name.as_bytes());
+        args.push(value);
+    }
+    let opts = CallOptionsBuilder::new().replicate().errors_as_replies().build();
+    let reply: CallResult = ctx.call_ext("XADD", &opts, args.as_slice());
+    match reply {
+        Ok(_) => WARNED.store(false, Ordering::Relaxed),
+        Err(e) if !WARNED.swap(true, Ordering::Relaxed) => log::warning(&format!(
+            "cannot append to the change stream {}: {e}",
+            String::from_utf8_lossy(&stream.key)
+        )),
+        Err(_) => {}
     }
 }
 
