@@ -45,6 +45,10 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     });
     match loaded.unwrap_or_else(|| Err("internal error, see above".to_string())) {
         Ok(()) => {
+            // Sentinel clients ask group members as Sentinels. Redis has a
+            // SENTINEL command only in sentinel mode, where zksync has no use.
+            let sentinel = command_handler!("sentinel", commands::sentinel::sentinel);
+            ffi::commands::register_optional(ctx, "sentinel", "readonly fast", sentinel);
             ffi::events::on_cron(ctx, cron);
             Status::Ok
         }

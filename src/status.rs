@@ -93,6 +93,11 @@ impl Status {
         *self.server.lock().unwrap_or_else(|e| e.into_inner()) = server.to_string();
     }
 
+    /// The group this server is a registered member of, and its id there.
+    pub fn member(&self) -> Option<MemberOf> {
+        self.member.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub fn set_member(&self, member: Option<MemberOf>) {
         *self.member.lock().unwrap_or_else(|e| e.into_inner()) = member;
     }

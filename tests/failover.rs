@@ -8,6 +8,7 @@ mod common;
 use common::proxy::Proxy;
 use common::writer::{connect, counter_writer, longest_gap, lost_writes, set_stopped, Acked, Background};
 use common::*;
+use redis::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -835,4 +836,181 @@ fn joining_and_leaving_a_group_at_run_time() {
     });
     a.cmd(&["SET", "other", "1"]);
     assert!(!a.status().contains_key("fenced"));
+}
+
+/// redis-py's Sentinel client over the members' addresses (as a Sentinel
+/// deployment lists its Sentinels), INCRing `key` on the master it finds;
+/// every acknowledged value, as it arrives.
+struct SentinelClient {
+    child: std::process::Child,
+    acked: std::sync::Arc<Mutex<Acked>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SentinelClient {
+    fn start(g: &Group, key: &str) -> SentinelClient {
+        use std::io::BufRead;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut child = std::process::Command::new("python3")
+            .arg(root.join("tests/py/sentinel_writer.py"))
+            .args([g.name.as_str(), key])
+            .args(g.ports().iter().map(u16::to_string))
+            .env("PYTHONPATH", root.join("target/python"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 with redis-py in target/python (scripts/setup installs it)");
+        let stdout = child.stdout.take().expect("piped");
+        let acked: std::sync::Arc<Mutex<Acked>> = Default::default();
+        let out = acked.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(value) = line.trim().parse() {
+                    out.lock().unwrap().push((Instant::now(), value));
+                }
+            }
+        });
+        SentinelClient {
+            child,
+            acked,
+            reader: Some(reader),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    fn acked(&self) -> Acked {
+        self.acked.lock().unwrap().clone()
+    }
+
+    /// Waits for `n` more acknowledged writes.
+    fn wait_more(&self, n: usize, what: &str) {
+        let before = self.count();
+        wait_until(Duration::from_secs(15), what, || self.count() > before + n);
+    }
+}
+
+impl Drop for SentinelClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+/// The master as SENTINEL GET-MASTER-ADDR-BY-NAME on member `i` names it.
+fn sentinel_master(g: &Group, i: usize) -> Option<u16> {
+    match g.members[i]
+        .try_cmd(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", &g.name])
+        .ok()?
+    {
+        redis::Value::Array(items) if items.len() == 2 => text(&items[1]).parse().ok(),
+        _ => None,
+    }
+}
+
+#[test]
+fn members_answer_as_sentinels_and_a_cut_member_names_no_one() {
+    let _serial = serial();
+    let ensemble = shared_ensemble();
+    let proxy = Proxy::start(&ensemble.connect_string());
+    let mut g = Group::start("sentinel", &ensemble.connect_string(), 2, &[]);
+    g.wait_converged(&[0, 1], Duration::from_secs(15));
+    // The third member, behind the proxy, joins as a replica.
+    g.members.push(Group::member(
+        &proxy.addr(),
+        &g.name,
+        &[("zksync.session-timeout", "2000")],
+    ));
+    let (master, epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
+    assert!(master < 2);
+    let port = g.members[master].port();
+    for i in 0..3 {
+        assert_eq!(sentinel_master(&g, i), Some(port), "member {i}");
+        let masters = g.members[i].cmd(&["SENTINEL", "MASTERS"]);
+        let fields = format!("{masters:?}");
+        for expected in [g.name.as_str(), "master", "num-other-sentinels", &epoch.to_string()] {
+            assert!(fields.contains(expected), "{expected} in {fields}");
+        }
+        // The members' table follows their published roles.
+        wait_until(
+            Duration::from_secs(5),
+            "two replicas listed",
+            || matches!(g.members[i].cmd(&["SENTINEL", "REPLICAS", &g.name]), Value::Array(r) if r.len() == 2),
+        );
+        let Value::Array(sentinels) = g.members[i].cmd(&["SENTINEL", "SENTINELS", &g.name]) else {
+            panic!("SENTINELS")
+        };
+        assert_eq!(sentinels.len(), 2, "the other members");
+    }
+    // Unknown names answer as Sentinel does.
+    let unknown = g.members[0].cmd(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "nope"]);
+    assert!(matches!(unknown, Value::Nil), "{unknown:?}");
+    let error = g.members[0].try_cmd(&["SENTINEL", "MASTER", "nope"]).unwrap_err();
+    assert!(error.to_string().contains("No such master"), "{error}");
+    // The member behind the proxy, cut from ZooKeeper, names no one.
+    proxy.blackhole();
+    wait_until(Duration::from_secs(5), "the cut member to stop naming a master", || {
+        sentinel_master(&g, 2).is_none() && matches!(g.members[2].cmd(&["ZKSYNC.LEADER"]), Value::Nil)
+    });
+    assert!(!format!("{:?}", g.members[2].cmd(&["SENTINEL", "MASTERS"])).contains(&g.name));
+    for i in 0..2 {
+        assert_eq!(sentinel_master(&g, i), Some(port), "member {i} still vouches");
+    }
+    proxy.restore();
+    wait_until(Duration::from_secs(10), "the member to name the master again", || {
+        sentinel_master(&g, 2).is_some()
+    });
+}
+
+#[test]
+fn a_sentinel_client_follows_a_switchover_a_shutdown_and_a_sigkill() {
+    let _serial = serial();
+    let g = Group::start("sentinel-client", &shared_ensemble().connect_string(), 3, &[]);
+    let (master, _) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
+    g.members[master].cmd(&["SET", "warm-up", "1"]);
+    g.wait_in_sync(master, &[0, 1, 2]);
+    let client = SentinelClient::start(&g, "counter");
+    client.wait_more(100, "redis-py to write through the Sentinel emulation");
+
+    // Switchover: no acknowledged write lost.
+    let started = Instant::now();
+    g.members[(master + 1) % 3].cmd(&["ZKSYNC.FAILOVER"]);
+    let (master, _) = g.wait_converged(&[0, 1, 2], Duration::from_secs(10));
+    client.wait_more(100, "writes on the new master after the switchover");
+    let switchover = longest_gap(&client.acked(), started);
+
+    // Clean shutdown: no acknowledged write lost.
+    let started = Instant::now();
+    let pid = g.members[master].pid().expect("running") as i32;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    g.members[master].wait_exit();
+    let alive: Vec<usize> = (0..3).filter(|&i| i != master).collect();
+    let (master, _) = g.wait_converged(&alive, Duration::from_secs(10));
+    client.wait_more(100, "writes on the new master after the shutdown");
+    let shutdown = longest_gap(&client.acked(), started);
+    g.wait_in_sync(master, &alive);
+    let before_kill = client.acked();
+    assert_no_acked_write_lost(&before_kill, counter(&g.members[master], "counter"));
+
+    // SIGKILL: the last member takes over once the session expires.
+    let started = Instant::now();
+    g.members[master].kill();
+    let last: Vec<usize> = alive.into_iter().filter(|&i| i != master).collect();
+    let (master, _) = g.wait_converged(&last, Duration::from_secs(15));
+    client.wait_more(100, "writes on the last member after the SIGKILL");
+    let acked = client.acked();
+    let kill = longest_gap(&acked, started);
+    let lost = lost_writes(&acked);
+    let held = counter(&g.members[master], "counter");
+    println!(
+        "redis-py Sentinel client: outage switchover {switchover:?}, shutdown {shutdown:?}, SIGKILL {kill:?}; \
+         lost after the SIGKILL {lost} (counter {held})"
+    );
+    assert!(switchover < Duration::from_secs(2), "{switchover:?}");
+    assert!(shutdown < Duration::from_secs(2), "{shutdown:?}");
 }

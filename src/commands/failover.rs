@@ -13,7 +13,8 @@ use std::time::Duration;
 
 const DEFAULT_TIMEOUT_MS: u64 = 5000;
 
-/// `[id, host:port, epoch]` of the group's master as this member last read it, or nil.
+/// `[id, host:port, epoch]` of the group's master as this member last read
+/// it, or nil (also while this member cannot vouch for it).
 pub fn leader(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if args.len() != 1 {
         return Err(Error::BadArgs("syntax: ZKSYNC.LEADER".into()).into());
@@ -21,7 +22,8 @@ pub fn leader(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if GROUP.get().is_empty() {
         return Err(Error::NoGroup.into());
     }
-    let reply = match STATUS.leader() {
+    // A member cut from ZooKeeper, or a fenced master, names no one.
+    let reply = match super::sentinel::leader() {
         Some(l) => Reply::Array(vec![
             Reply::text(l.id),
             Reply::text(l.addr),

@@ -38,7 +38,7 @@ fn parse_role(word: &str) -> Result<Option<Role>, Error> {
 
 /// `(now, stale after)` in ms: a member is stale once its figures are older
 /// than the heartbeat plus 3 load intervals plus the session timeout.
-fn freshness() -> Result<(i64, i64), Error> {
+pub(super) fn freshness() -> Result<(i64, i64), Error> {
     if GROUP.get().is_empty() {
         return Err(Error::NoGroup);
     }

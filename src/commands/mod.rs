@@ -4,6 +4,7 @@ pub mod failover;
 pub mod load;
 pub mod lock;
 pub mod mirror;
+pub mod sentinel;
 pub mod status;
 
 use crate::access::{self, Action, Target};

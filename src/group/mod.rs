@@ -7,10 +7,12 @@
 //! - `load`: this server's figures and score; `membership`: when they are
 //!   worth publishing, and the table read back; `view`: that table for
 //!   ZKSYNC.LOAD;
+//! - `discovery`: the group as Sentinel describes a master, for Sentinel clients;
 //! - `rank`: who may become master; `election`: who leads and what this
 //!   member does about it; `switchover`: the stages of a coordinated change
 //!   (the master's lease arithmetic is `crate::lease`).
 
+pub mod discovery;
 pub mod election;
 pub mod layout;
 pub mod leader;
