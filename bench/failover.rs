@@ -9,12 +9,15 @@
 //! over (ZKSYNC.FAILOVER; SENTINEL FAILOVER). Reported: the write outage the
 //! client saw (the longest gap between two acknowledged writes from the
 //! event on) and the acknowledged writes that the new master does not hold.
+//! Each system is measured with this bench's own client and with redis-py's
+//! Sentinel client (given the zksync members, or the Sentinels).
 //!
 //! Run by `bench/failover [--quick]`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use common::sentinel_client::SentinelClient;
 use common::writer::{connect, counter_writer, longest_gap, lost_writes, Acked, Background};
 use common::*;
 use std::sync::Arc;
@@ -48,6 +51,8 @@ impl Event {
 
 struct Cluster {
     system: System,
+    /// The name a Sentinel client asks for: the group, or Sentinel's `m`.
+    service: String,
     redis: Vec<Redis>,
     sentinels: Vec<(u16, Guarded)>,
 }
@@ -77,6 +82,7 @@ impl Cluster {
             .collect();
         Cluster {
             system: System::Zksync,
+            service: group,
             redis,
             sentinels: Vec::new(),
         }
@@ -111,6 +117,7 @@ impl Cluster {
             .collect();
         Cluster {
             system: System::Sentinel,
+            service: "m".to_string(),
             redis,
             sentinels,
         }
@@ -133,6 +140,14 @@ impl Cluster {
                     _ => None,
                 }
             }
+        }
+    }
+
+    /// Where a Sentinel client looks: the Sentinels, or every zksync member.
+    fn sentinel_ports(&self) -> Vec<u16> {
+        match self.system {
+            System::Zksync => self.redis.iter().map(Redis::port).collect(),
+            System::Sentinel => self.sentinels.iter().map(|(port, _)| *port).collect(),
         }
     }
 
@@ -206,15 +221,58 @@ struct Outcome {
     lost: i64,
 }
 
-fn run(system: System, event: Event, zk: &str) -> Outcome {
+/// Who writes: this bench's own client, asking ZKSYNC.LEADER or SENTINEL
+/// GET-MASTER-ADDR-BY-NAME, or redis-py's Sentinel client (what an
+/// application uses), given zksync's members or the Sentinels.
+#[derive(Clone, Copy, PartialEq)]
+enum Client {
+    Own,
+    RedisPy,
+}
+
+enum Writer {
+    Own(Background<Acked>),
+    RedisPy(SentinelClient),
+}
+
+impl Writer {
+    fn start(cluster: &Arc<Cluster>, client: Client) -> Writer {
+        match client {
+            Client::Own => {
+                let discovering = cluster.clone();
+                Writer::Own(counter_writer(move |n| discovering.discover(n), "counter"))
+            }
+            Client::RedisPy => Writer::RedisPy(SentinelClient::start(
+                &cluster.service,
+                &cluster.sentinel_ports(),
+                "counter",
+            )),
+        }
+    }
+
+    fn count(&self) -> usize {
+        match self {
+            Writer::Own(w) => w.with(Vec::len),
+            Writer::RedisPy(c) => c.count(),
+        }
+    }
+
+    fn stop(self) -> Acked {
+        match self {
+            Writer::Own(w) => w.stop(),
+            Writer::RedisPy(c) => c.acked(),
+        }
+    }
+}
+
+fn run(system: System, client: Client, event: Event, zk: &str) -> Outcome {
     let cluster = Arc::new(match system {
         System::Zksync => Cluster::zksync(zk),
         System::Sentinel => Cluster::sentinel(),
     });
     let master = cluster.wait_ready();
-    let discovering = cluster.clone();
-    let writer = counter_writer(move |n| discovering.discover(n), "counter");
-    let count = |w: &Background<Acked>| w.with(Vec::len);
+    let writer = Writer::start(&cluster, client);
+    let count = |w: &Writer| w.count();
     wait_until(Duration::from_secs(10), "writes to flow", || count(&writer) > 2000);
     let at = Instant::now();
     let old = cluster.index_of(master);
@@ -243,8 +301,9 @@ fn run(system: System, event: Event, zk: &str) -> Outcome {
     let acked = writer.stop();
     let outage = longest_gap(&acked, at);
     eprintln!(
-        "  {} {}: outage {outage:?}, lost {}",
+        "  {}{} {}: outage {outage:?}, lost {}",
         if system == System::Zksync { "zksync" } else { "Sentinel" },
+        if client == Client::RedisPy { " (redis-py)" } else { "" },
         event.name(),
         lost_writes(&acked)
     );
@@ -290,25 +349,23 @@ fn main() {
     );
     println!("(3 Sentinels, quorum 2, down-after-milliseconds {TIMEOUT_MS}); medians of {runs} runs\n");
     println!(
-        "{:<24} {:>14} {:>10} {:>14} {:>10} {:>8}",
-        "event", "zksync outage", "lost", "Sentinel outage", "lost", "ratio"
+        "{:<22} {:>14} {:>6} {:>16} {:>6} {:>17} {:>6} {:>16} {:>6}",
+        "event", "zksync", "lost", "zksync redis-py", "lost", "Sentinel redis-py", "lost", "Sentinel", "lost"
     );
+    let configs = [
+        (System::Zksync, Client::Own),
+        (System::Zksync, Client::RedisPy),
+        (System::Sentinel, Client::RedisPy),
+        (System::Sentinel, Client::Own),
+    ];
     for event in [Event::Kill, Event::Shutdown, Event::Switchover] {
-        let mut figures = Vec::new();
-        for system in [System::Zksync, System::Sentinel] {
-            let outcomes: Vec<Outcome> = (0..runs).map(|_| run(system, event, &zk)).collect();
+        let mut row = format!("{:<22}", event.name());
+        for (system, client) in configs {
+            let outcomes: Vec<Outcome> = (0..runs).map(|_| run(system, client, event, &zk)).collect();
             let outage = median(outcomes.iter().map(|o| o.outage.as_secs_f64() * 1000.0).collect());
             let lost = median(outcomes.iter().map(|o| o.lost as f64).collect());
-            figures.push((outage, lost));
+            row += &format!(" {:>14.0} {:>6.0}", outage, lost);
         }
-        println!(
-            "{:<24} {:>11.0} ms {:>10.0} {:>12.0} ms {:>10.0} {:>8.2}",
-            event.name(),
-            figures[0].0,
-            figures[0].1,
-            figures[1].0,
-            figures[1].1,
-            figures[0].0 / figures[1].0
-        );
+        println!("{row}   (outage ms, acknowledged writes lost)");
     }
 }

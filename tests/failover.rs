@@ -6,6 +6,7 @@
 mod common;
 
 use common::proxy::Proxy;
+use common::sentinel_client::SentinelClient;
 use common::writer::{connect, counter_writer, longest_gap, lost_writes, set_stopped, Acked, Background};
 use common::*;
 use redis::Value;
@@ -838,70 +839,6 @@ fn joining_and_leaving_a_group_at_run_time() {
     assert!(!a.status().contains_key("fenced"));
 }
 
-/// redis-py's Sentinel client over the members' addresses (as a Sentinel
-/// deployment lists its Sentinels), INCRing `key` on the master it finds;
-/// every acknowledged value, as it arrives.
-struct SentinelClient {
-    child: std::process::Child,
-    acked: std::sync::Arc<Mutex<Acked>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl SentinelClient {
-    fn start(g: &Group, key: &str) -> SentinelClient {
-        use std::io::BufRead;
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut child = std::process::Command::new("python3")
-            .arg(root.join("tests/py/sentinel_writer.py"))
-            .args([g.name.as_str(), key])
-            .args(g.ports().iter().map(u16::to_string))
-            .env("PYTHONPATH", root.join("target/python"))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3 with redis-py in target/python (scripts/setup installs it)");
-        let stdout = child.stdout.take().expect("piped");
-        let acked: std::sync::Arc<Mutex<Acked>> = Default::default();
-        let out = acked.clone();
-        let reader = std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(value) = line.trim().parse() {
-                    out.lock().unwrap().push((Instant::now(), value));
-                }
-            }
-        });
-        SentinelClient {
-            child,
-            acked,
-            reader: Some(reader),
-        }
-    }
-
-    fn count(&self) -> usize {
-        self.acked.lock().unwrap().len()
-    }
-
-    fn acked(&self) -> Acked {
-        self.acked.lock().unwrap().clone()
-    }
-
-    /// Waits for `n` more acknowledged writes.
-    fn wait_more(&self, n: usize, what: &str) {
-        let before = self.count();
-        wait_until(Duration::from_secs(15), what, || self.count() > before + n);
-    }
-}
-
-impl Drop for SentinelClient {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
-    }
-}
-
 /// The master as SENTINEL GET-MASTER-ADDR-BY-NAME on member `i` names it.
 fn sentinel_master(g: &Group, i: usize) -> Option<u16> {
     match g.members[i]
@@ -974,7 +911,7 @@ fn a_sentinel_client_follows_a_switchover_a_shutdown_and_a_sigkill() {
     let (master, _) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
     g.members[master].cmd(&["SET", "warm-up", "1"]);
     g.wait_in_sync(master, &[0, 1, 2]);
-    let client = SentinelClient::start(&g, "counter");
+    let client = SentinelClient::start(&g.name, &g.ports(), "counter");
     client.wait_more(100, "redis-py to write through the Sentinel emulation");
 
     // Switchover: no acknowledged write lost.

@@ -11,6 +11,7 @@
 
 pub mod curator;
 pub mod proxy;
+pub mod sentinel_client;
 pub mod writer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
