@@ -50,7 +50,10 @@ pub fn server() -> Server {
     match std::env::var("ZKSYNC_SERVER").as_deref() {
         Err(std::env::VarError::NotPresent) | Ok("" | "redis") => Server::Redis,
         Ok("valkey") => Server::Valkey,
-        other => panic!("ZKSYNC_SERVER={other:?}: expected redis or valkey"),
+        _ => panic!(
+            "ZKSYNC_SERVER={:?}: expected redis or valkey",
+            std::env::var_os("ZKSYNC_SERVER").unwrap_or_default()
+        ),
     }
 }
 
