@@ -184,7 +184,9 @@ redis_module! {
     deinit: deinit,
     info: info,
     // Flags as Redis's own counterparts have them; the last item is the ACL
-    // categories, declared where Redis supports them (7.2 and later).
+    // categories, declared where the server supports them (Redis 7.2+,
+    // Valkey). A command without one omits the item: redis-module asserts
+    // that a given one is not empty, which aborts the server at load.
     commands: [
         ["zksync.pull", guarded!("zksync.pull", commands::mirror::pull), "write deny-oom", 0, 0, 0, "", "write"],
         ["zksync.push", guarded!("zksync.push", commands::mirror::push), "write deny-oom", 0, 0, 0, "", "write"],
@@ -198,7 +200,7 @@ redis_module! {
         ["zksync.lock", guarded!("zksync.lock", commands::lock::lock), "readonly deny-script", 0, 0, 0, "", "blocking"],
         ["zksync.unlock", guarded!("zksync.unlock", commands::lock::unlock), "readonly fast", 0, 0, 0, "", "fast"],
         ["zksync.check", guarded!("zksync.check", commands::lock::check), "readonly fast", 0, 0, 0, "", "fast"],
-        ["zksync.locks", guarded!("zksync.locks", commands::lock::locks), "readonly", 0, 0, 0, "", ""],
+        ["zksync.locks", guarded!("zksync.locks", commands::lock::locks), "readonly", 0, 0, 0, ""],
         ["zksync.fenced", guarded!("zksync.fenced", redis::fence::refuse), "fast", 0, 0, 0, "", "write"],
         ["zksync.fenced-sync", guarded!("zksync.fenced-sync", redis::fence::refuse_sync), "fast", 0, 0, 0, "", "admin dangerous"],
     ],

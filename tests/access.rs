@@ -1,9 +1,9 @@
 //! Access: no client reaches further than it may, and nothing crashes
 //! redis-server. The allowed roots and the reserved trees, the Redis ACL on
-//! the keys of paths (with ACL LOG), the ZooKeeper ACL of znodes zksync
-//! creates under digest auth, config values with control bytes, and a seeded
-//! fuzz of every command and config. After every refusal ZooKeeper is read
-//! back with a client of its own: unchanged.
+//! the keys of paths (with ACL LOG) and its categories on the commands, the
+//! ZooKeeper ACL of znodes zksync creates under digest auth, config values
+//! with control bytes, and a seeded fuzz of every command and config. After
+//! every refusal ZooKeeper is read back with a client of its own: unchanged.
 
 mod common;
 
@@ -253,6 +253,48 @@ fn the_redis_acl_governs_the_keys_of_paths() {
     // The default user may: the PULL repairs it.
     assert_eq!(redis.cmd(&["ZKSYNC.PULL", &app]), Value::Int(3));
     assert_eq!(redis.cmd(&["GET", &a1]), Value::BulkString(b"app/a1".to_vec()));
+}
+
+/// The documented ACL categories, on servers that let modules declare them
+/// (Valkey, Redis 7.2+). Redis 7.0 gives module commands none: `-@write`
+/// does not cover PUSH there.
+#[test]
+fn acl_categories_cover_the_commands_where_the_server_has_them() {
+    let redis = Redis::start(&shared_zk().connect_string(), &[]);
+    let commands: [(&str, &[&str]); 13] = [
+        ("PULL", &["write"]),
+        ("PUSH", &["write"]),
+        ("DELETE", &["write"]),
+        ("STAT", &["read"]),
+        ("LS", &["read"]),
+        ("LOAD", &["read"]),
+        ("LEADER", &["read"]),
+        ("STATUS", &["dangerous"]),
+        ("FAILOVER", &["admin", "dangerous"]),
+        ("LOCK", &["blocking"]),
+        ("UNLOCK", &["fast"]),
+        ("CHECK", &["fast"]),
+        ("LOCKS", &[]),
+    ];
+    for category in ["read", "write", "admin", "dangerous", "blocking", "fast"] {
+        let user = format!("no-{category}");
+        redis.cmd(&[
+            "ACL",
+            "SETUSER",
+            &user,
+            "on",
+            ">pw",
+            "~*",
+            "+@all",
+            &format!("-@{category}"),
+        ]);
+        for (command, categories) in commands {
+            let name = format!("ZKSYNC.{command}");
+            let allowed = matches!(redis.cmd(&["ACL", "DRYRUN", &user, &name]), Value::Okay);
+            let want = server() == Server::Redis || !categories.contains(&category);
+            assert_eq!(allowed, want, "{name} for a user with -@{category} on {:?}", server());
+        }
+    }
 }
 
 #[test]

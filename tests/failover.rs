@@ -488,10 +488,11 @@ fn a_master_cut_from_zookeeper_fences_itself_before_anyone_else_leads() {
     // may never stream to it.
     let outsider = Redis::start_plain(&[]);
     outsider.cmd(&["REPLICAOF", "127.0.0.1", &g.members[0].port().to_string()]);
+    // Redis logs "Master is currently ...", Valkey "Primary is currently ...".
     wait_until(Duration::from_secs(5), "the fenced master to refuse PSYNC", || {
         outsider
             .log()
-            .contains("Master is currently unable to PSYNC but should be in the future")
+            .contains("is currently unable to PSYNC but should be in the future")
     });
     assert!(
         !outsider.log().contains("Retrying with SYNC"),

