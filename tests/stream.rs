@@ -104,19 +104,30 @@ fn the_initial_sync_and_live_changes_are_entries_in_order() {
     assert_eq!(field(first, "mzxid"), stat.mzxid.to_string());
     assert_eq!(field(first, "version"), "0");
 
-    // Create, set, set, delete one znode: four entries, in order, mzxid rising.
+    // Create, set, set, delete one znode, each seen before the next (a burst
+    // would be read once, at its latest version): four entries, in order,
+    // mzxid rising.
     let path = format!("{root}/live");
-    zk.create_all(&path, b"a");
-    zk.set(&path, b"b");
-    zk.set(&path, b"b");
-    zk.delete_all(&path);
+    let mine = || -> Vec<Fields> {
+        entries(&redis)
+            .into_iter()
+            .skip(synced.len())
+            .map(|(_, f)| f)
+            .filter(|f| field(f, "path") == path)
+            .collect()
+    };
+    let steps: [&dyn Fn(); 4] = [
+        &|| zk.create_all(&path, b"a"),
+        &|| zk.set(&path, b"b"),
+        &|| zk.set(&path, b"b"),
+        &|| zk.delete_all(&path),
+    ];
+    for (n, step) in steps.iter().enumerate() {
+        step();
+        wait_until(SETTLE, "the change's entry", || mine().len() > n);
+    }
     wait_replay_equals(&redis, &zk, &root);
-    let mine: Vec<Fields> = entries(&redis)
-        .into_iter()
-        .skip(synced.len())
-        .map(|(_, f)| f)
-        .filter(|f| field(f, "path") == path)
-        .collect();
+    let mine = mine();
     let ops: Vec<String> = mine.iter().map(|f| field(f, "op")).collect();
     assert_eq!(
         ops,
