@@ -15,7 +15,8 @@ import org.apache.zookeeper.ZooKeeper;
  * The benchmark's load side, the same for zksync and the sidecar.
  *   populate <zk> <root> <dirs> <leaves per dir> <value bytes>   create a tree, pipelined
  *   lag <zk> <root> <redis port> <prefix> <writes>               write -> keyspace notification lag
- *   writer <zk> <root> <per second> <seconds>                    steady updates
+ *   writer <zk> <root> <per second> <seconds> [value bytes]      steady updates (values: the counter,
+ *                                                                padded with 'v' to value bytes)
  */
 public final class BenchTool {
     public static void main(String[] args) throws Exception {
@@ -24,7 +25,8 @@ public final class BenchTool {
             case "populate" -> populate(zk, args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]),
                 Integer.parseInt(args[5]));
             case "lag" -> lag(zk, args[2], Integer.parseInt(args[3]), args[4], Integer.parseInt(args[5]));
-            case "writer" -> writer(zk, args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]));
+            case "writer" -> writer(zk, args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]),
+                args.length > 5 ? Integer.parseInt(args[5]) : 0);
             default -> throw new IllegalArgumentException(args[0]);
         }
         zk.close();
@@ -121,7 +123,14 @@ public final class BenchTool {
         sub.close();
     }
 
-    static void writer(ZooKeeper zk, String root, int perSecond, int seconds) throws Exception {
+    /** `text` followed by 'v's up to `size` bytes (never cut). */
+    static byte[] padded(String text, int size) {
+        StringBuilder value = new StringBuilder(text);
+        while (value.length() < size) value.append('v');
+        return value.toString().getBytes(StandardCharsets.US_ASCII);
+    }
+
+    static void writer(ZooKeeper zk, String root, int perSecond, int seconds, int size) throws Exception {
         String dir = root + "/w";
         createIfAbsent(zk, root);
         createIfAbsent(zk, dir);
@@ -132,8 +141,7 @@ public final class BenchTool {
             long due = started + i * 1_000_000_000L / perSecond;
             long wait = due - System.nanoTime();
             if (wait > 0) Thread.sleep(wait / 1_000_000, (int) (wait % 1_000_000));
-            zk.setData(dir + "/k" + (i % 1000), Long.toString(i).getBytes(StandardCharsets.US_ASCII), -1,
-                (rc, path, ctx, stat) -> {}, null);
+            zk.setData(dir + "/k" + (i % 1000), padded(Long.toString(i), size), -1, (rc, path, ctx, stat) -> {}, null);
         }
     }
 }
