@@ -74,18 +74,8 @@ impl Group<'_> {
                 } else {
                     ("slave", "ok")
                 };
-                vec![
-                    ("name", format!("{ip}:{port}")),
-                    ("ip", ip),
-                    ("port", port),
-                    ("runid", row.member.id.clone()),
-                    ("flags", flags.into()),
-                    ("link-pending-commands", "0".into()),
-                    ("link-refcount", "1".into()),
-                    ("last-ping-sent", "0".into()),
-                    ("last-ok-ping-reply", row.age_ms.to_string()),
-                    ("last-ping-reply", row.age_ms.to_string()),
-                    ("down-after-milliseconds", self.timeout_ms.to_string()),
+                let mut fields = self.instance(format!("{ip}:{port}"), row, flags);
+                fields.extend([
                     ("info-refresh", row.age_ms.to_string()),
                     ("role-reported", "slave".into()),
                     ("role-reported-time", "0".into()),
@@ -96,7 +86,8 @@ impl Group<'_> {
                     ("slave-priority", figures.priority.to_string()),
                     ("slave-repl-offset", figures.repl_offset.to_string()),
                     ("replica-announced", "1".into()),
-                ]
+                ]);
+                fields
             })
             .collect()
     }
@@ -105,26 +96,34 @@ impl Group<'_> {
     pub fn sentinels_fields(&self) -> Vec<Fields> {
         self.others()
             .map(|row| {
-                let (ip, port) = endpoint(&row.member.node.addr());
                 let flags = if row.stale { "sentinel,s_down" } else { "sentinel" };
-                vec![
-                    ("name", row.member.id.clone()),
-                    ("ip", ip),
-                    ("port", port),
-                    ("runid", row.member.id.clone()),
-                    ("flags", flags.into()),
-                    ("link-pending-commands", "0".into()),
-                    ("link-refcount", "1".into()),
-                    ("last-ping-sent", "0".into()),
-                    ("last-ok-ping-reply", row.age_ms.to_string()),
-                    ("last-ping-reply", row.age_ms.to_string()),
-                    ("down-after-milliseconds", self.timeout_ms.to_string()),
+                let mut fields = self.instance(row.member.id.clone(), row, flags);
+                fields.extend([
                     ("last-hello-message", row.age_ms.to_string()),
                     ("voted-leader", "?".into()),
                     ("voted-leader-epoch", "0".into()),
-                ]
+                ]);
+                fields
             })
             .collect()
+    }
+
+    /// The fields Sentinel gives every instance it watches.
+    fn instance(&self, name: String, row: &Row, flags: &str) -> Fields {
+        let (ip, port) = endpoint(&row.member.node.addr());
+        vec![
+            ("name", name),
+            ("ip", ip),
+            ("port", port),
+            ("runid", row.member.id.clone()),
+            ("flags", flags.into()),
+            ("link-pending-commands", "0".into()),
+            ("link-refcount", "1".into()),
+            ("last-ping-sent", "0".into()),
+            ("last-ok-ping-reply", row.age_ms.to_string()),
+            ("last-ping-reply", row.age_ms.to_string()),
+            ("down-after-milliseconds", self.timeout_ms.to_string()),
+        ]
     }
 
     fn replicas(&self) -> impl Iterator<Item = &Row<'_>> {

@@ -11,7 +11,7 @@ use crate::ffi::blocked::Pending;
 use crate::ffi::lock::{thread_context, wake_event_loop, Locked};
 use crate::ffi::{acl, guard, keyspace, log};
 use crate::mirror::index::Index;
-use crate::mirror::plan::{self, KeyWrite, Plan};
+use crate::mirror::plan::{self, KeyWrite, Plan, Version};
 use crate::mirror::stream::{self, Entry};
 use crate::mirror::{Node, Op};
 use crate::reply::Reply;
@@ -372,31 +372,11 @@ fn write(ctx: &Context, plan: Plan) -> usize {
             KeyWrite::Set { key, data, znode } => {
                 // A key that holds this very version already is not changed.
                 let changed = stream.is_some() && (znode.newer || !keyspace::holds(ctx.ctx, &key, &data));
-                set(ctx, &key, &data);
-                if changed {
-                    append(
-                        ctx,
-                        stream.as_deref(),
-                        Entry::Set {
-                            key: &key,
-                            znode: &znode,
-                            value: &data,
-                        },
-                    );
-                }
+                set(ctx, stream.as_deref().filter(|_| changed), &key, &data, &znode);
             }
             KeyWrite::Repair { key, data, znode } => {
                 if !keyspace::holds(ctx.ctx, &key, &data) {
-                    set(ctx, &key, &data);
-                    append(
-                        ctx,
-                        stream.as_deref(),
-                        Entry::Set {
-                            key: &key,
-                            znode: &znode,
-                            value: &data,
-                        },
-                    );
+                    set(ctx, stream.as_deref(), &key, &data, &znode);
                     repaired += 1;
                 }
             }
@@ -406,11 +386,14 @@ fn write(ctx: &Context, plan: Plan) -> usize {
     repaired
 }
 
-/// One replicated SET; a failure is logged, never fatal.
-fn set(ctx: &Context, key: &[u8], value: &[u8]) {
+/// One replicated SET, with its entry when `stream` is given; a failure is
+/// logged, never fatal.
+fn set(ctx: &Context, stream: Option<&StreamSpec>, key: &[u8], value: &[u8], znode: &Version) {
     if let Err(e) = keyspace::set(ctx.ctx, key, value) {
         log::warning(&format!("SET of a mirrored key failed: {e}"));
+        return;
     }
+    append(ctx, stream, Entry::Set { key, znode, value });
 }
 
 /// One replicated DEL, with its entry if the key existed.
