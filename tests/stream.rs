@@ -2,7 +2,8 @@
 //! Stream. A consumer replaying the stream ends with exactly ZooKeeper's
 //! state: after the initial sync, live changes, a burst read through a
 //! consumer group, changes made while the session expired, and a repaired
-//! key. A replica holds the same entries; trimming; configs at run time,
+//! key. A blocked XREAD wakes with a change. A replica holds the same
+//! entries; trimming; configs at run time,
 //! and bad ones refused with the old value kept.
 
 mod common;
@@ -307,4 +308,27 @@ fn trimming_and_configs_at_run_time() {
         assert_eq!(redis.cmd(&["CONFIG", "GET", name]), before, "{name} kept");
     }
     assert!(redis.try_cmd(&["CONFIG", "SET", "zksync.allow", "/elsewhere"]).is_err());
+}
+
+#[test]
+fn a_blocked_reader_wakes_with_the_change() {
+    let zk = ZkClient::connect(&shared_zk().connect_string());
+    let root = unique_root("stream-block");
+    zk.create_all(&root, b"");
+    let redis = server(&shared_zk().connect_string(), &root);
+    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let mut reader = redis.conn();
+    let blocked = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let reply: Value = redis::cmd("XREAD")
+            .arg(&["BLOCK", "5000", "STREAMS", STREAM, "$"])
+            .query(&mut reader)
+            .unwrap();
+        (started.elapsed(), reply)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    zk.create_all(&format!("{root}/woken"), b"now");
+    let (waited, reply) = blocked.join().unwrap();
+    assert!(format!("{reply:?}").contains("woken"), "{reply:?}");
+    assert!(waited < Duration::from_secs(2), "XREAD BLOCK woke after {waited:?}");
 }
