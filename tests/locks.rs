@@ -1,7 +1,8 @@
 //! Locks: ZKSYNC.LOCK, UNLOCK, CHECK and LOCKS against real servers.
 //! Exclusion and increasing tokens among clients of two redis-servers and
 //! a Curator `InterProcessMutex` on the same path, on a replica too;
-//! release on UNLOCK, disconnect, LEASE and session expiry; timeouts and
+//! release on UNLOCK, disconnect, LEASE and session expiry (a reconnect
+//! within the session keeps it); timeouts and
 //! disconnected waiters leave no contender znode behind; CHECK guards a
 //! write in a script; bad input gets clear errors. ZooKeeper is read back
 //! with a client of its own.
@@ -377,4 +378,27 @@ fn locks_work_on_a_replica() {
         Value::Int(1)
     );
     assert!(token(query(&mut on_master, &["ZKSYNC.LOCK", &lock, "TIMEOUT", "2000"]).unwrap()) > t);
+}
+
+#[test]
+fn a_reconnect_within_the_session_keeps_the_lock() {
+    let zk = ZkClient::connect(&shared_zk().connect_string());
+    let proxy = Proxy::start(&shared_zk().connect_string());
+    let redis = server(&proxy.addr());
+    let lock = unique_root("lock-reconnect");
+    let mut a = redis.conn();
+    let t = token(query(&mut a, &["ZKSYNC.LOCK", &lock]).unwrap()).to_string();
+    let session = redis.status()["session_id"].clone();
+    proxy.cut();
+    wait_until(SETTLE, "the connection back, same session", || {
+        let status = redis.status();
+        status["state"] == "connected" && status["session_id"] == session
+    });
+    // Confirmed again once the session answers: CHECK vouches, nothing lost.
+    wait_until(SETTLE, "CHECK to vouch again", || {
+        query(&mut a, &["ZKSYNC.CHECK", &lock, &t]).is_ok()
+    });
+    assert_eq!(contenders(&zk, &lock).len(), 1);
+    assert_eq!(figure(&redis, "lock_losses"), 0);
+    assert_eq!(query(&mut a, &["ZKSYNC.UNLOCK", &lock, &t]).unwrap(), Value::Int(1));
 }
