@@ -87,6 +87,14 @@ fn millis(value: &RedisString, name: &str, min: u64) -> Result<Duration, Error> 
         })
 }
 
+/// The `path token` arguments of UNLOCK and CHECK.
+fn path_and_token(args: &[RedisString]) -> Result<(String, Token), RedisError> {
+    let [_, path, token] = args else {
+        return Err(RedisError::WrongArity);
+    };
+    Ok((path_arg(path)?, token_arg(token)?))
+}
+
 fn token_arg(arg: &RedisString) -> Result<Token, Error> {
     arg.to_string_lossy()
         .parse::<i64>()
@@ -98,11 +106,7 @@ fn token_arg(arg: &RedisString) -> Result<Token, Error> {
 
 /// `ZKSYNC.UNLOCK path token`: 1 if released, 0 if that token does not hold it.
 pub fn unlock(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let [_, path, token] = args.as_slice() else {
-        return Err(RedisError::WrongArity);
-    };
-    let path = path_arg(path)?;
-    let token = token_arg(token)?;
+    let (path, token) = path_and_token(&args)?;
     authorize(ctx, &path, Action::Lock)?;
     let released = lock::table().unlock(&path, token, Instant::now());
     let Some(znode) = released else {
@@ -116,11 +120,7 @@ pub fn unlock(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 /// `ZKSYNC.CHECK path token`: OK while this server can vouch that `token`
 /// holds the lock, else FENCED. From memory; allowed in scripts.
 pub fn check(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let [_, path, token] = args.as_slice() else {
-        return Err(RedisError::WrongArity);
-    };
-    let path = path_arg(path)?;
-    let token = token_arg(token)?;
+    let (path, token) = path_and_token(&args)?;
     authorize(ctx, &path, Action::Check)?;
     let now = Instant::now();
     match lock::table().check(&path, token, now, VOUCHED.live(now)) {
