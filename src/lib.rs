@@ -13,6 +13,7 @@ mod config;
 mod error;
 mod ffi;
 mod group;
+mod latency;
 mod lease;
 mod lock;
 mod mirror;

@@ -1,5 +1,6 @@
 //! ZKSYNC.STATUS and the `zksync` INFO section.
 
+use crate::latency::{Hop, HOPS};
 use crate::redis::fence;
 use crate::reply::Reply;
 use crate::status::{Fencing, Field, STATUS};
@@ -33,6 +34,18 @@ pub fn info(ctx: &InfoContext, _for_crash_report: bool) {
             Field::Int(i) => ctx.add_info_field_long_long(name, i),
             Field::Text(t) => ctx.add_info_field_str(name, &t),
         };
+    }
+    for hop in Hop::ALL {
+        let histogram = HOPS.of(hop);
+        let us = |q: f64| histogram.quantile(q).map_or(0.0, |d| d.as_secs_f64() * 1e6);
+        let value = format!(
+            "p50={:.1},p99={:.1},p99.9={:.1},count={}",
+            us(0.5),
+            us(0.99),
+            us(0.999),
+            histogram.count()
+        );
+        ctx.add_info_field_str(&format!("latency_usec_{}", hop.name()), &value);
     }
 }
 

@@ -65,10 +65,30 @@ impl Drop for Locked {
 /// wait for the event loop's next wake-up, serverCron's: up to 100 ms at hz 10).
 pub fn wake_event_loop() {
     extern "C" fn nothing(_: *mut std::os::raw::c_void) {}
+    // SAFETY: the callback ignores its NULL argument and lives as long as the module.
+    unsafe { add_one_shot(nothing, std::ptr::null_mut()) };
+}
+
+/// Wakes Redis's event loop and runs `then` on the main thread as it wakes
+/// (a panic in it is logged, not fatal).
+pub fn wake_event_loop_then(then: Box<dyn FnOnce() + Send>) {
+    extern "C" fn run(data: *mut std::os::raw::c_void) {
+        // SAFETY: `data` is the box leaked below, passed to this one call only.
+        let then = unsafe { Box::from_raw(data.cast::<Box<dyn FnOnce() + Send>>()) };
+        crate::ffi::guard::catch("a main-thread callback", then);
+    }
+    let data = Box::into_raw(Box::new(then)).cast();
+    // SAFETY: `run` takes back the box it is given, once.
+    unsafe { add_one_shot(run, data) };
+}
+
+/// # Safety
+/// `callback` must accept `data`, on the main thread, once.
+unsafe fn add_one_shot(callback: extern "C" fn(*mut std::os::raw::c_void), data: *mut std::os::raw::c_void) {
     // SAFETY: API pointers are set at module load.
     if let Some(add) = unsafe { raw::RedisModule_EventLoopAddOneShot } {
-        // SAFETY: Redis may call this from any thread; the callback ignores
-        // its NULL argument and lives as long as the module.
-        unsafe { add(Some(nothing), std::ptr::null_mut()) };
+        // SAFETY: Redis may call this from any thread and runs `callback`
+        // with `data` once on the main thread (the caller's contract).
+        unsafe { add(Some(callback), data) };
     }
 }

@@ -8,8 +8,9 @@ use crate::config::StreamSpec;
 use crate::config::{self, MirrorSpec};
 use crate::error::Error;
 use crate::ffi::blocked::Pending;
-use crate::ffi::lock::{thread_context, wake_event_loop, Locked};
+use crate::ffi::lock::{thread_context, wake_event_loop, wake_event_loop_then, Locked};
 use crate::ffi::{acl, guard, keyspace, log};
+use crate::latency::{Hop, Timing, HOPS};
 use crate::mirror::index::Index;
 use crate::mirror::plan::{self, KeyWrite, Plan, Version};
 use crate::mirror::stream::{self, Entry};
@@ -21,14 +22,19 @@ use redis_module::{raw, CallOptionsBuilder, CallReply, CallResult, Context, Cont
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the session thread hands to the apply thread, in order.
 pub enum Update {
     /// The mirrors in force (sent at start and on every CONFIG SET).
     Mirrors(Vec<MirrorSpec>),
-    /// Live changes to one mirror: watch events, PUSH, DELETE.
-    Changes { root: String, ops: Vec<Op> },
+    /// Live changes to one mirror: watch events (with their `timing`), PUSH,
+    /// DELETE.
+    Changes {
+        root: String,
+        ops: Vec<Op>,
+        timing: Option<Timing>,
+    },
     /// A full read of one mirror after a (re)connect: `ops` bring the keyspace
     /// to it, then keys without a znode are swept. `zxid` is the highest zxid
     /// the read saw, for the history check.
@@ -104,8 +110,11 @@ impl Applier {
                 index.set_mirrors(&specs);
                 STATUS.mirrors.store(specs.len() as u64, Ordering::Relaxed);
             }),
-            Update::Changes { root, ops } => {
-                self.changes(&root, ops);
+            Update::Changes { root, ops, timing } => {
+                if let Some(timing) = timing {
+                    HOPS.record(Hop::Handoff, timing.read, Instant::now());
+                }
+                self.changes(&root, ops, timing);
             }
             Update::Resync {
                 root,
@@ -126,13 +135,14 @@ impl Applier {
         }
     }
 
-    /// Applies `ops` in batches; returns how many keys were repaired.
-    fn changes(&self, root: &str, ops: Vec<Op>) -> usize {
+    /// Applies `ops` in batches; returns how many keys were repaired. The
+    /// first batch of a live change records its hops.
+    fn changes(&self, root: &str, ops: Vec<Op>, mut timing: Option<Timing>) -> usize {
         let mut ops = ops.into_iter().peekable();
         let mut repaired = 0;
         while ops.peek().is_some() {
             let batch: Vec<Op> = ops.by_ref().take(BATCH).collect();
-            repaired += self.locked(|ctx, index, access| match healthy_mirror(index, root) {
+            repaired += self.locked_timed(timing.take(), |ctx, index, access| match healthy_mirror(index, root) {
                 Some(spec) => apply_ops(ctx, index, access, &spec, batch),
                 None => 0,
             });
@@ -168,7 +178,7 @@ impl Applier {
             }
         });
         let Some(spec) = proceed else { return };
-        let repaired = self.changes(root, ops);
+        let repaired = self.changes(root, ops, None);
         if repaired > 0 {
             log::notice(&format!(
                 "the resync of {root} repaired {repaired} keys changed outside zksync"
@@ -297,10 +307,16 @@ impl Applier {
     /// Runs `f` under the Redis lock, once Redis may take a replicated write:
     /// not while loading, and not while clients are paused (Redis 7.0 asserts
     /// if a module propagates then). Wakes the event loop afterwards so
-    /// replies and keyspace notifications leave at once. (Never inlined:
-    /// bench/overhead counts the instructions it runs.)
-    #[inline(never)]
+    /// replies and keyspace notifications leave at once.
     fn locked<R>(&self, f: impl FnOnce(&Context, &mut Index, Access) -> R) -> R {
+        self.locked_timed(None, f)
+    }
+
+    /// `locked`, recording the hops of a live change given its `timing`.
+    /// (Never inlined: bench/overhead counts the instructions it runs.)
+    #[inline(never)]
+    fn locked_timed<R>(&self, timing: Option<Timing>, f: impl FnOnce(&Context, &mut Index, Access) -> R) -> R {
+        let asked = Instant::now();
         loop {
             let guard = Locked::new(self.ctx);
             let flags = guard.get_flags();
@@ -320,13 +336,30 @@ impl Applier {
                 STATUS.znodes.store(index.len() as u64, Ordering::Relaxed);
                 result
             };
-            let held = guard.held().as_nanos() as u64;
+            let held = guard.held();
             drop(guard);
-            STATUS.lock_held_ns.fetch_add(held, Ordering::Relaxed);
-            wake_event_loop();
+            STATUS.lock_held_ns.fetch_add(held.as_nanos() as u64, Ordering::Relaxed);
+            match timing {
+                Some(timing) => wake_timed(timing, asked, held),
+                None => wake_event_loop(),
+            }
             return result;
         }
     }
+}
+
+/// Wakes the event loop, recording a live change's hops from the apply
+/// thread's request for the lock (`asked`) to the main thread's wake-up.
+fn wake_timed(timing: Timing, asked: Instant, held: Duration) {
+    let released = Instant::now();
+    let acquired = released.checked_sub(held).unwrap_or(released);
+    HOPS.record(Hop::LockWait, asked, acquired);
+    HOPS.record(Hop::Hold, acquired, released);
+    wake_event_loop_then(Box::new(move || {
+        let woken = Instant::now();
+        HOPS.record(Hop::Wake, released, woken);
+        HOPS.record(Hop::Total, timing.event, woken);
+    }));
 }
 
 /// The spec of the mirror at `root` if it is in force and not diverged.

@@ -12,7 +12,7 @@ use crate::lock::VOUCHED;
 use crate::status::{SessionState, STATUS};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use zookeeper_client::{Client, SessionState as ZkState};
 
@@ -50,8 +50,9 @@ impl Session {
                     }
                 }
                 Some(first) = events.recv() => {
+                    let seen = Instant::now();
                     let batch = drain(first, &mut events);
-                    self.apply_events(client, batch).await;
+                    self.apply_events(client, batch, seen).await;
                 }
                 Some(event) = self.lock_events.recv() => self.lock_event(client, event).await,
                 control = self.control.recv() => {

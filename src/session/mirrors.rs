@@ -6,6 +6,7 @@ use super::read;
 use super::Session;
 use crate::config::MirrorSpec;
 use crate::ffi::log;
+use crate::latency::{Hop, Timing, HOPS};
 use crate::mirror::events::{self, Reads, WatchEvent};
 use crate::mirror::tree::Tree;
 use crate::redis::apply::Update;
@@ -177,19 +178,20 @@ impl Session {
         });
     }
 
-    /// Reads the znodes named by a burst of watch events and sends the changes.
-    pub(super) async fn apply_events(&mut self, client: &Client, events: Vec<WatchEvent>) {
+    /// Reads the znodes named by a burst of watch events, the first `seen`
+    /// at that instant, and sends the changes.
+    pub(super) async fn apply_events(&mut self, client: &Client, events: Vec<WatchEvent>, seen: Instant) {
         let group_root = self.group_root();
         for reads in events::coalesce(events, group_root.as_deref()) {
             match reads {
                 Reads::Group(paths) => self.group_events(client, paths).await,
-                Reads::Mirror { root, paths } => self.read_changes(client, root, paths).await,
+                Reads::Mirror { root, paths } => self.read_changes(client, root, paths, seen).await,
             }
         }
     }
 
     /// Reads `paths` under the mirror at `root` and sends what changed.
-    pub(super) async fn read_changes(&mut self, client: &Client, root: String, paths: Vec<String>) {
+    pub(super) async fn read_changes(&mut self, client: &Client, root: String, paths: Vec<String>, seen: Instant) {
         if !self.trees.contains_key(&root) {
             return;
         }
@@ -202,6 +204,11 @@ impl Session {
                 return;
             }
         };
+        let timing = Timing {
+            event: seen,
+            read: Instant::now(),
+        };
+        HOPS.record(Hop::Read, timing.event, timing.read);
         let Some(tree) = self.trees.get_mut(&root) else {
             return;
         };
@@ -213,7 +220,11 @@ impl Session {
             }
         }
         if !ops.is_empty() {
-            self.send(Update::Changes { root, ops });
+            self.send(Update::Changes {
+                root,
+                ops,
+                timing: Some(timing),
+            });
         }
     }
 }

@@ -115,7 +115,11 @@ impl Session {
         };
         let Some(tree) = self.trees.get_mut(&root) else { return };
         if let Some(op) = tree.observe(p, node) {
-            self.send(Update::Changes { root, ops: vec![op] });
+            self.send(Update::Changes {
+                root,
+                ops: vec![op],
+                timing: None,
+            });
         }
     }
 }
