@@ -2,13 +2,13 @@
 //! order from the session thread and writes each in bounded batches, one hold
 //! of the Redis lock per batch, replicated to replicas and the AOF.
 
-use super::INDEX;
+use super::{turns, INDEX};
 use crate::access::{Denied, KeyAccess};
 use crate::config::StreamSpec;
 use crate::config::{self, MirrorSpec};
 use crate::error::Error;
 use crate::ffi::blocked::Pending;
-use crate::ffi::lock::{thread_context, wake_event_loop, wake_event_loop_then, Locked};
+use crate::ffi::lock::{thread_context, Locked};
 use crate::ffi::{acl, guard, keyspace, log};
 use crate::latency::{Hop, Timing, HOPS};
 use crate::mirror::index::Index;
@@ -307,7 +307,8 @@ impl Applier {
     /// Runs `f` under the Redis lock, once Redis may take a replicated write:
     /// not while loading, and not while clients are paused (Redis 7.0 asserts
     /// if a module propagates then). Wakes the event loop afterwards so
-    /// replies and keyspace notifications leave at once.
+    /// replies and keyspace notifications leave at once, and lets the main
+    /// thread have its turn before the next hold (`turns`).
     fn locked<R>(&self, f: impl FnOnce(&Context, &mut Index, Access) -> R) -> R {
         self.locked_timed(None, f)
     }
@@ -318,6 +319,7 @@ impl Applier {
     fn locked_timed<R>(&self, timing: Option<Timing>, f: impl FnOnce(&Context, &mut Index, Access) -> R) -> R {
         let asked = Instant::now();
         loop {
+            turns::await_turn();
             let guard = Locked::new(self.ctx);
             let flags = guard.get_flags();
             if flags.contains(ContextFlags::LOADING) || guard.avoid_replication_traffic() {
@@ -339,27 +341,24 @@ impl Applier {
             let held = guard.held();
             drop(guard);
             STATUS.lock_held_ns.fetch_add(held.as_nanos() as u64, Ordering::Relaxed);
-            match timing {
-                Some(timing) => wake_timed(timing, asked, held),
-                None => wake_event_loop(),
-            }
+            turns::released(timing.map(|timing| hops_of(timing, asked, held)));
             return result;
         }
     }
 }
 
-/// Wakes the event loop, recording a live change's hops from the apply
-/// thread's request for the lock (`asked`) to the main thread's wake-up.
-fn wake_timed(timing: Timing, asked: Instant, held: Duration) {
+/// Records a live change's hops up to the lock's release, and returns what
+/// records the rest on the main thread as it wakes.
+fn hops_of(timing: Timing, asked: Instant, held: Duration) -> Box<dyn FnOnce() + Send> {
     let released = Instant::now();
     let acquired = released.checked_sub(held).unwrap_or(released);
     HOPS.record(Hop::LockWait, asked, acquired);
     HOPS.record(Hop::Hold, acquired, released);
-    wake_event_loop_then(Box::new(move || {
+    Box::new(move || {
         let woken = Instant::now();
         HOPS.record(Hop::Wake, released, woken);
         HOPS.record(Hop::Total, timing.event, woken);
-    }));
+    })
 }
 
 /// The spec of the mirror at `root` if it is in force and not diverged.

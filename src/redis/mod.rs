@@ -1,13 +1,15 @@
 //! The Redis side, off the command path: the apply thread, the only writer
 //! of mirrored keys (`apply`); the role thread, which carries out the
 //! group's decisions (`role`); the fencing filter on every command
-//! (`fence`); this server's load figures (`sample`). They act on what the
+//! (`fence`); this server's load figures (`sample`); the apply thread's turns
+//! with the main thread at the Redis lock (`turns`). They act on what the
 //! session thread decided and touch no ZooKeeper.
 
 pub mod apply;
 pub mod fence;
 pub mod role;
 pub mod sample;
+mod turns;
 
 use crate::mirror::index::Index;
 use once_cell::sync::Lazy;
