@@ -17,6 +17,10 @@ import org.apache.zookeeper.ZooKeeper;
  *   lag <zk> <root> <redis port> <prefix> <writes>               write -> keyspace notification lag
  *   writer <zk> <root> <per second> <seconds> [value bytes]      steady updates (values: the counter,
  *                                                                padded with 'v' to value bytes)
+ *   touch <zk> <root> <dirs> <leaves per dir> <count> <tag> <value bytes>
+ *                                                                new data for `count` leaves of a populated
+ *                                                                tree, spread evenly, pipelined (values: tag-i,
+ *                                                                padded); prints their paths
  */
 public final class BenchTool {
     public static void main(String[] args) throws Exception {
@@ -27,6 +31,8 @@ public final class BenchTool {
             case "lag" -> lag(zk, args[2], Integer.parseInt(args[3]), args[4], Integer.parseInt(args[5]));
             case "writer" -> writer(zk, args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]),
                 args.length > 5 ? Integer.parseInt(args[5]) : 0);
+            case "touch" -> touch(zk, args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]),
+                Integer.parseInt(args[5]), args[6], Integer.parseInt(args[7]));
             default -> throw new IllegalArgumentException(args[0]);
         }
         zk.close();
@@ -57,7 +63,12 @@ public final class BenchTool {
         Arrays.fill(value, (byte) 'v');
         Semaphore inFlight = new Semaphore(2000);
         long started = System.nanoTime();
+        long total = (long) dirs * leaves, step = Math.max(100_000, total / 10);
         for (int d = 0; d < dirs; d++) {
+            if (d > 0 && (long) d * leaves / step != (long) (d - 1) * leaves / step) {
+                System.err.printf("populate: %d of %d leaves sent, %d s%n", (long) d * leaves, total,
+                    (System.nanoTime() - started) / 1_000_000_000);
+            }
             createIfAbsent(zk, root + "/d" + d);
             for (int l = 0; l < leaves; l++) {
                 inFlight.acquire();
@@ -121,6 +132,28 @@ public final class BenchTool {
         System.out.printf("%.3f %.3f %d%n", lags.get(lags.size() / 2) / 1e6, lags.get(lags.size() * 99 / 100) / 1e6,
             lost);
         sub.close();
+    }
+
+    /** New data for `count` leaves spread evenly over the tree `populate` made. */
+    static void touch(ZooKeeper zk, String root, int dirs, int leaves, int count, String tag, int size)
+            throws Exception {
+        long total = (long) dirs * leaves;
+        Semaphore inFlight = new Semaphore(2000);
+        int[] failed = {0};
+        StringBuilder paths = new StringBuilder();
+        for (int i = 0; i < count; i++) {
+            long leaf = i * total / count;
+            String path = root + "/d" + leaf / leaves + "/n" + leaf % leaves;
+            paths.append(path).append('\n');
+            inFlight.acquire();
+            zk.setData(path, padded(tag + "-" + i, size), -1, (rc, p, ctx, stat) -> {
+                if (rc != 0) synchronized (failed) { failed[0]++; }
+                inFlight.release();
+            }, null);
+        }
+        inFlight.acquire(2000);
+        if (failed[0] > 0) throw new IllegalStateException(failed[0] + " setData calls failed");
+        System.out.print(paths);
     }
 
     /** `text` followed by 'v's up to `size` bytes (never cut). */
