@@ -337,6 +337,8 @@ mod tests {
         assert_eq!(index.paths_below("/"), ["/a/1"]);
         assert_eq!(index.len(), 1);
         assert_eq!(index.mirror_of("/a/1/2").map(|m| m.spec.root.as_str()), Some("/a"));
+        index.set_mirrors(&[]);
+        assert_eq!((index.len(), index.bytes()), (0, Index::default().bytes()));
     }
 
     /// Issue 16: at most 100 bytes a mirrored znode, at 10k, 100k and 1M

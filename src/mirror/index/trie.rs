@@ -370,6 +370,10 @@ impl Trie {
             }
             self.release(slot);
         }
+        if self.znode(ROOT).children.is_none() && !self.znode(ROOT).is_mirrored() && !self.free.is_empty() {
+            // Nothing left (a mirror removed): give the slab back too.
+            *self = Trie::default();
+        }
         self.compact_names_if_sparse();
     }
 
@@ -470,7 +474,7 @@ mod tests {
     fn freed_slots_and_names_are_reused() {
         let mut trie = Trie::default();
         let paths = |round: usize| (0..2000).map(move |i| format!("/r{round}/dir{}/name{i:05}", i % 7));
-        for path in paths(0) {
+        for path in paths(0).chain(["/kept".to_string()]) {
             insert(&mut trie, &path);
         }
         let (used, bytes) = (slots(&trie), trie.bytes());
@@ -480,18 +484,23 @@ mod tests {
                 remove(&mut trie, &path);
                 assert_eq!(trie.child_list_bytes, recount_child_list_bytes(&trie));
             }
-            assert_eq!((trie.len(), trie.free.len() + 1), (0, slots(&trie)), "round {round}");
+            assert_eq!((trie.len(), trie.free.len() + 2), (1, slots(&trie)), "round {round}");
             assert!(trie.names.len() < COMPACT_FROM, "names compacted: {}", trie.names.len());
             for path in paths(round) {
                 insert(&mut trie, &path);
             }
             assert_eq!(slots(&trie), used, "round {round}: no new slot");
             assert!(
-                trie.bytes() <= bytes + bytes / 10,
+                trie.bytes() <= bytes + bytes / 5,
                 "round {round}: {} > {bytes}",
                 trie.bytes()
             );
         }
+        // Empty again: the slab is given back.
+        for path in paths(3).chain(["/kept".to_string()]) {
+            remove(&mut trie, &path);
+        }
+        assert_eq!((slots(&trie), trie.bytes()), (1, Trie::default().bytes()));
     }
 
     #[test]
@@ -507,7 +516,7 @@ mod tests {
             assert_eq!(trie.len(), left.len(), "{top}");
             assert_eq!(trie.child_list_bytes, recount_child_list_bytes(&trie));
         }
-        assert_eq!(trie.free.len() + 1, slots(&trie));
+        assert_eq!((slots(&trie), trie.bytes()), (1, Trie::default().bytes()));
     }
 
     #[test]
