@@ -73,10 +73,28 @@ impl CompactStat {
     }
 }
 
-/// Children's slots sorted by name. Boxed so that a leaf pays one null
-/// pointer; only parents pay for the Vec.
+/// Children sorted by name. Boxed so that a leaf pays one null pointer;
+/// only parents pay for the Vec.
 #[allow(clippy::box_collection)]
-type ChildList = Option<Box<Vec<Slot>>>;
+type ChildList = Option<Box<Vec<Child>>>;
+
+/// A child in its parent's list, with the first bytes of its name: a binary
+/// search then mostly stays in the list instead of reading a znode and its
+/// name at every probe (two cache misses, one after the other).
+#[derive(Clone, Copy)]
+struct Child {
+    name_prefix: u32,
+    slot: Slot,
+}
+
+/// The first 4 bytes of `name`, zero-padded, as a number that orders as the
+/// names do whenever two prefixes differ.
+fn name_prefix(name: &[u8]) -> u32 {
+    let mut bytes = [0; 4];
+    let len = name.len().min(4);
+    bytes[..len].copy_from_slice(&name[..len]);
+    u32::from_be_bytes(bytes)
+}
 
 /// One znode: 72 bytes.
 struct Znode {
@@ -98,7 +116,7 @@ impl Znode {
         at..at + (self.name_len & !MIRRORED) as usize
     }
 
-    fn children(&self) -> &[Slot] {
+    fn children(&self) -> &[Child] {
         self.children.as_deref().map_or(&[], Vec::as_slice)
     }
 }
@@ -166,7 +184,7 @@ impl Trie {
         let mut slot = ROOT;
         for name in names_of(path)? {
             let at = self.search(slot, name).ok()?;
-            slot = self.znode(slot).children()[at];
+            slot = self.znode(slot).children()[at].slot;
         }
         Some(slot)
     }
@@ -177,7 +195,7 @@ impl Trie {
         for name in names_of(path)? {
             let parent = *trail.last()?;
             let at = self.search(parent, name).ok()?;
-            trail.push(self.znode(parent).children()[at]);
+            trail.push(self.znode(parent).children()[at].slot);
         }
         Some(trail)
     }
@@ -188,7 +206,7 @@ impl Trie {
         let mut slot = ROOT;
         for name in names_of(path)? {
             slot = match self.search(slot, name) {
-                Ok(at) => self.znode(slot).children()[at],
+                Ok(at) => self.znode(slot).children()[at].slot,
                 Err(at) => self.add_child(slot, at, name)?,
             };
         }
@@ -243,7 +261,7 @@ impl Trie {
 
     /// Sorted names of the mirrored children of `slot`.
     pub fn child_names(&self, slot: Slot) -> Vec<String> {
-        let children = self.znode(slot).children().iter().map(|&c| self.znode(c));
+        let children = self.znode(slot).children().iter().map(|c| self.znode(c.slot));
         children
             .filter(|child| child.is_mirrored())
             .map(|child| self.name(child).to_string())
@@ -257,8 +275,8 @@ impl Trie {
         let mut pending = vec![(slot, path.to_string())];
         while let Some((slot, path)) = pending.pop() {
             let znode = self.znode(slot);
-            for &child in znode.children().iter().rev() {
-                pending.push((child, crate::path::child(&path, self.name(self.znode(child)))));
+            for child in znode.children().iter().rev() {
+                pending.push((child.slot, crate::path::child(&path, self.name(self.znode(child.slot)))));
             }
             if znode.is_mirrored() {
                 paths.push(path);
@@ -283,9 +301,14 @@ impl Trie {
     /// Where the child named `name` of `parent` is in its child list, or
     /// where it would go.
     fn search(&self, parent: Slot, name: &str) -> Result<usize, usize> {
-        self.znode(parent)
-            .children()
-            .binary_search_by(|&child| self.names[self.znode(child).name_range()].cmp(name.as_bytes()))
+        let prefix = name_prefix(name.as_bytes());
+        self.znode(parent).children().binary_search_by(|child| {
+            let full_name = || &self.names[self.znode(child.slot).name_range()];
+            child
+                .name_prefix
+                .cmp(&prefix)
+                .then_with(|| full_name().cmp(name.as_bytes()))
+        })
     }
 
     fn allocate(&mut self, znode: Znode) -> Option<Slot> {
@@ -320,7 +343,11 @@ impl Trie {
             children: None,
         })?;
         self.names.extend_from_slice(name.as_bytes());
-        self.edit_children(parent, |list| list.get_or_insert_with(Box::default).insert(at, slot));
+        let child = Child {
+            name_prefix: name_prefix(name.as_bytes()),
+            slot,
+        };
+        self.edit_children(parent, |list| list.get_or_insert_with(Box::default).insert(at, child));
         Some(slot)
     }
 
@@ -335,8 +362,8 @@ impl Trie {
     }
 
     fn take_children(&mut self, slot: Slot) -> Vec<Slot> {
-        self.edit_children(slot, Option::take)
-            .map_or_else(Vec::new, |list| *list)
+        let list = self.edit_children(slot, Option::take);
+        list.map_or_else(Vec::new, |list| list.iter().map(|child| child.slot).collect())
     }
 
     fn unmark(&mut self, slot: Slot) -> Option<Stat> {
@@ -399,7 +426,7 @@ impl Trie {
             names.extend_from_slice(&self.names[range]);
             let znode = self.znode_mut(slot);
             znode.name_at = name_at;
-            pending.extend_from_slice(znode.children());
+            pending.extend(znode.children().iter().map(|child| child.slot));
         }
         self.names = names;
         self.garbage = 0;
@@ -416,7 +443,7 @@ fn names_of(path: &str) -> Option<impl Iterator<Item = &str>> {
 
 fn child_list_bytes(list: &ChildList) -> usize {
     list.as_ref().map_or(0, |children| {
-        allocated(size_of::<Vec<Slot>>()) + allocated(children.capacity() * size_of::<Slot>())
+        allocated(size_of::<Vec<Child>>()) + allocated(children.capacity() * size_of::<Child>())
     })
 }
 
@@ -465,7 +492,7 @@ mod tests {
         let mut pending = vec![ROOT];
         while let Some(slot) = pending.pop() {
             bytes += child_list_bytes(&trie.znode(slot).children);
-            pending.extend_from_slice(trie.znode(slot).children());
+            pending.extend(trie.znode(slot).children().iter().map(|child| child.slot));
         }
         bytes
     }
