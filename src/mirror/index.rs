@@ -1,7 +1,7 @@
 //! What the keyspace holds for every mirror: the stat of each mirrored znode
 //! and each mirror's health. Written by the apply thread and read by commands,
 //! both only while holding the Redis lock (`crate::redis::INDEX`). The
-//! znodes are kept in a trie (`trie`), about 80 bytes each.
+//! znodes are kept in a trie (`trie`), about 90 bytes each.
 
 mod trie;
 

@@ -1,4 +1,4 @@
-//! The znodes of the index, in about 80 bytes each (`Trie::bytes`): a trie
+//! The znodes of the index, in about 90 bytes each (`Trie::bytes`): a trie
 //! over path components.
 //!
 //! Every znode is a fixed-size `Znode` in a slab of chunks just under an
