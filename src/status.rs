@@ -58,6 +58,8 @@ pub struct Status {
     epoch: AtomicU64,
     // Written by the apply thread.
     pub znodes: AtomicU64,
+    /// Heap bytes of the index STAT and LS answer from (`Index::bytes`).
+    pub index_bytes: AtomicU64,
     pub events_applied: AtomicU64,
     /// Nanoseconds the apply thread has held the Redis lock: main-thread
     /// time the mirror took.
@@ -135,6 +137,7 @@ impl Status {
             ),
             ("mirrors", int(&self.mirrors)),
             ("znodes", int(&self.znodes)),
+            ("index_bytes", int(&self.index_bytes)),
             ("events_applied", int(&self.events_applied)),
             ("resyncs", int(&self.resyncs)),
             ("last_resync_ms", int(&self.last_resync_ms)),

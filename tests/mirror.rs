@@ -900,6 +900,7 @@ fn status_and_info_report_the_session() {
         "last_zxid",
         "mirrors",
         "znodes",
+        "index_bytes",
         "events_applied",
         "resyncs",
         "last_resync_ms",
@@ -911,6 +912,7 @@ fn status_and_info_report_the_session() {
     assert_eq!(status["server"], shared_zk().connect_string());
     assert_eq!(status["mirrors"], "1");
     assert_eq!(status["znodes"], "3");
+    assert!(status["index_bytes"].parse::<u64>().unwrap() > 0, "{status:?}");
     assert_eq!(status["session_timeout"], "2000");
     assert!(status["resyncs"].parse::<i64>().unwrap() >= 1);
     assert!(status["last_resync_ms"].parse::<i64>().is_ok());

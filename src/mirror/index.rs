@@ -1,12 +1,14 @@
 //! What the keyspace holds for every mirror: the stat of each mirrored znode
 //! and each mirror's health. Written by the apply thread and read by commands,
-//! both only while holding the Redis lock (`crate::redis::INDEX`).
+//! both only while holding the Redis lock (`crate::redis::INDEX`). The
+//! znodes are kept in a trie (`trie`), about 90 bytes each.
+
+mod trie;
 
 use crate::config::MirrorSpec;
 use crate::path;
-use std::collections::BTreeMap;
-use std::ops::Bound;
 use std::sync::Arc;
+use trie::Trie;
 use zookeeper_client::Stat;
 
 pub struct MirrorEntry {
@@ -32,7 +34,7 @@ pub enum Advance {
 #[derive(Default)]
 pub struct Index {
     mirrors: Vec<MirrorEntry>,
-    nodes: BTreeMap<String, Stat>,
+    znodes: Trie,
 }
 
 impl Index {
@@ -75,95 +77,75 @@ impl Index {
         self.mirrors.iter().filter(|m| m.diverged.is_some()).count()
     }
 
+    /// Mirrored znodes.
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.znodes.len()
     }
 
-    pub fn stat(&self, path: &str) -> Option<&Stat> {
-        self.nodes.get(path)
+    /// Heap bytes of the znodes' part of the index (see `Trie::bytes`), in O(1).
+    pub fn bytes(&self) -> usize {
+        self.znodes.bytes()
     }
 
-    pub fn insert(&mut self, path: String, stat: Stat) {
-        self.nodes.insert(path, stat);
+    /// The stat of a mirrored znode (`aversion` is not kept: 0).
+    pub fn stat(&self, path: &str) -> Option<Stat> {
+        self.znodes.stat(self.znodes.find(path)?)
+    }
+
+    /// Records `stat` for `path` (a malformed path is not recorded).
+    pub fn insert(&mut self, path: &str, stat: Stat) {
+        if let Some(slot) = self.znodes.find_or_add(path) {
+            self.znodes.record(slot, &stat);
+        }
     }
 
     /// Records `stat` for `path` unless the index holds the same or a newer
     /// version (one lookup: this runs under the Redis lock for every update).
-    pub fn advance(&mut self, path: String, stat: Stat) -> Advance {
-        let Some(old) = self.nodes.get_mut(&path) else {
-            self.nodes.insert(path, stat);
-            return Advance::Data;
-        };
-        let advance = if old.mzxid > stat.mzxid || (old.mzxid == stat.mzxid && old.pzxid >= stat.pzxid) {
+    pub fn advance(&mut self, path: &str, stat: Stat) -> Advance {
+        let Some(slot) = self.znodes.find_or_add(path) else {
             return Advance::Stale;
-        } else if old.mzxid == stat.mzxid {
-            Advance::ChildrenOnly
-        } else {
-            Advance::Data
         };
-        *old = stat;
+        let advance = match self.znodes.stat(slot) {
+            None => Advance::Data,
+            Some(old) if old.mzxid > stat.mzxid || (old.mzxid == stat.mzxid && old.pzxid >= stat.pzxid) => {
+                return Advance::Stale;
+            }
+            Some(old) if old.mzxid == stat.mzxid => Advance::ChildrenOnly,
+            Some(_) => Advance::Data,
+        };
+        self.znodes.record(slot, &stat);
         advance
     }
 
+    /// Forgets a mirrored znode (not its children); returns its stat.
     pub fn remove(&mut self, path: &str) -> Option<Stat> {
-        self.nodes.remove(path)
+        self.znodes.remove(&self.znodes.trail(path)?)
     }
 
     pub fn forget_all(&mut self) {
-        self.nodes.clear();
+        self.znodes = Trie::default();
     }
 
     /// Paths of the mirrored znodes at or below `root`.
     pub fn paths_below(&self, root: &str) -> Vec<String> {
-        self.nodes
-            .range::<str, _>((Bound::Included(root), Bound::Unbounded))
-            .map(|(p, _)| p)
-            .take_while(|p| p.starts_with(root))
-            .filter(|p| path::is_within(p, root))
-            .cloned()
-            .collect()
+        match self.znodes.find(root) {
+            Some(slot) => self.znodes.paths_below(slot, root),
+            None => Vec::new(),
+        }
     }
 
     fn forget_below(&mut self, root: &str) {
-        for p in self.paths_below(root) {
-            self.nodes.remove(&p);
+        if let Some(trail) = self.znodes.trail(root) {
+            self.znodes.remove_subtree(&trail);
         }
     }
 
-    /// Sorted names of the children of `parent`, `None` if it is not mirrored.
-    /// Skips each child's own subtree instead of walking it.
+    /// Sorted names of the mirrored children of `parent`, `None` if it is
+    /// not mirrored.
     pub fn children(&self, parent: &str) -> Option<Vec<String>> {
-        self.nodes.get(parent)?;
-        let base = if parent == "/" {
-            "/".to_string()
-        } else {
-            format!("{parent}/")
-        };
-        let mut names = Vec::new();
-        let mut from = base.clone();
-        loop {
-            let next = self
-                .nodes
-                .range::<str, _>((Bound::Excluded(from.as_str()), Bound::Unbounded))
-                .next()
-                .map(|(p, _)| p);
-            let Some(p) = next.filter(|p| p.starts_with(&base)) else {
-                break;
-            };
-            let name = p[base.len()..].split('/').next().unwrap_or_default();
-            let child = format!("{base}{name}");
-            if p.len() == child.len() {
-                names.push(name.to_string());
-            }
-            // Past `child` and everything below it ("child/..." sorts before "child0").
-            from = format!("{child}0");
-            if p.len() == child.len() {
-                // A sibling "child!" sorts between "child" and "child/": step past "child" only.
-                from = child;
-            }
-        }
-        names.sort();
-        Some(names)
+        let slot = self.znodes.find(parent)?;
+        self.znodes.stat(slot)?;
+        Some(self.znodes.child_names(slot))
     }
 }
 
@@ -171,26 +153,76 @@ impl Index {
 mod tests {
     use super::*;
 
-    #[test]
-    fn advance_is_monotonic_and_tells_data_from_children() {
-        let mut index = Index::default();
-        let at = |mzxid, pzxid| Stat {
+    fn stat_at(mzxid: i64, pzxid: i64) -> Stat {
+        Stat {
             mzxid,
             pzxid,
             ..crate::mirror::test_stat()
-        };
-        assert_eq!(index.advance("/a".into(), at(5, 5)), Advance::Data);
-        assert_eq!(index.advance("/a".into(), at(5, 5)), Advance::Stale);
-        assert_eq!(index.advance("/a".into(), at(5, 7)), Advance::ChildrenOnly);
-        assert_eq!(index.advance("/a".into(), at(4, 9)), Advance::Stale);
-        assert_eq!(index.advance("/a".into(), at(6, 7)), Advance::Data);
-        assert_eq!(index.stat("/a").map(|s| (s.mzxid, s.pzxid)), Some((6, 7)));
+        }
+    }
+
+    fn index_of(paths: &[&str]) -> Index {
+        let mut index = Index::default();
+        for p in paths {
+            index.insert(p, crate::mirror::test_stat());
+        }
+        index
     }
 
     #[test]
-    fn children_skip_subtrees() {
+    fn advance_is_monotonic_and_tells_data_from_children() {
         let mut index = Index::default();
-        for p in [
+        for (mzxid, pzxid, want) in [
+            (5, 5, Advance::Data),
+            (5, 5, Advance::Stale),
+            (5, 7, Advance::ChildrenOnly),
+            (4, 9, Advance::Stale),
+            (6, 7, Advance::Data),
+        ] {
+            assert_eq!(index.advance("/a", stat_at(mzxid, pzxid)), want, "({mzxid}, {pzxid})");
+        }
+        assert_eq!(index.stat("/a").map(|s| (s.mzxid, s.pzxid)), Some((6, 7)));
+        // An unmirrored ancestor of a mirrored znode is new data too.
+        index.insert("/b/c", stat_at(1, 1));
+        assert_eq!(index.advance("/b", stat_at(1, 1)), Advance::Data);
+    }
+
+    #[test]
+    fn stats_round_trip_every_field_but_aversion() {
+        let full = Stat {
+            czxid: 0x1_0000_0001,
+            mzxid: 0x7fff_ffff_ffff_fff0,
+            pzxid: -3,
+            ctime: 1_700_000_000_123,
+            mtime: 1_700_000_000_456,
+            version: i32::MAX,
+            cversion: -1,
+            aversion: 9,
+            ephemeral_owner: 0,
+            data_length: 1 << 20,
+            num_children: 1000,
+        };
+        let ephemeral = Stat {
+            ephemeral_owner: 0x1234_5678_9abc,
+            ..full
+        };
+        let mut index = Index::default();
+        for (path, stat) in [("/s", full), ("/s/e", ephemeral), ("/s", ephemeral), ("/s", full)] {
+            index.insert(path, stat);
+            assert_eq!(index.stat(path), Some(Stat { aversion: 0, ..stat }), "{path}");
+        }
+        // A freed slot reused by another znode does not inherit the owner.
+        assert_eq!(
+            index.remove("/s/e").map(|s| s.ephemeral_owner),
+            Some(ephemeral.ephemeral_owner)
+        );
+        index.insert("/s/f", full);
+        assert_eq!(index.stat("/s/f").map(|s| s.ephemeral_owner), Some(0));
+    }
+
+    #[test]
+    fn children_are_sorted_mirrored_names() {
+        let index = index_of(&[
             "/a",
             "/a/x",
             "/a/x/deep",
@@ -200,29 +232,141 @@ mod tests {
             "/a/y",
             "/ab",
             "/a/z z",
+            "/a/X",
+            "/a/é",
+            "/a/x0",
+            "/u/v/w",
+        ]);
+        for (parent, want) in [
+            ("/a", Some(&["X", "x", "x!", "x0", "y", "z z", "é"][..])),
+            ("/a/x", Some(&["deep"][..])),
+            ("/a/y", Some(&[][..])),
+            ("/nope", None),
+            // Ancestors of a mirrored znode that are not mirrored themselves.
+            ("/", None),
+            ("/u", None),
+            ("/u/v", None),
         ] {
-            index.insert(p.to_string(), crate::mirror::test_stat());
+            let want = want.map(|names| names.iter().map(|n| n.to_string()).collect::<Vec<_>>());
+            assert_eq!(index.children(parent), want, "{parent}");
         }
-        assert_eq!(index.children("/a").unwrap(), ["x", "x!", "y", "z z"]);
-        assert_eq!(index.children("/a/x").unwrap(), ["deep"]);
-        assert_eq!(index.children("/a/y").unwrap(), Vec::<String>::new());
-        assert!(index.children("/nope").is_none());
-        assert_eq!(index.paths_below("/a").len(), 8);
+    }
+
+    #[test]
+    fn paths_below_list_mirrored_znodes_only() {
+        let index = index_of(&["/a", "/a/x", "/a/x/deep", "/a/x!", "/ab", "/u/v/w"]);
+        for (root, want) in [
+            ("/a", &["/a", "/a/x", "/a/x/deep", "/a/x!"][..]),
+            ("/a/x", &["/a/x", "/a/x/deep"][..]),
+            ("/a/x/deep", &["/a/x/deep"][..]),
+            ("/u", &["/u/v/w"][..]),
+            ("/", &["/a", "/a/x", "/a/x/deep", "/a/x!", "/ab", "/u/v/w"][..]),
+            ("/nope", &[][..]),
+        ] {
+            assert_eq!(index.paths_below(root), want, "{root}");
+        }
+    }
+
+    #[test]
+    fn removal_keeps_children_and_frees_empty_ancestors() {
+        let mut index = index_of(&["/a", "/a/x", "/a/x/deep", "/a/y"]);
+        // (removed, its stat was there, len after, paths below /a after)
+        for (removed, was, len, below) in [
+            ("/a/x", true, 3, &["/a", "/a/x/deep", "/a/y"][..]),
+            ("/a/x", false, 3, &["/a", "/a/x/deep", "/a/y"][..]),
+            ("/a/x/deep", true, 2, &["/a", "/a/y"][..]),
+            ("/a", true, 1, &["/a/y"][..]),
+            ("/a/y", true, 0, &[][..]),
+            ("/nope", false, 0, &[][..]),
+        ] {
+            assert_eq!(index.remove(removed).is_some(), was, "{removed}");
+            assert_eq!(index.len(), len, "{removed}");
+            assert_eq!(index.paths_below("/a"), below, "{removed}");
+        }
+        assert_eq!(index.children("/a"), None);
+    }
+
+    #[test]
+    fn malformed_paths_are_not_recorded() {
+        let mut index = Index::default();
+        for path in ["", "a", "/a/", "/a//b", "//"] {
+            index.insert(path, crate::mirror::test_stat());
+            assert_eq!(
+                index.advance(path, crate::mirror::test_stat()),
+                Advance::Stale,
+                "{path:?}"
+            );
+            assert_eq!(index.stat(path), None, "{path:?}");
+        }
+        assert_eq!(index.len(), 0);
+        index.insert("/", crate::mirror::test_stat());
+        assert_eq!(index.paths_below("/"), ["/"]);
+    }
+
+    #[test]
+    fn forget_all_keeps_the_mirrors_and_frees_the_znodes() {
+        let mut index = Index::default();
+        let empty = index.bytes();
+        index.set_mirrors(&[spec("/a")]);
+        for i in 0..1000 {
+            index.insert(&format!("/a/d{}/n{i}", i % 10), crate::mirror::test_stat());
+        }
+        assert!(index.bytes() > empty);
+        index.forget_all();
+        assert_eq!((index.len(), index.bytes(), index.mirrors().len()), (0, empty, 1));
+        assert_eq!(index.paths_below("/"), Vec::<String>::new());
+    }
+
+    fn spec(root: &str) -> MirrorSpec {
+        MirrorSpec {
+            root: root.into(),
+            prefix: "zk:".into(),
+        }
     }
 
     #[test]
     fn mirrors_keep_or_forget() {
-        let spec = |root: &str| MirrorSpec {
-            root: root.into(),
-            prefix: "zk:".into(),
-        };
         let mut index = Index::default();
         index.set_mirrors(&[spec("/a"), spec("/b")]);
-        index.insert("/a/1".into(), crate::mirror::test_stat());
-        index.insert("/b/1".into(), crate::mirror::test_stat());
+        index.insert("/a/1", crate::mirror::test_stat());
+        index.insert("/b/1", crate::mirror::test_stat());
+        index.insert("/b/1/2", crate::mirror::test_stat());
         index.set_mirrors(&[spec("/a")]);
         assert!(index.stat("/a/1").is_some());
         assert!(index.stat("/b/1").is_none());
+        assert_eq!(index.paths_below("/"), ["/a/1"]);
+        assert_eq!(index.len(), 1);
         assert_eq!(index.mirror_of("/a/1/2").map(|m| m.spec.root.as_str()), Some("/a"));
+        index.set_mirrors(&[]);
+        assert_eq!((index.len(), index.bytes()), (0, Index::default().bytes()));
+    }
+
+    /// Issue 16: at most 100 bytes a mirrored znode, at 10k, 100k and 1M
+    /// znodes of the benchmark's shape (/bench/dNNNN/nNNNN).
+    #[test]
+    fn index_bytes_per_znode() {
+        for (znodes, fanout) in [
+            (10_000, 100),
+            (10_000, 1000),
+            (100_000, 100),
+            (100_000, 1000),
+            (1_000_000, 1000),
+        ] {
+            let mut index = Index::default();
+            index.insert("/bench", crate::mirror::test_stat());
+            for i in 0..znodes {
+                let dir = format!("/bench/d{:04}", i / fanout);
+                if i % fanout == 0 {
+                    index.insert(&dir, crate::mirror::test_stat());
+                }
+                index.insert(&format!("{dir}/n{:04}", i % fanout), crate::mirror::test_stat());
+            }
+            let per_znode = index.bytes() as f64 / index.len() as f64;
+            println!(
+                "{} znodes, {fanout} a directory: {per_znode:.1} bytes each",
+                index.len()
+            );
+            assert!(per_znode <= 100.0, "{per_znode} bytes a znode at {znodes}");
+        }
     }
 }

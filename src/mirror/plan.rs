@@ -73,7 +73,7 @@ pub fn ops(index: &mut Index, spec: &MirrorSpec, ops: Vec<Op>, write: bool) -> P
                 let zxid = stat_zxid(&node.stat);
                 let newer = index.stat(&node.path).is_some();
                 let write = write.then(|| (spec.key(&node.path), Version::of(&node, newer)));
-                match index.advance(node.path, node.stat) {
+                match index.advance(&node.path, node.stat) {
                     Advance::Stale => continue,
                     Advance::ChildrenOnly => {}
                     Advance::Data => plan.writes.extend(write.map(|(key, znode)| KeyWrite::Set {
@@ -104,7 +104,7 @@ pub fn ops(index: &mut Index, spec: &MirrorSpec, ops: Vec<Op>, write: bool) -> P
                         data: node.data,
                     });
                 }
-                index.insert(node.path, node.stat);
+                index.insert(&node.path, node.stat);
             }
         }
     }
@@ -129,7 +129,7 @@ pub fn pulled(mut index: Option<&mut Index>, spec: &MirrorSpec, ops: Vec<Op>, wr
                 }
                 plan.zxid = plan.zxid.max(stat_zxid(&node.stat));
                 if let Some(index) = index.as_deref_mut() {
-                    index.insert(node.path, node.stat);
+                    index.insert(&node.path, node.stat);
                 }
             }
             Op::Delete(path) => {
@@ -220,7 +220,7 @@ mod tests {
         index.set_mirrors(&[spec()]);
         for n in nodes {
             let n = node(n);
-            index.insert(n.path, n.stat);
+            index.insert(&n.path, n.stat);
         }
         index
     }

@@ -336,6 +336,7 @@ impl Applier {
                 let mut index = INDEX.lock(&*guard);
                 let result = f(&guard, &mut index, access);
                 STATUS.znodes.store(index.len() as u64, Ordering::Relaxed);
+                STATUS.index_bytes.store(index.bytes() as u64, Ordering::Relaxed);
                 result
             };
             let held = guard.held();
