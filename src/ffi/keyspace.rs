@@ -10,7 +10,7 @@ use redis_module::raw;
 use std::os::raw::c_int;
 use std::ptr::NonNull;
 
-type Ctx = *mut raw::RedisModuleCtx;
+pub(super) type Ctx = *mut raw::RedisModuleCtx;
 
 /// An API function pointer; they are set at module load, before any thread of ours runs.
 macro_rules! api {
@@ -20,6 +20,7 @@ macro_rules! api {
         unsafe { raw::$name }
     };
 }
+pub(super) use api;
 
 /// Sets `key` to the string `value`, whatever it held (its TTL goes too).
 pub fn set(ctx: Ctx, key: &[u8], value: &[u8]) -> Result<(), &'static str> {
@@ -106,7 +107,7 @@ fn read<R>(ctx: Ctx, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Option<R
     }
 }
 
-fn notify(ctx: Ctx, event_type: c_int, event: &std::ffi::CStr, key: &RedisStr) {
+pub(super) fn notify(ctx: Ctx, event_type: c_int, event: &std::ffi::CStr, key: &RedisStr) {
     if let Some(notify) = api!(RedisModule_NotifyKeyspaceEvent) {
         // SAFETY: the lock is held; the key string is alive.
         unsafe { notify(ctx, event_type, event.as_ptr(), key.0.as_ptr()) };
@@ -115,10 +116,10 @@ fn notify(ctx: Ctx, event_type: c_int, event: &std::ffi::CStr, key: &RedisStr) {
 
 /// A RedisModuleString this code owns (redis-module's `RedisString::create`
 /// goes through a CString and panics on a NUL byte: znode data is binary).
-struct RedisStr(NonNull<raw::RedisModuleString>, Ctx);
+pub(super) struct RedisStr(pub(super) NonNull<raw::RedisModuleString>, Ctx);
 
 impl RedisStr {
-    fn new(ctx: Ctx, bytes: &[u8]) -> Option<RedisStr> {
+    pub(super) fn new(ctx: Ctx, bytes: &[u8]) -> Option<RedisStr> {
         let create = api!(RedisModule_CreateString)?;
         // SAFETY: Redis copies the bytes; binary data is fine.
         let string = unsafe { create(ctx, bytes.as_ptr().cast(), bytes.len()) };
@@ -136,10 +137,10 @@ impl Drop for RedisStr {
 }
 
 /// An open key, closed on drop (which signals a written key as modified).
-struct OpenKey(NonNull<raw::RedisModuleKey>);
+pub(super) struct OpenKey(pub(super) NonNull<raw::RedisModuleKey>);
 
 impl OpenKey {
-    fn new(ctx: Ctx, name: &RedisStr, mode: u32) -> Option<OpenKey> {
+    pub(super) fn new(ctx: Ctx, name: &RedisStr, mode: u32) -> Option<OpenKey> {
         let open = api!(RedisModule_OpenKey)?;
         // SAFETY: the lock is held by the caller.
         NonNull::new(unsafe { open(ctx, name.0.as_ptr(), mode as c_int) }).map(OpenKey)

@@ -9,6 +9,7 @@ use crate::config::{self, MirrorSpec};
 use crate::error::Error;
 use crate::ffi::blocked::Pending;
 use crate::ffi::lock::{thread_context, wake_event_loop, Locked};
+use crate::ffi::stream as ffi_stream;
 use crate::ffi::{acl, guard, keyspace, log};
 use crate::mirror::index::Index;
 use crate::mirror::plan::{self, KeyWrite, Plan, Version};
@@ -410,22 +411,8 @@ fn delete(ctx: &Context, stream: Option<&StreamSpec>, key: &[u8], path: &str) {
 fn append(ctx: &Context, stream: Option<&StreamSpec>, entry: Entry) {
     static WARNED: AtomicBool = AtomicBool::new(false);
     let Some(stream) = stream else { return };
-    let fields = entry.fields();
-    let maxlen = stream.maxlen.to_string();
-    let mut args: Vec<&[u8]> = Vec::with_capacity(5 + 2 * fields.len());
-    args.push(&stream.key);
-    if stream.maxlen > 0 {
-        args.extend([&b"MAXLEN"[..], b"~", maxlen.as_bytes()]);
-    }
-    args.push(b"*");
-    for (name, value) in &fields {
-        args.push(name.as_bytes());
-        args.push(value);
-    }
-    let opts = CallOptionsBuilder::new().replicate().errors_as_replies().build();
-    let reply: CallResult = ctx.call_ext("XADD", &opts, args.as_slice());
-    match reply {
-        Ok(_) => WARNED.store(false, Ordering::Relaxed),
+    match entry.with_fields(|fields| ffi_stream::append(ctx.ctx, &stream.key, stream.maxlen, fields)) {
+        Ok(()) => WARNED.store(false, Ordering::Relaxed),
         Err(e) if !WARNED.swap(true, Ordering::Relaxed) => log::warning(&format!(
             "cannot append to the change stream {}: {e}",
             String::from_utf8_lossy(&stream.key)
