@@ -22,26 +22,42 @@ macro_rules! api {
 }
 pub(super) use api;
 
+/// The key and the value `set` wrote, as strings that the key's entry in
+/// the change stream reuses rather than copying them again (`stream`).
+pub struct Written<'a> {
+    pub(super) strings: [(&'a [u8], RedisStr); 2],
+}
+
 /// Sets `key` to the string `value`, whatever it held (its TTL goes too).
-pub fn set(ctx: Ctx, key: &[u8], value: &[u8]) -> Result<(), &'static str> {
-    let (Some(name), Some(value)) = (RedisStr::new(ctx, key), RedisStr::new(ctx, value)) else {
+pub fn set<'a>(ctx: Ctx, key: &'a [u8], value: &'a [u8]) -> Result<Written<'a>, &'static str> {
+    let (Some(name), Some(value_str)) = (RedisStr::new(ctx, key), RedisStr::new(ctx, value)) else {
         return Err("cannot create a string");
     };
-    let Some(open) = OpenKey::new(ctx, &name, raw::REDISMODULE_WRITE) else {
+    let Some(open) = OpenKey::new(ctx, name.0, raw::REDISMODULE_WRITE) else {
         return Err("cannot open the key");
     };
     let (Some(string_set), Some(replicate)) = (api!(RedisModule_StringSet), api!(RedisModule_Replicate)) else {
         return Err("the key API is missing");
     };
     // SAFETY: the key is open for writing; the strings live until the end.
-    if unsafe { string_set(open.0.as_ptr(), value.0.as_ptr()) } != raw::REDISMODULE_OK as c_int {
+    if unsafe { string_set(open.0.as_ptr(), value_str.0.as_ptr()) } != raw::REDISMODULE_OK as c_int {
         return Err("cannot set the key");
     }
     drop(open);
-    notify(ctx, raw::REDISMODULE_NOTIFY_STRING, c"set", &name);
+    notify(ctx, raw::REDISMODULE_NOTIFY_STRING, c"set", name.0);
     // SAFETY: the lock is held; "ss" takes two RedisModuleStrings, both alive.
-    unsafe { replicate(ctx, c"SET".as_ptr(), c"ss".as_ptr(), name.0.as_ptr(), value.0.as_ptr()) };
-    Ok(())
+    unsafe {
+        replicate(
+            ctx,
+            c"SET".as_ptr(),
+            c"ss".as_ptr(),
+            name.0.as_ptr(),
+            value_str.0.as_ptr(),
+        )
+    };
+    Ok(Written {
+        strings: [(key, name), (value, value_str)],
+    })
 }
 
 /// Deletes `key` if it exists; whether it did.
@@ -49,7 +65,7 @@ pub fn delete(ctx: Ctx, key: &[u8]) -> bool {
     let Some(name) = RedisStr::new(ctx, key) else {
         return false;
     };
-    let Some(open) = OpenKey::new(ctx, &name, raw::REDISMODULE_WRITE) else {
+    let Some(open) = OpenKey::new(ctx, name.0, raw::REDISMODULE_WRITE) else {
         return false;
     };
     let (Some(key_type), Some(delete), Some(replicate)) = (
@@ -66,7 +82,7 @@ pub fn delete(ctx: Ctx, key: &[u8]) -> bool {
     // SAFETY: the key is open for writing and holds a value.
     unsafe { delete(open.0.as_ptr()) };
     drop(open);
-    notify(ctx, raw::REDISMODULE_NOTIFY_GENERIC, c"del", &name);
+    notify(ctx, raw::REDISMODULE_NOTIFY_GENERIC, c"del", name.0);
     // SAFETY: the lock is held; "s" takes one RedisModuleString, alive.
     unsafe { replicate(ctx, c"DEL".as_ptr(), c"s".as_ptr(), name.0.as_ptr()) };
     true
@@ -86,7 +102,7 @@ pub fn holds(ctx: Ctx, key: &[u8], value: &[u8]) -> bool {
 /// the key does not exist. Does not touch the key's LRU/LFU clock.
 fn read<R>(ctx: Ctx, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Option<R> {
     let name = RedisStr::new(ctx, key)?;
-    let open = OpenKey::new(ctx, &name, raw::REDISMODULE_READ | raw::REDISMODULE_OPEN_KEY_NOTOUCH)?;
+    let open = OpenKey::new(ctx, name.0, raw::REDISMODULE_READ | raw::REDISMODULE_OPEN_KEY_NOTOUCH)?;
     let key_type = api!(RedisModule_KeyType)?;
     let dma = api!(RedisModule_StringDMA)?;
     // SAFETY: the key is open.
@@ -107,10 +123,10 @@ fn read<R>(ctx: Ctx, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Option<R
     }
 }
 
-pub(super) fn notify(ctx: Ctx, event_type: c_int, event: &std::ffi::CStr, key: &RedisStr) {
+pub(super) fn notify(ctx: Ctx, event_type: c_int, event: &std::ffi::CStr, key: NonNull<raw::RedisModuleString>) {
     if let Some(notify) = api!(RedisModule_NotifyKeyspaceEvent) {
-        // SAFETY: the lock is held; the key string is alive.
-        unsafe { notify(ctx, event_type, event.as_ptr(), key.0.as_ptr()) };
+        // SAFETY: the lock is held; the caller keeps the key string alive.
+        unsafe { notify(ctx, event_type, event.as_ptr(), key.as_ptr()) };
     }
 }
 
@@ -119,7 +135,7 @@ pub(super) fn notify(ctx: Ctx, event_type: c_int, event: &std::ffi::CStr, key: &
 pub(super) struct RedisStr(pub(super) NonNull<raw::RedisModuleString>, Ctx);
 
 impl RedisStr {
-    pub(super) fn new(ctx: Ctx, bytes: &[u8]) -> Option<RedisStr> {
+    fn new(ctx: Ctx, bytes: &[u8]) -> Option<RedisStr> {
         let create = api!(RedisModule_CreateString)?;
         // SAFETY: Redis copies the bytes; binary data is fine.
         let string = unsafe { create(ctx, bytes.as_ptr().cast(), bytes.len()) };
@@ -140,10 +156,11 @@ impl Drop for RedisStr {
 pub(super) struct OpenKey(pub(super) NonNull<raw::RedisModuleKey>);
 
 impl OpenKey {
-    pub(super) fn new(ctx: Ctx, name: &RedisStr, mode: u32) -> Option<OpenKey> {
+    /// `name` must stay alive while the key is open.
+    pub(super) fn new(ctx: Ctx, name: NonNull<raw::RedisModuleString>, mode: u32) -> Option<OpenKey> {
         let open = api!(RedisModule_OpenKey)?;
-        // SAFETY: the lock is held by the caller.
-        NonNull::new(unsafe { open(ctx, name.0.as_ptr(), mode as c_int) }).map(OpenKey)
+        // SAFETY: the lock is held by the caller, who keeps `name` alive.
+        NonNull::new(unsafe { open(ctx, name.as_ptr(), mode as c_int) }).map(OpenKey)
     }
 }
 

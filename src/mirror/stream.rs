@@ -22,7 +22,7 @@ pub enum Entry<'a> {
 impl Entry<'_> {
     /// Calls `f` with the entry's field/value pairs, in order. The integers
     /// are written on the stack: an entry allocates nothing of its own.
-    pub fn with_fields<R>(&self, f: impl FnOnce(&[(&[u8], &[u8])]) -> R) -> R {
+    pub fn with_fields<R>(&self, f: impl FnOnce(&[(&'static [u8], &[u8])]) -> R) -> R {
         let mut mzxid = itoa::Buffer::new();
         match self {
             Entry::Set { key, znode, value } => {
