@@ -7,8 +7,8 @@
 //! and an exact trim to the length left, so that replicas and the AOF hold
 //! the same entries. Without `RM_Call` there is no client, no argument
 //! parsing and no reply, and the strings every entry repeats (the field
-//! names, the stream's key) are made once: the append costs 40% less
-//! (bench/README.md, "Change stream").
+//! names, the stream's key) are made once: the append runs about 40%
+//! fewer instructions (bench/README.md, "Change stream").
 
 use super::keyspace::{api, notify, Ctx, OpenKey, Written};
 use redis_module::raw;
