@@ -3,8 +3,9 @@
 //! state: after the initial sync, live changes, a burst read through a
 //! consumer group, changes made while the session expired, and a repaired
 //! key. A blocked XREAD wakes with a change. A replica holds the same
-//! entries; trimming; configs at run time,
-//! and bad ones refused with the old value kept.
+//! entries, trimmed too, and so does the AOF; trimming; configs at run
+//! time, and bad ones refused with the old value kept. A stream key of
+//! another type is logged once; the keyspace events are XADD's.
 
 mod common;
 
@@ -331,4 +332,120 @@ fn a_blocked_reader_wakes_with_the_change() {
     let (waited, reply) = blocked.join().unwrap();
     assert!(format!("{reply:?}").contains("woken"), "{reply:?}");
     assert!(waited < Duration::from_secs(2), "XREAD BLOCK woke after {waited:?}");
+}
+
+/// The entries, and the stream's IDs and counters by name.
+type StreamState = (Vec<(String, Fields)>, Vec<(String, String)>);
+
+/// What a replica or a reload needs to hold the same stream: the entries
+/// and the stream's IDs and counters (not its internal layout).
+fn stream_state(redis: &Redis) -> StreamState {
+    let Value::Array(info) = redis.cmd(&["XINFO", "STREAM", STREAM]) else {
+        panic!("XINFO STREAM")
+    };
+    let wanted = [
+        "length",
+        "last-generated-id",
+        "entries-added",
+        "recorded-first-entry-id",
+    ];
+    let counters = info
+        .chunks(2)
+        .map(|p| (text(&p[0]), text(&p[1])))
+        .filter(|(name, _)| wanted.contains(&name.as_str()))
+        .collect();
+    (entries(redis), counters)
+}
+
+#[test]
+fn a_replica_and_the_aof_hold_the_same_trimmed_stream() {
+    let zk = ZkClient::connect(&shared_zk().connect_string());
+    let root = unique_root("stream-trimmed");
+    zk.create_all(&root, b"");
+    let master = Redis::start(
+        &shared_zk().connect_string(),
+        &[
+            ("zksync.mirrors", &root),
+            ("zksync.stream", STREAM),
+            ("zksync.stream-maxlen", "10"),
+            ("appendonly", "yes"),
+            ("appendfsync", "always"),
+        ],
+    );
+    master.wait_state("connected", SETTLE);
+    // Nodes of another size than the master's: a trim by whole nodes there
+    // would keep other entries.
+    let replica = Redis::start(
+        &shared_zk().connect_string(),
+        &[
+            ("zksync.mirrors", &root),
+            ("zksync.stream", STREAM),
+            ("stream-node-max-entries", "7"),
+        ],
+    );
+    replica.cmd(&["REPLICAOF", "127.0.0.1", &master.port().to_string()]);
+    for i in 0..250 {
+        zk.create_all(&format!("{root}/t{i}"), b"x");
+    }
+    wait_mirror_equals(&master, &zk, &root, "zk:", SETTLE);
+    let state = stream_state(&master);
+    assert!(state.0.len() < 200, "trimmed: {} entries", state.0.len());
+    wait_until(SETTLE, "the replica's stream to equal the master's", || {
+        stream_state(&replica) == state
+    });
+    // The AOF replays to the same stream.
+    master.shutdown_save();
+    master.restart();
+    assert_eq!(stream_state(&master), state);
+}
+
+#[test]
+fn a_stream_key_of_another_type_is_logged_once_and_the_keys_still_written() {
+    let zk = ZkClient::connect(&shared_zk().connect_string());
+    let root = unique_root("stream-wrongtype");
+    zk.create_all(&root, b"");
+    let redis = server(&shared_zk().connect_string(), &root);
+    redis.cmd(&["SET", STREAM, "not a stream"]);
+    for i in 0..3 {
+        zk.create_all(&format!("{root}/k{i}"), b"x");
+        wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    }
+    let warned = redis.log().matches("cannot append to the change stream").count();
+    assert_eq!(warned, 1, "{}", redis.log_tail());
+    assert_eq!(text(&redis.cmd(&["GET", STREAM])), "not a stream");
+    // Appends resume once the key is free.
+    redis.cmd(&["DEL", STREAM]);
+    zk.create_all(&format!("{root}/after"), b"y");
+    wait_until(SETTLE, "an entry", || entries(&redis).len() == 1);
+}
+
+#[test]
+fn keyspace_notifications_name_the_append_and_the_trim() {
+    let zk = ZkClient::connect(&shared_zk().connect_string());
+    let root = unique_root("stream-notify");
+    zk.create_all(&root, b"");
+    let redis = server(&shared_zk().connect_string(), &root);
+    redis.cmd(&["CONFIG", "SET", "zksync.stream-maxlen", "1"]);
+    redis.cmd(&["CONFIG", "SET", "notify-keyspace-events", "Kt"]);
+    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let mut subscriber = redis.conn();
+    let mut sub = subscriber.as_pubsub();
+    sub.set_read_timeout(Some(SETTLE)).unwrap();
+    sub.subscribe(format!("__keyspace@0__:{STREAM}")).unwrap();
+    // XADD's events: `xadd`, then `xtrim` when the append trimmed (whole
+    // nodes of the stream, at most 100 entries or 4 KB each).
+    for i in 0..101 {
+        zk.create_all(&format!("{root}/k{i}"), b"x");
+    }
+    let mut events = Vec::new();
+    while events.iter().filter(|e| *e == "xadd").count() < 101 {
+        let message = sub.get_message().expect("a keyspace notification");
+        events.push(message.get_payload::<String>().unwrap());
+    }
+    assert!(events.iter().all(|e| e == "xadd" || e == "xtrim"), "{events:?}");
+    assert!(events.contains(&"xtrim".to_string()), "{events:?}");
+    assert!(
+        events.windows(2).all(|w| w[1] != "xtrim" || w[0] == "xadd"),
+        "each xtrim follows its xadd: {events:?}"
+    );
 }

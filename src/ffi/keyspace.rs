@@ -10,7 +10,7 @@ use redis_module::raw;
 use std::os::raw::c_int;
 use std::ptr::NonNull;
 
-type Ctx = *mut raw::RedisModuleCtx;
+pub(super) type Ctx = *mut raw::RedisModuleCtx;
 
 /// An API function pointer; they are set at module load, before any thread of ours runs.
 macro_rules! api {
@@ -20,27 +20,44 @@ macro_rules! api {
         unsafe { raw::$name }
     };
 }
+pub(super) use api;
+
+/// The key and the value `set` wrote, as strings that the key's entry in
+/// the change stream reuses rather than copying them again (`stream`).
+pub struct Written<'a> {
+    pub(super) strings: [(&'a [u8], RedisStr); 2],
+}
 
 /// Sets `key` to the string `value`, whatever it held (its TTL goes too).
-pub fn set(ctx: Ctx, key: &[u8], value: &[u8]) -> Result<(), &'static str> {
-    let (Some(name), Some(value)) = (RedisStr::new(ctx, key), RedisStr::new(ctx, value)) else {
+pub fn set<'a>(ctx: Ctx, key: &'a [u8], value: &'a [u8]) -> Result<Written<'a>, &'static str> {
+    let (Some(name), Some(value_str)) = (RedisStr::new(ctx, key), RedisStr::new(ctx, value)) else {
         return Err("cannot create a string");
     };
-    let Some(open) = OpenKey::new(ctx, &name, raw::REDISMODULE_WRITE) else {
+    let Some(open) = OpenKey::new(ctx, name.0, raw::REDISMODULE_WRITE) else {
         return Err("cannot open the key");
     };
     let (Some(string_set), Some(replicate)) = (api!(RedisModule_StringSet), api!(RedisModule_Replicate)) else {
         return Err("the key API is missing");
     };
     // SAFETY: the key is open for writing; the strings live until the end.
-    if unsafe { string_set(open.0.as_ptr(), value.0.as_ptr()) } != raw::REDISMODULE_OK as c_int {
+    if unsafe { string_set(open.0.as_ptr(), value_str.0.as_ptr()) } != raw::REDISMODULE_OK as c_int {
         return Err("cannot set the key");
     }
     drop(open);
-    notify(ctx, raw::REDISMODULE_NOTIFY_STRING, c"set", &name);
+    notify(ctx, raw::REDISMODULE_NOTIFY_STRING, c"set", name.0);
     // SAFETY: the lock is held; "ss" takes two RedisModuleStrings, both alive.
-    unsafe { replicate(ctx, c"SET".as_ptr(), c"ss".as_ptr(), name.0.as_ptr(), value.0.as_ptr()) };
-    Ok(())
+    unsafe {
+        replicate(
+            ctx,
+            c"SET".as_ptr(),
+            c"ss".as_ptr(),
+            name.0.as_ptr(),
+            value_str.0.as_ptr(),
+        )
+    };
+    Ok(Written {
+        strings: [(key, name), (value, value_str)],
+    })
 }
 
 /// Deletes `key` if it exists; whether it did.
@@ -48,7 +65,7 @@ pub fn delete(ctx: Ctx, key: &[u8]) -> bool {
     let Some(name) = RedisStr::new(ctx, key) else {
         return false;
     };
-    let Some(open) = OpenKey::new(ctx, &name, raw::REDISMODULE_WRITE) else {
+    let Some(open) = OpenKey::new(ctx, name.0, raw::REDISMODULE_WRITE) else {
         return false;
     };
     let (Some(key_type), Some(delete), Some(replicate)) = (
@@ -65,7 +82,7 @@ pub fn delete(ctx: Ctx, key: &[u8]) -> bool {
     // SAFETY: the key is open for writing and holds a value.
     unsafe { delete(open.0.as_ptr()) };
     drop(open);
-    notify(ctx, raw::REDISMODULE_NOTIFY_GENERIC, c"del", &name);
+    notify(ctx, raw::REDISMODULE_NOTIFY_GENERIC, c"del", name.0);
     // SAFETY: the lock is held; "s" takes one RedisModuleString, alive.
     unsafe { replicate(ctx, c"DEL".as_ptr(), c"s".as_ptr(), name.0.as_ptr()) };
     true
@@ -85,7 +102,7 @@ pub fn holds(ctx: Ctx, key: &[u8], value: &[u8]) -> bool {
 /// the key does not exist. Does not touch the key's LRU/LFU clock.
 fn read<R>(ctx: Ctx, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Option<R> {
     let name = RedisStr::new(ctx, key)?;
-    let open = OpenKey::new(ctx, &name, raw::REDISMODULE_READ | raw::REDISMODULE_OPEN_KEY_NOTOUCH)?;
+    let open = OpenKey::new(ctx, name.0, raw::REDISMODULE_READ | raw::REDISMODULE_OPEN_KEY_NOTOUCH)?;
     let key_type = api!(RedisModule_KeyType)?;
     let dma = api!(RedisModule_StringDMA)?;
     // SAFETY: the key is open.
@@ -106,16 +123,16 @@ fn read<R>(ctx: Ctx, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Option<R
     }
 }
 
-fn notify(ctx: Ctx, event_type: c_int, event: &std::ffi::CStr, key: &RedisStr) {
+pub(super) fn notify(ctx: Ctx, event_type: c_int, event: &std::ffi::CStr, key: NonNull<raw::RedisModuleString>) {
     if let Some(notify) = api!(RedisModule_NotifyKeyspaceEvent) {
-        // SAFETY: the lock is held; the key string is alive.
-        unsafe { notify(ctx, event_type, event.as_ptr(), key.0.as_ptr()) };
+        // SAFETY: the lock is held; the caller keeps the key string alive.
+        unsafe { notify(ctx, event_type, event.as_ptr(), key.as_ptr()) };
     }
 }
 
 /// A RedisModuleString this code owns (redis-module's `RedisString::create`
 /// goes through a CString and panics on a NUL byte: znode data is binary).
-struct RedisStr(NonNull<raw::RedisModuleString>, Ctx);
+pub(super) struct RedisStr(pub(super) NonNull<raw::RedisModuleString>, Ctx);
 
 impl RedisStr {
     fn new(ctx: Ctx, bytes: &[u8]) -> Option<RedisStr> {
@@ -136,13 +153,14 @@ impl Drop for RedisStr {
 }
 
 /// An open key, closed on drop (which signals a written key as modified).
-struct OpenKey(NonNull<raw::RedisModuleKey>);
+pub(super) struct OpenKey(pub(super) NonNull<raw::RedisModuleKey>);
 
 impl OpenKey {
-    fn new(ctx: Ctx, name: &RedisStr, mode: u32) -> Option<OpenKey> {
+    /// `name` must stay alive while the key is open.
+    pub(super) fn new(ctx: Ctx, name: NonNull<raw::RedisModuleString>, mode: u32) -> Option<OpenKey> {
         let open = api!(RedisModule_OpenKey)?;
-        // SAFETY: the lock is held by the caller.
-        NonNull::new(unsafe { open(ctx, name.0.as_ptr(), mode as c_int) }).map(OpenKey)
+        // SAFETY: the lock is held by the caller, who keeps `name` alive.
+        NonNull::new(unsafe { open(ctx, name.as_ptr(), mode as c_int) }).map(OpenKey)
     }
 }
 

@@ -20,23 +20,28 @@ pub enum Entry<'a> {
 }
 
 impl Entry<'_> {
-    /// The entry's field/value pairs, in order.
-    pub fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
+    /// Calls `f` with the entry's field/value pairs, in order. The integers
+    /// are written on the stack: an entry allocates nothing of its own.
+    pub fn with_fields<R>(&self, f: impl FnOnce(&[(&'static [u8], &[u8])]) -> R) -> R {
+        let mut mzxid = itoa::Buffer::new();
         match self {
-            Entry::Set { key, znode, value } => vec![
-                ("op", b"set".to_vec()),
-                ("key", key.to_vec()),
-                ("path", znode.path.as_bytes().to_vec()),
-                ("mzxid", znode.mzxid.to_string().into_bytes()),
-                ("version", znode.version.to_string().into_bytes()),
-                ("value", value.to_vec()),
-            ],
-            Entry::Del { key, path, zxid } => vec![
-                ("op", b"del".to_vec()),
-                ("key", key.to_vec()),
-                ("path", path.as_bytes().to_vec()),
-                ("mzxid", zxid.to_string().into_bytes()),
-            ],
+            Entry::Set { key, znode, value } => {
+                let mut version = itoa::Buffer::new();
+                f(&[
+                    (b"op", b"set"),
+                    (b"key", key),
+                    (b"path", znode.path.as_bytes()),
+                    (b"mzxid", mzxid.format(znode.mzxid).as_bytes()),
+                    (b"version", version.format(znode.version).as_bytes()),
+                    (b"value", value),
+                ])
+            }
+            Entry::Del { key, path, zxid } => f(&[
+                (b"op", b"del"),
+                (b"key", key),
+                (b"path", path.as_bytes()),
+                (b"mzxid", mzxid.format(*zxid).as_bytes()),
+            ]),
         }
     }
 }
@@ -57,6 +62,16 @@ pub fn set(stream: Option<StreamSpec>) {
 mod tests {
     use super::*;
 
+    /// The entry's fields as owned pairs.
+    fn fields(entry: &Entry) -> Vec<(String, Vec<u8>)> {
+        entry.with_fields(|fields| {
+            fields
+                .iter()
+                .map(|(name, value)| (String::from_utf8_lossy(name).into_owned(), value.to_vec()))
+                .collect()
+        })
+    }
+
     #[test]
     fn entries_name_their_fields_in_order() {
         let znode = Version {
@@ -70,17 +85,20 @@ mod tests {
             znode: &znode,
             value: b"v\x00",
         };
-        let names: Vec<_> = set.fields().into_iter().map(|(name, _)| name).collect();
+        let set = fields(&set);
+        let names: Vec<_> = set.iter().map(|(name, _)| name.as_str()).collect();
         assert_eq!(names, ["op", "key", "path", "mzxid", "version", "value"]);
-        assert_eq!(set.fields()[5].1, b"v\x00");
+        assert_eq!(set[3].1, b"42");
+        assert_eq!(set[4].1, b"3");
+        assert_eq!(set[5].1, b"v\x00");
         let del = Entry::Del {
             key: b"zk:/a/b",
             path: "/a/b",
-            zxid: 50,
+            zxid: -50,
         };
-        let fields = del.fields();
-        assert_eq!(fields[0], ("op", b"del".to_vec()));
-        assert_eq!(fields[3], ("mzxid", b"50".to_vec()));
-        assert_eq!(fields.len(), 4);
+        let del = fields(&del);
+        assert_eq!(del[0], ("op".to_string(), b"del".to_vec()));
+        assert_eq!(del[3], ("mzxid".to_string(), b"-50".to_vec()));
+        assert_eq!(del.len(), 4);
     }
 }

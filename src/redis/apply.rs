@@ -8,7 +8,9 @@ use crate::config::StreamSpec;
 use crate::config::{self, MirrorSpec};
 use crate::error::Error;
 use crate::ffi::blocked::Pending;
+use crate::ffi::keyspace::Written;
 use crate::ffi::lock::{thread_context, Locked};
+use crate::ffi::stream as ffi_stream;
 use crate::ffi::{acl, guard, keyspace, log};
 use crate::latency::{Hop, Timing, HOPS};
 use crate::mirror::index::Index;
@@ -422,43 +424,29 @@ fn write(ctx: &Context, plan: Plan) -> usize {
 /// One replicated SET, with its entry when `stream` is given; a failure is
 /// logged, never fatal.
 fn set(ctx: &Context, stream: Option<&StreamSpec>, key: &[u8], value: &[u8], znode: &Version) {
-    if let Err(e) = keyspace::set(ctx.ctx, key, value) {
-        log::warning(&format!("SET of a mirrored key failed: {e}"));
-        return;
+    match keyspace::set(ctx.ctx, key, value) {
+        Ok(written) => append(ctx, stream, Entry::Set { key, znode, value }, Some(&written)),
+        Err(e) => log::warning(&format!("SET of a mirrored key failed: {e}")),
     }
-    append(ctx, stream, Entry::Set { key, znode, value });
 }
 
 /// One replicated DEL, with its entry if the key existed.
 fn delete(ctx: &Context, stream: Option<&StreamSpec>, key: &[u8], path: &str) {
     if keyspace::delete(ctx.ctx, key) {
         let zxid = STATUS.last_zxid.load(Ordering::Relaxed);
-        append(ctx, stream, Entry::Del { key, path, zxid });
+        append(ctx, stream, Entry::Del { key, path, zxid }, None);
     }
 }
 
 /// Appends `entry` to the change stream, replicated like the key write it
 /// goes with (Redis wraps what one hold of the lock replicates in one
-/// MULTI/EXEC). A failure (the key holds another type) is logged once.
-fn append(ctx: &Context, stream: Option<&StreamSpec>, entry: Entry) {
+/// MULTI/EXEC); it reuses the strings of the key write, if `written`. A
+/// failure (the key holds another type) is logged once.
+fn append(ctx: &Context, stream: Option<&StreamSpec>, entry: Entry, written: Option<&Written>) {
     static WARNED: AtomicBool = AtomicBool::new(false);
     let Some(stream) = stream else { return };
-    let fields = entry.fields();
-    let maxlen = stream.maxlen.to_string();
-    let mut args: Vec<&[u8]> = Vec::with_capacity(5 + 2 * fields.len());
-    args.push(&stream.key);
-    if stream.maxlen > 0 {
-        args.extend([&b"MAXLEN"[..], b"~", maxlen.as_bytes()]);
-    }
-    args.push(b"*");
-    for (name, value) in &fields {
-        args.push(name.as_bytes());
-        args.push(value);
-    }
-    let opts = CallOptionsBuilder::new().replicate().errors_as_replies().build();
-    let reply: CallResult = ctx.call_ext("XADD", &opts, args.as_slice());
-    match reply {
-        Ok(_) => WARNED.store(false, Ordering::Relaxed),
+    match entry.with_fields(|fields| ffi_stream::append(ctx.ctx, &stream.key, stream.maxlen, fields, written)) {
+        Ok(()) => WARNED.store(false, Ordering::Relaxed),
         Err(e) if !WARNED.swap(true, Ordering::Relaxed) => log::warning(&format!(
             "cannot append to the change stream {}: {e}",
             String::from_utf8_lossy(&stream.key)
