@@ -124,6 +124,37 @@ impl Index {
             .collect()
     }
 
+    /// Up to `limit` (at least 1) paths of the mirrored znodes at or below
+    /// `root`, after `after` (`None`: from the first). The contract a walk
+    /// relies on: starting from `None` and resuming after the last path each
+    /// call returned yields each path at or below `root` exactly once, in a
+    /// stable order, as long as the index does not change in between; fewer
+    /// than `limit` paths end the walk. (Bounded, so that a walk of a large
+    /// mirror holds the Redis lock in short steps.)
+    pub fn paths_below_after(&self, root: &str, after: Option<&str>, limit: usize) -> Vec<String> {
+        // Below `root` is the range ["root/", "root0"): '0' follows '/'.
+        let (dir, end) = match root {
+            "/" => ("/".to_string(), "0".to_string()),
+            _ => (format!("{root}/"), format!("{root}0")),
+        };
+        let mut paths = Vec::new();
+        if after.is_none() && root != "/" && self.nodes.contains_key(root) {
+            paths.push(root.to_string());
+        }
+        let start = match after {
+            Some(after) if after >= dir.as_str() => Bound::Excluded(after),
+            _ => Bound::Included(dir.as_str()),
+        };
+        let rest = limit.saturating_sub(paths.len());
+        paths.extend(
+            self.nodes
+                .range::<str, _>((start, Bound::Excluded(end.as_str())))
+                .take(rest)
+                .map(|(p, _)| p.clone()),
+        );
+        paths
+    }
+
     fn forget_below(&mut self, root: &str) {
         for p in self.paths_below(root) {
             self.nodes.remove(&p);
@@ -208,6 +239,55 @@ mod tests {
         assert_eq!(index.children("/a/y").unwrap(), Vec::<String>::new());
         assert!(index.children("/nope").is_none());
         assert_eq!(index.paths_below("/a").len(), 8);
+    }
+
+    #[test]
+    fn walks_below_a_root_in_resumable_steps() {
+        let mut index = Index::default();
+        for p in [
+            "/",
+            "/a",
+            "/a!",
+            "/a!/x",
+            "/a/x",
+            "/a/x/deep",
+            "/a/y",
+            "/ab",
+            "/ab/z",
+            "/b",
+        ] {
+            index.insert(p.to_string(), crate::mirror::test_stat());
+        }
+        let walk = |root: &str, limit: usize| {
+            let (mut all, mut after, mut steps) = (Vec::new(), None::<String>, 0);
+            loop {
+                let step = index.paths_below_after(root, after.as_deref(), limit);
+                steps += 1;
+                let done = step.len() < limit;
+                after = step.last().cloned().or(after);
+                all.extend(step);
+                if done {
+                    return (all, steps);
+                }
+            }
+        };
+        #[rustfmt::skip]
+        let cases: [(&str, usize, &[&str], usize); 7] = [
+            ("/a", 1, &["/a", "/a/x", "/a/x/deep", "/a/y"], 5),
+            ("/a", 2, &["/a", "/a/x", "/a/x/deep", "/a/y"], 3),
+            ("/a", 100, &["/a", "/a/x", "/a/x/deep", "/a/y"], 1),
+            ("/a/x", 1, &["/a/x", "/a/x/deep"], 3),
+            ("/a!", 1, &["/a!", "/a!/x"], 3),
+            ("/nope", 3, &[], 1),
+            ("/", 4, &["/", "/a", "/a!", "/a!/x", "/a/x", "/a/x/deep", "/a/y", "/ab", "/ab/z", "/b"], 3),
+        ];
+        for (root, limit, paths, steps) in cases {
+            assert_eq!(
+                walk(root, limit),
+                (paths.iter().map(|p| p.to_string()).collect(), steps),
+                "{root} by {limit}"
+            );
+        }
     }
 
     #[test]
