@@ -248,9 +248,7 @@ fn a_resync_after_a_cut_writes_only_what_changed() {
     let synced = entries(&redis).len();
     let mut subscriber = redis.conn();
     let mut notifications = subscriber.as_pubsub();
-    notifications
-        .psubscribe(format!("__keyspace@0__:zk:{root}*"))
-        .unwrap();
+    notifications.psubscribe(format!("__keyspace@0__:zk:{root}*")).unwrap();
     let resyncs = |redis: &Redis| redis.status()["resyncs"].parse::<u64>().unwrap();
     let before = resyncs(&redis);
 
@@ -280,10 +278,15 @@ fn a_resync_after_a_cut_writes_only_what_changed() {
         "the vanished, deepest first"
     );
     // No other key was written: one notification per entry.
-    notifications.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    notifications
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let mut written = Vec::new();
     while let Ok(message) = notifications.get_message() {
-        let key = message.get_channel_name().trim_start_matches("__keyspace@0__:zk:").to_string();
+        let key = message
+            .get_channel_name()
+            .trim_start_matches("__keyspace@0__:zk:")
+            .to_string();
         written.push(format!("{} {key}", message.get_payload::<String>().unwrap()));
     }
     written.sort();
