@@ -50,6 +50,7 @@ pub enum Update {
     Reply(Pending, Reply),
 }
 
+/// One step of a resync's read, sent in order: `Begin`, `Nodes`..., `End`.
 pub enum ResyncPart {
     /// The read begins.
     Begin,
