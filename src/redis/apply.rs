@@ -218,6 +218,8 @@ impl Applier {
             let vanished = self.indexed_below(root, |p| resync.gate.vanished(p));
             self.changes(root, plan::deepest_first(vanished));
         }
+        // The paths read (~70 bytes a znode) are not needed past this point.
+        drop(resync.gate);
         self.sweep(&resync.spec.prefix, root, None, |index, path| {
             index.stat(path).is_some()
         });
