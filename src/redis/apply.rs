@@ -239,6 +239,10 @@ impl Applier {
                 STATUS.events_applied.fetch_add(plan.applied, Ordering::Relaxed);
                 write(ctx, plan)
             });
+            // Lets the main thread, woken by the release, take the lock
+            // before the next batch (measured: PING p99 ~5 → ~3 ms on two
+            // cores shared with the session thread's reading).
+            std::thread::yield_now();
         }
         repaired
     }
