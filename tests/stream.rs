@@ -2,10 +2,11 @@
 //! Stream. A consumer replaying the stream ends with exactly ZooKeeper's
 //! state: after the initial sync, live changes, a burst read through a
 //! consumer group, changes made while the session expired, and a repaired
-//! key. A blocked XREAD wakes with a change. A replica holds the same
-//! entries, trimmed too, and so does the AOF; trimming; configs at run
-//! time, and bad ones refused with the old value kept. A stream key of
-//! another type is logged once; the keyspace events are XADD's.
+//! key. A resync after a cut writes only what changed. A blocked XREAD
+//! wakes with a change. A replica holds the same entries, trimmed too, and
+//! so does the AOF; trimming; configs at run time, and bad ones refused with
+//! the old value kept. A stream key of another type is logged once; the
+//! keyspace events are XADD's.
 
 mod common;
 
@@ -232,6 +233,69 @@ fn changes_made_while_the_session_expired_and_repairs_are_entries() {
         .find(|(_, f)| field(f, "path") == format!("{root}/gone"))
         .unwrap();
     assert!(deleted_at >= field(&created.1, "mzxid").parse().unwrap());
+}
+
+#[test]
+fn a_resync_after_a_cut_writes_only_what_changed() {
+    let zk = ZkClient::connect(&shared_zk().connect_string());
+    let root = unique_root("stream-resync");
+    for i in 0..50 {
+        zk.create_all(&format!("{root}/n{i}"), b"same");
+    }
+    zk.create_all(&format!("{root}/dir/leaf"), b"1");
+    let proxy = Proxy::start(&shared_zk().connect_string());
+    let redis = server(&proxy.addr(), &root);
+    redis.cmd(&["CONFIG", "SET", "notify-keyspace-events", "KEA"]);
+    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    let synced = entries(&redis).len();
+    let mut subscriber = redis.conn();
+    let mut notifications = subscriber.as_pubsub();
+    notifications.psubscribe(format!("__keyspace@0__:zk:{root}*")).unwrap();
+    let resyncs = |redis: &Redis| redis.status()["resyncs"].parse::<u64>().unwrap();
+    let before = resyncs(&redis);
+
+    // Changes while the connection is silent reach the module only by the
+    // resync after the reconnect.
+    proxy.blackhole();
+    zk.set(&format!("{root}/n3"), b"changed");
+    zk.create_all(&format!("{root}/new"), b"new");
+    zk.delete_all(&format!("{root}/dir"));
+    proxy.cut();
+    proxy.restore();
+    wait_until(SETTLE, "a resync after the reconnect", || resyncs(&redis) > before);
+    redis.wait_state("connected", SETTLE);
+    wait_mirror_equals(&redis, &zk, &root, "zk:", SETTLE);
+    wait_replay_equals(&redis, &zk, &root);
+
+    let fresh: Vec<String> = entries(&redis)[synced..]
+        .iter()
+        .map(|(_, f)| format!("{} {}", field(f, "op"), field(f, "path")))
+        .collect();
+    let mut sets = fresh[..fresh.len().min(2)].to_vec();
+    sets.sort();
+    assert_eq!(sets, [format!("set {root}/n3"), format!("set {root}/new")], "{fresh:?}");
+    assert_eq!(
+        fresh[2..],
+        [format!("del {root}/dir/leaf"), format!("del {root}/dir")],
+        "the vanished, deepest first"
+    );
+    // No other key was written: one notification per entry.
+    notifications
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut written = Vec::new();
+    while let Ok(message) = notifications.get_message() {
+        let key = message
+            .get_channel_name()
+            .trim_start_matches("__keyspace@0__:zk:")
+            .to_string();
+        written.push(format!("{} {key}", message.get_payload::<String>().unwrap()));
+    }
+    written.sort();
+    let mut expected = fresh.clone();
+    expected.sort();
+    assert_eq!(written, expected, "keyspace notifications");
+    assert_eq!(redis.status()["znodes"], zk.tree(&root).len().to_string());
 }
 
 #[test]

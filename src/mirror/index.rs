@@ -126,10 +126,18 @@ impl Index {
         self.znodes = Trie::default();
     }
 
-    /// Paths of the mirrored znodes at or below `root`.
-    pub fn paths_below(&self, root: &str) -> Vec<String> {
+    /// Up to `limit` (at least 1) paths of the mirrored znodes at or below
+    /// `root`, after `after` (`None`: from the first). The contract a walk
+    /// relies on: starting from `None` and resuming after the last path each
+    /// call returned yields each path at or below `root` exactly once,
+    /// parents before children and siblings by name, as long as the index
+    /// does not change in between (a path removed meanwhile may still be
+    /// resumed after); fewer
+    /// than `limit` paths end the walk. (Bounded, so that a walk of a large
+    /// mirror holds the Redis lock in short steps.)
+    pub fn paths_below_after(&self, root: &str, after: Option<&str>, limit: usize) -> Vec<String> {
         match self.znodes.find(root) {
-            Some(slot) => self.znodes.paths_below(slot, root),
+            Some(slot) => self.znodes.paths_below_after(slot, root, after, limit.max(1)),
             None => Vec::new(),
         }
     }
@@ -263,7 +271,7 @@ mod tests {
             ("/", &["/a", "/a/x", "/a/x/deep", "/a/x!", "/ab", "/u/v/w"][..]),
             ("/nope", &[][..]),
         ] {
-            assert_eq!(index.paths_below(root), want, "{root}");
+            assert_eq!(index.paths_below_after(root, None, usize::MAX), want, "{root}");
         }
     }
 
@@ -281,7 +289,7 @@ mod tests {
         ] {
             assert_eq!(index.remove(removed).is_some(), was, "{removed}");
             assert_eq!(index.len(), len, "{removed}");
-            assert_eq!(index.paths_below("/a"), below, "{removed}");
+            assert_eq!(index.paths_below_after("/a", None, usize::MAX), below, "{removed}");
         }
         assert_eq!(index.children("/a"), None);
     }
@@ -300,7 +308,7 @@ mod tests {
         }
         assert_eq!(index.len(), 0);
         index.insert("/", crate::mirror::test_stat());
-        assert_eq!(index.paths_below("/"), ["/"]);
+        assert_eq!(index.paths_below_after("/", None, usize::MAX), ["/"]);
     }
 
     #[test]
@@ -314,13 +322,62 @@ mod tests {
         assert!(index.bytes() > empty);
         index.forget_all();
         assert_eq!((index.len(), index.bytes(), index.mirrors().len()), (0, empty, 1));
-        assert_eq!(index.paths_below("/"), Vec::<String>::new());
+        assert_eq!(index.paths_below_after("/", None, usize::MAX), Vec::<String>::new());
     }
 
     fn spec(root: &str) -> MirrorSpec {
         MirrorSpec {
             root: root.into(),
             prefix: "zk:".into(),
+        }
+    }
+
+    #[test]
+    fn walks_below_a_root_in_resumable_steps() {
+        let mut index = Index::default();
+        for p in [
+            "/",
+            "/a",
+            "/a!",
+            "/a!/x",
+            "/a/x",
+            "/a/x/deep",
+            "/a/y",
+            "/ab",
+            "/ab/z",
+            "/b",
+        ] {
+            index.insert(p, crate::mirror::test_stat());
+        }
+        let walk = |root: &str, limit: usize| {
+            let (mut all, mut after, mut steps) = (Vec::new(), None::<String>, 0);
+            loop {
+                let step = index.paths_below_after(root, after.as_deref(), limit);
+                steps += 1;
+                let done = step.len() < limit;
+                after = step.last().cloned().or(after);
+                all.extend(step);
+                if done {
+                    return (all, steps);
+                }
+            }
+        };
+        #[rustfmt::skip]
+        let cases: [(&str, usize, &[&str], usize); 7] = [
+            ("/a", 1, &["/a", "/a/x", "/a/x/deep", "/a/y"], 5),
+            ("/a", 2, &["/a", "/a/x", "/a/x/deep", "/a/y"], 3),
+            ("/a", 100, &["/a", "/a/x", "/a/x/deep", "/a/y"], 1),
+            ("/a/x", 1, &["/a/x", "/a/x/deep"], 3),
+            ("/a!", 1, &["/a!", "/a!/x"], 3),
+            ("/nope", 3, &[], 1),
+            ("/", 4, &["/", "/a", "/a/x", "/a/x/deep", "/a/y", "/a!", "/a!/x", "/ab", "/ab/z", "/b"], 3),
+        ];
+        for (root, limit, paths, steps) in cases {
+            assert_eq!(
+                walk(root, limit),
+                (paths.iter().map(|p| p.to_string()).collect(), steps),
+                "{root} by {limit}"
+            );
         }
     }
 
@@ -334,7 +391,7 @@ mod tests {
         index.set_mirrors(&[spec("/a")]);
         assert!(index.stat("/a/1").is_some());
         assert!(index.stat("/b/1").is_none());
-        assert_eq!(index.paths_below("/"), ["/a/1"]);
+        assert_eq!(index.paths_below_after("/", None, usize::MAX), ["/a/1"]);
         assert_eq!(index.len(), 1);
         assert_eq!(index.mirror_of("/a/1/2").map(|m| m.spec.root.as_str()), Some("/a"));
         index.set_mirrors(&[]);

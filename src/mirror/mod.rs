@@ -1,16 +1,17 @@
 //! The mirror: ZooKeeper subtrees kept as Redis string keys.
 //!
 //! Data flows one way: the session thread coalesces watch events (`events`),
-//! reads ZooKeeper, works out what changed against what it has sent
-//! (`tree`), and hands the ops to the apply thread (`crate::redis::apply`),
-//! the only writer of the keyspace and of the `index` that ZKSYNC.STAT and
-//! ZKSYNC.LS answer from; what it writes is decided in `plan`.
+//! reads ZooKeeper, and hands every read to the apply thread
+//! (`crate::redis::apply`), the only writer of the keyspace and of the
+//! `index`: each mirrored znode's stat, the one record of what the keyspace
+//! holds, which ZKSYNC.STAT and ZKSYNC.LS answer from. What a read writes is
+//! decided against the index in `plan`: stale versions are dropped, and a
+//! resync writes only what changed.
 
 pub mod events;
 pub mod index;
 pub mod plan;
 pub mod stream;
-pub mod tree;
 
 use zookeeper_client::Stat;
 
@@ -29,7 +30,7 @@ pub enum Op {
     Upsert(Node),
     /// The znode is gone.
     Delete(String),
-    /// A resync found the znode unchanged since it was sent: write the key
+    /// A resync found the index holding this very version: write the key
     /// only if the keyspace does not hold this data (overwritten, deleted or
     /// flushed by hand).
     Verify(Node),

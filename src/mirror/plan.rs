@@ -1,11 +1,13 @@
 //! What a batch of ops does to the index and which key writes it calls for,
-//! decided without Redis. The apply thread (`src/apply.rs`) runs these under
-//! the Redis lock and carries the writes out in order.
+//! and how a resync's read becomes ops, decided without Redis. The apply
+//! thread (`src/redis/apply.rs`) runs these under the Redis lock and carries
+//! the writes out in order.
 
 use super::index::{Advance, Index};
 use super::{stat_zxid, Node, Op};
 use crate::config::MirrorSpec;
 use crate::path;
+use std::collections::HashSet;
 
 /// One write to a mirrored key.
 #[derive(Debug, PartialEq, Eq)]
@@ -112,6 +114,104 @@ pub fn ops(index: &mut Index, spec: &MirrorSpec, ops: Vec<Op>, write: bool) -> P
         entry.applied_zxid = entry.applied_zxid.max(plan.zxid);
     }
     plan
+}
+
+/// A resync's znodes: the index holds the same version (mzxid and pzxid) of
+/// one → verify its key, else upsert it. The index is the only record of
+/// what was written, so an unchanged mirror costs a lookup per znode, no write.
+pub fn resynced(index: &mut Index, spec: &MirrorSpec, nodes: Vec<Node>, write: bool) -> Plan {
+    let batch = nodes
+        .into_iter()
+        .map(|node| match index.stat(&node.path) {
+            Some(old) if old.mzxid == node.stat.mzxid && old.pzxid == node.stat.pzxid => Op::Verify(node),
+            _ => Op::Upsert(node),
+        })
+        .collect();
+    ops(index, spec, batch, write)
+}
+
+/// The deletes of znodes a resync did not read, deepest first (a path sorts
+/// before the paths below it).
+pub fn deepest_first(mut vanished: Vec<String>) -> Vec<Op> {
+    vanished.sort_unstable_by(|a, b| b.cmp(a));
+    vanished.into_iter().map(Op::Delete).collect()
+}
+
+/// One resync of a mirror as its read arrives in parts (the session reads
+/// level by level while the apply thread writes). Nothing is written until
+/// the read proves ZooKeeper has this history: the mirror's applied zxid is
+/// reached, or, at the end, the root-vanished and history checks pass.
+pub struct Resync {
+    /// The mirror's applied zxid as the read began.
+    applied: i64,
+    /// Read but not yet proven of this history.
+    held: Vec<Node>,
+    writing: bool,
+    /// Whether the read holds any znode (the root comes first).
+    any: bool,
+    /// The paths read; `None` when the index held nothing below the root
+    /// as the read began (then nothing it holds can have vanished).
+    read: Option<HashSet<String>>,
+}
+
+impl Resync {
+    /// `indexed`: the index holds znodes below the root.
+    pub fn new(applied_zxid: i64, indexed: bool) -> Resync {
+        Resync {
+            applied: applied_zxid,
+            held: Vec::new(),
+            writing: false,
+            any: false,
+            read: indexed.then(HashSet::new),
+        }
+    }
+
+    /// Takes the next znodes of the read (parents before children) and the
+    /// highest zxid the read has seen so far; returns those to write now.
+    pub fn nodes(&mut self, nodes: Vec<Node>, zxid: i64) -> Vec<Node> {
+        if let Some(read) = &mut self.read {
+            read.extend(nodes.iter().map(|n| n.path.clone()));
+        }
+        self.any |= !nodes.is_empty();
+        self.held.extend(nodes);
+        // In the same history the zxid only grows: once it reaches the
+        // applied one, the end's check passes too.
+        self.writing |= self.any && zxid >= self.applied;
+        if self.writing {
+            std::mem::take(&mut self.held)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The read of `root` is complete, its highest zxid `zxid`; `root_known`:
+    /// whether the index or the keyspace holds the root. Returns the znodes
+    /// still to write, or why the mirror stops applying.
+    pub fn end(&mut self, root: &str, zxid: i64, root_known: impl FnOnce() -> bool) -> Result<Vec<Node>, String> {
+        if !self.writing {
+            if zxid < self.applied {
+                return Err(format!(
+                    "ZooKeeper is behind the mirror (highest zxid {zxid:#x} < applied {:#x}): another history",
+                    self.applied
+                ));
+            }
+            if !self.any && root_known() {
+                return Err(format!("mirror root {root} vanished together with its whole subtree"));
+            }
+        }
+        self.writing = true;
+        Ok(std::mem::take(&mut self.held))
+    }
+
+    /// Whether the index may hold znodes the read did not.
+    pub fn may_have_vanished(&self) -> bool {
+        self.read.is_some()
+    }
+
+    /// Whether `path`, held by the index, is gone from ZooKeeper.
+    pub fn vanished(&self, path: &str) -> bool {
+        self.read.as_ref().is_some_and(|read| !read.contains(path))
+    }
 }
 
 /// A pull, unconditionally; `index` is set when the path is mirrored.
@@ -273,6 +373,92 @@ mod tests {
             [mzxid("/a/new"), mzxid("/a/gone"), mzxid("/a/old"), mzxid("/a/newer")],
             [Some(2), None, Some(3), Some(9)]
         );
+    }
+
+    /// A whole resync as the apply thread runs it: the parts of the read
+    /// through the gate, what is ready upserted or verified, the end, then
+    /// the vanished found by a walk of the index in steps of 2. The writes,
+    /// each step's after a `part` or `end` mark, and how many applied.
+    fn resync(index: &mut Index, parts: &[(&[&str], i64)], end: i64) -> Result<(Vec<String>, u64), String> {
+        let indexed = !index.paths_below_after("/a", None, 1).is_empty();
+        let mut gate = Resync::new(index.mirrors()[0].applied_zxid, indexed);
+        let (mut writes, mut applied) = (Vec::new(), 0);
+        let mut note = |mark: &str, plan: Plan| {
+            writes.extend((!mark.is_empty()).then(|| mark.to_string()));
+            writes.extend(describe(&plan.writes));
+            applied += plan.applied;
+        };
+        for (nodes, zxid) in parts {
+            let ready = gate.nodes(nodes.iter().map(|n| node(n)).collect(), *zxid);
+            note("part", resynced(index, &spec(), ready, true));
+        }
+        let ready = gate.end("/a", end, || index.stat("/a").is_some())?;
+        note("end", resynced(index, &spec(), ready, true));
+        let mut vanished = Vec::new();
+        let mut after: Option<String> = None;
+        while gate.may_have_vanished() {
+            let step = index.paths_below_after("/a", after.as_deref(), 2);
+            after = step.last().cloned();
+            let done = step.len() < 2;
+            vanished.extend(step.into_iter().filter(|p| gate.vanished(p)));
+            if done {
+                break;
+            }
+        }
+        note("", ops(index, &spec(), deepest_first(vanished), true));
+        Ok((writes, applied))
+    }
+
+    #[test]
+    fn resyncs_write_only_changes() {
+        type Outcome = Result<(&'static [&'static str], u64), &'static str>;
+        /// What, the index before, its applied zxid, the read's parts, its
+        /// final zxid, the writes (`Err`: why the mirror stops).
+        type Case = (
+            &'static str,
+            &'static [&'static str],
+            i64,
+            &'static [(&'static [&'static str], i64)],
+            i64,
+            Outcome,
+        );
+        #[rustfmt::skip]
+        let cases: [Case; 9] = [
+            ("only changes are set, the vanished deleted deepest first",
+                &["/a@1", "/a/b@2", "/a/b/c@3", "/a/d@4"], 4, &[(&["/a@1", "/a/b@5", "/a/e@6"], 6)], 6,
+                Ok((&["part", "repair zk:/a", "set zk:/a/b", "set zk:/a/e", "end", "del zk:/a/d", "del zk:/a/b/c"], 4))),
+            ("the same version is verified", &["/a@1", "/a/b@2"], 2, &[(&["/a@1", "/a/b@2"], 2)], 2,
+                Ok((&["part", "repair zk:/a", "repair zk:/a/b", "end"], 0))),
+            ("new children move only the stat", &["/a@1"], 1, &[(&["/a@1/3"], 3)], 3, Ok((&["part", "end"], 1))),
+            ("after a forget every key is rewritten", &[], 2, &[(&["/a@1", "/a/b@2"], 2)], 2,
+                Ok((&["part", "set zk:/a", "set zk:/a/b", "end"], 2))),
+            ("parts are held until the read reaches the applied zxid", &["/a@1", "/a/b@5"], 5,
+                &[(&["/a@1"], 1), (&["/a/b@5", "/a/c@6"], 6)], 6,
+                Ok((&["part", "part", "repair zk:/a", "repair zk:/a/b", "set zk:/a/c", "end"], 1))),
+            ("or until the end's check", &["/a@1", "/a/b@5", "/a/c@7"], 7, &[(&["/a@1"], 1)], 8,
+                Ok((&["part", "end", "repair zk:/a", "del zk:/a/c", "del zk:/a/b"], 2))),
+            ("a read behind the mirror is another history", &["/a@1", "/a/b@5"], 5, &[(&["/a@1"], 1), (&["/a/x@2"], 2)], 2,
+                Err("another history")),
+            ("a vanished root stops the mirror", &["/a@1"], 1, &[], 3, Err("vanished")),
+            ("an absent root never mirrored writes nothing", &[], 0, &[], 3, Ok((&["end"], 0))),
+        ];
+        for (what, known, applied_zxid, parts, end, outcome) in cases {
+            let mut index = index(known);
+            if let Some(entry) = index.mirror_mut("/a") {
+                entry.applied_zxid = applied_zxid;
+            }
+            match (resync(&mut index, parts, end), outcome) {
+                (Ok((writes, applied)), Ok((want, want_applied))) => {
+                    assert_eq!(
+                        (writes, applied),
+                        (want.iter().map(|w| w.to_string()).collect(), want_applied),
+                        "{what}"
+                    );
+                }
+                (Err(reason), Err(want)) => assert!(reason.contains(want), "{what}: {reason}"),
+                (got, want) => panic!("{what}: {got:?}, expected {want:?}"),
+            }
+        }
     }
 
     #[test]

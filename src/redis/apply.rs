@@ -37,15 +37,11 @@ pub enum Update {
         ops: Vec<Op>,
         timing: Option<Timing>,
     },
-    /// A full read of one mirror after a (re)connect: `ops` bring the keyspace
-    /// to it, then keys without a znode are swept. `zxid` is the highest zxid
-    /// the read saw, for the history check.
-    Resync {
-        root: String,
-        root_present: bool,
-        zxid: i64,
-        ops: Vec<Op>,
-    },
+    /// A full read of one mirror after a (re)connect, in parts as the
+    /// session reads it: the apply thread writes what changed, then deletes
+    /// what the index holds that the read did not, then sweeps keys without a
+    /// znode.
+    Resync { root: String, part: ResyncPart },
     /// ZKSYNC.PULL: the whole subtree at `path`, replacing what the keyspace holds.
     Pull {
         prefix: String,
@@ -62,11 +58,25 @@ pub enum Update {
     Reply(Pending, Reply),
 }
 
+/// One step of a resync's read, sent in order: `Begin`, `Nodes`..., `End`.
+pub enum ResyncPart {
+    /// The read begins.
+    Begin,
+    /// The next znodes read (parents before children), and the highest zxid
+    /// the read has seen so far (for the history check).
+    Nodes(Vec<Node>, i64),
+    /// The read is complete, with its highest zxid; `None`: it failed (the
+    /// session retries; what was written stays).
+    End(Option<i64>),
+}
+
 /// Key writes per hold of the Redis lock: ~100 keeps Redis's latency near 2 ms
 /// during a large sync (measured: 1,000 per hold cost 8-20 ms).
 const BATCH: usize = 128;
 /// Keys checked against the Redis ACL per hold of the lock.
 const ACL_CHECKS: usize = 1024;
+/// Index paths walked per hold of the lock.
+const WALK: usize = 1024;
 /// Keys examined per SCAN step of a sweep.
 const SCAN_COUNT: &str = "1000";
 
@@ -76,7 +86,7 @@ pub fn start() -> Result<Sender<Update>, String> {
         .name("zksync-apply".into())
         .spawn(move || {
             if let Some(ctx) = thread_context() {
-                Applier { ctx, rx }.run()
+                Applier { ctx, rx, resync: None }.run()
             }
         })
         .map_err(|e| format!("cannot start the apply thread: {e}"))?;
@@ -87,6 +97,14 @@ struct Applier {
     /// A detached thread-safe context, for the life of the thread.
     ctx: *mut raw::RedisModuleCtx,
     rx: Receiver<Update>,
+    /// The resync whose read is arriving, if the mirror is healthy.
+    resync: Option<Resyncing>,
+}
+
+struct Resyncing {
+    spec: Arc<MirrorSpec>,
+    gate: plan::Resync,
+    repaired: usize,
 }
 
 /// What a batch may do to the keyspace, decided under the lock.
@@ -98,7 +116,7 @@ enum Access {
 }
 
 impl Applier {
-    fn run(self) {
+    fn run(mut self) {
         // A panic (a bug) loses that update only: its client is answered,
         // the next resync repairs what it should have written.
         while let Ok(update) = self.rx.recv() {
@@ -106,7 +124,7 @@ impl Applier {
         }
     }
 
-    fn handle(&self, update: Update) {
+    fn handle(&mut self, update: Update) {
         match update {
             Update::Mirrors(specs) => self.locked(|_, index, _| {
                 index.set_mirrors(&specs);
@@ -118,12 +136,16 @@ impl Applier {
                 }
                 self.changes(&root, ops, timing);
             }
-            Update::Resync {
-                root,
-                root_present,
-                zxid,
-                ops,
-            } => self.resync(&root, root_present, zxid, ops),
+            Update::Resync { root, part } => match part {
+                ResyncPart::Begin => self.resync = self.begin_resync(&root),
+                ResyncPart::Nodes(nodes, zxid) => self.resync_nodes(&root, nodes, zxid),
+                ResyncPart::End(zxid) => {
+                    let resync = self.resync.take().filter(|r| r.spec.root == root);
+                    if let (Some(resync), Some(zxid)) = (resync, zxid) {
+                        self.end_resync(&root, resync, zxid);
+                    }
+                }
+            },
             Update::Pull {
                 prefix,
                 path,
@@ -152,41 +174,101 @@ impl Applier {
         repaired
     }
 
-    fn resync(&self, root: &str, root_present: bool, zxid: i64, ops: Vec<Op>) {
-        let proceed = self.locked(|ctx, index, _| {
+    /// A resync of the mirror at `root` begins, if it is healthy.
+    fn begin_resync(&self, root: &str) -> Option<Resyncing> {
+        self.locked(|_, index, _| {
             let spec = healthy_mirror(index, root)?;
-            let entry = index.mirror_mut(root)?;
-            let reason = if zxid < entry.applied_zxid {
-                Some(format!(
-                    "ZooKeeper is behind the mirror (highest zxid {zxid:#x} < applied {:#x}): another history",
-                    entry.applied_zxid
-                ))
-            } else if !root_present && (index.stat(root).is_some() || keyspace::exists(ctx.ctx, &spec.key(root))) {
-                Some(format!("mirror root {root} vanished together with its whole subtree"))
-            } else {
-                None
-            };
-            match reason {
-                Some(reason) => {
+            let applied = index.mirror_mut(root)?.applied_zxid;
+            let indexed = !index.paths_below_after(root, None, 1).is_empty();
+            Some(Resyncing {
+                spec,
+                gate: plan::Resync::new(applied, indexed),
+                repaired: 0,
+            })
+        })
+    }
+
+    /// Writes what of the next part of a resync's read is proven of this history.
+    fn resync_nodes(&mut self, root: &str, nodes: Vec<Node>, zxid: i64) {
+        let Some(mut resync) = self.resync.take().filter(|r| r.spec.root == root) else {
+            return;
+        };
+        let ready = resync.gate.nodes(nodes, zxid);
+        resync.repaired += self.resynced(root, ready);
+        self.resync = Some(resync);
+    }
+
+    /// The read is complete: the checks, what is still held, the vanished
+    /// znodes, then the sweep of keys without a znode.
+    fn end_resync(&self, root: &str, mut resync: Resyncing, zxid: i64) {
+        let held = self.locked(|ctx, index, _| {
+            let key = resync.spec.key(root);
+            let checked = resync.gate.end(root, zxid, || {
+                index.stat(root).is_some() || keyspace::exists(ctx.ctx, &key)
+            });
+            match checked {
+                Err(reason) => {
                     diverge(index, root, reason);
                     None
                 }
-                None => {
+                Ok(held) => {
                     if let Some(entry) = index.mirror_mut(root) {
                         entry.applied_zxid = entry.applied_zxid.max(zxid);
                     }
-                    Some(spec)
+                    Some(held)
                 }
             }
         });
-        let Some(spec) = proceed else { return };
-        let repaired = self.changes(root, ops, None);
+        let Some(held) = held else { return };
+        let repaired = resync.repaired + self.resynced(root, held);
         if repaired > 0 {
             log::notice(&format!(
                 "the resync of {root} repaired {repaired} keys changed outside zksync"
             ));
         }
-        self.sweep(&spec.prefix, root, None, |index, path| index.stat(path).is_some());
+        if resync.gate.may_have_vanished() {
+            let vanished = self.indexed_below(root, |p| resync.gate.vanished(p));
+            self.changes(root, plan::deepest_first(vanished), None);
+        }
+        // The paths read (~70 bytes a znode) are not needed past this point.
+        drop(resync.gate);
+        self.sweep(&resync.spec.prefix, root, None, |index, path| {
+            index.stat(path).is_some()
+        });
+    }
+
+    /// Writes a resync's znodes in batches; returns how many keys were repaired.
+    fn resynced(&self, root: &str, nodes: Vec<Node>) -> usize {
+        let mut nodes = nodes.into_iter().peekable();
+        let mut repaired = 0;
+        while nodes.peek().is_some() {
+            let batch: Vec<Node> = nodes.by_ref().take(BATCH).collect();
+            repaired += self.locked(|ctx, index, access| {
+                let Some(spec) = healthy_mirror(index, root) else {
+                    return 0;
+                };
+                let plan = plan::resynced(index, &spec, batch, access == Access::Write);
+                STATUS.events_applied.fetch_add(plan.applied, Ordering::Relaxed);
+                write(ctx, plan)
+            });
+        }
+        repaired
+    }
+
+    /// The paths the index holds at or below `root` that `keep` accepts,
+    /// walked in steps (one hold of the lock each).
+    fn indexed_below(&self, root: &str, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut paths = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let step = self.locked(|_, index, _| index.paths_below_after(root, after.as_deref(), WALK));
+            let done = step.len() < WALK;
+            after = step.last().cloned();
+            paths.extend(step.into_iter().filter(|p| keep(p)));
+            if done {
+                return paths;
+            }
+        }
     }
 
     fn pull(&self, prefix: &str, path: &str, zxid: i64, nodes: Vec<Node>, user: Option<&[u8]>, pending: Pending) {
@@ -223,8 +305,8 @@ impl Applier {
         };
         let mut ops: Vec<Op> = nodes.into_iter().map(Op::Upsert).collect();
         if mirror.is_some() {
-            let gone = self.locked(|_, index, _| index.paths_below(path));
-            ops.extend(gone.into_iter().filter(|p| !live.contains(p)).map(Op::Delete));
+            let gone = self.indexed_below(path, |p| !live.contains(p));
+            ops.extend(gone.into_iter().map(Op::Delete));
         }
         if let Some(user) = user {
             if let Err(denied) = self.permitted(user, prefix, &ops) {

@@ -85,7 +85,6 @@ impl Session {
     /// A new session: every mirror watched and read whole, the group joined.
     async fn begin(&mut self, client: &Client, watches: &mut Watches) {
         for spec in self.settings.mirrors.clone() {
-            self.trees.entry(spec.root.clone()).or_default();
             self.watch(client, &spec.root, watches).await;
         }
         self.resync_all(client).await;
@@ -223,9 +222,8 @@ impl Session {
         let added = self.take_mirrors(&settings.mirrors);
         self.settings = settings;
         let group_root = self.group_root();
-        watches.retain(|root| self.trees.contains_key(root) || Some(root) == group_root.as_ref());
+        watches.retain(|root| self.mirrored(root) || Some(root) == group_root.as_ref());
         for spec in added {
-            self.trees.entry(spec.root.clone()).or_default();
             self.watch(client, &spec.root, watches).await;
             self.resync(client, &spec).await;
         }

@@ -1,6 +1,6 @@
 //! The session's side of the mirrors: persistent recursive watches, full
-//! reads after every (re)connect, and the reads that watch events name; what
-//! changed goes to the apply thread.
+//! reads after every (re)connect, and the reads that watch events name; every
+//! read goes to the apply thread, whose index decides what changed.
 
 use super::read;
 use super::Session;
@@ -8,8 +8,8 @@ use crate::config::MirrorSpec;
 use crate::ffi::log;
 use crate::latency::{Hop, Timing, HOPS};
 use crate::mirror::events::{self, Reads, WatchEvent};
-use crate::mirror::tree::Tree;
-use crate::redis::apply::Update;
+use crate::mirror::Op;
+use crate::redis::apply::{ResyncPart, Update};
 use crate::status::{SessionState, STATUS};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -65,29 +65,24 @@ impl Session {
             return Vec::new();
         }
         self.send(Update::Mirrors(mirrors.to_vec()));
-        let mut old = std::mem::take(&mut self.trees);
-        let mut added = Vec::new();
-        for spec in mirrors {
-            let kept = if self.settings.mirrors.contains(spec) {
-                old.remove(&spec.root)
-            } else {
-                None
-            };
-            if kept.is_none() {
-                added.push(spec.clone());
-            }
-            self.trees.insert(spec.root.clone(), kept.unwrap_or_default());
-        }
+        let added = mirrors
+            .iter()
+            .filter(|spec| !self.settings.mirrors.contains(spec))
+            .cloned()
+            .collect();
         self.retry.retain(|root| mirrors.iter().any(|m| &m.root == root));
         added
     }
 
-    /// Forgets what was sent, so the next resync rewrites every key.
+    /// Has the apply thread forget every mirrored version, so the next
+    /// resync rewrites every key.
     pub(super) fn forget(&mut self) {
-        for tree in self.trees.values_mut() {
-            *tree = Tree::default();
-        }
         self.send(Update::Forget);
+    }
+
+    /// Whether `root` is the root of a mirror in force.
+    pub(super) fn mirrored(&self, root: &str) -> bool {
+        self.settings.mirrors.iter().any(|m| m.root == root)
     }
 
     /// Adds the persistent recursive watch of one mirror (or of the group's
@@ -141,41 +136,47 @@ impl Session {
             .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// Reads one mirror whole and sends what changed since the last read.
+    /// Reads one mirror whole, sending it to the apply thread in parts as it
+    /// is read; the apply thread writes what changed.
     pub(super) async fn resync(&mut self, client: &Client, spec: &MirrorSpec) {
+        let root = spec.root.clone();
+        let part = |part| Update::Resync {
+            root: root.clone(),
+            part,
+        };
+        self.send(part(ResyncPart::Begin));
+        let updates = self.updates.clone();
         // A follower may lag behind the leader: catch it up before reading.
         let read = async {
-            client.sync(&spec.root).await.or_else(|e| match e {
+            client.sync(&root).await.or_else(|e| match e {
                 zookeeper_client::Error::NoNode => Ok(()),
                 e => Err(e),
             })?;
-            read::subtree(client, &spec.root).await
+            read::subtree_in_parts(client, &root, |nodes, zxid| {
+                STATUS.note_zxid(zxid);
+                // The apply thread lives as long as the process.
+                let _ = updates.send(part(ResyncPart::Nodes(nodes, zxid)));
+            })
+            .await
         };
-        let subtree = match read.await {
-            Ok(subtree) => subtree,
+        let zxid = match read.await {
+            Ok(zxid) => zxid,
             Err(e) => {
-                if self.retry.insert(spec.root.clone()) {
+                self.send(part(ResyncPart::End(None)));
+                if self.retry.insert(root.clone()) {
                     if matches!(e, zookeeper_client::Error::NoAuth) {
                         STATUS.set_state(SessionState::AuthFailed);
                     }
-                    log::warning(&format!("cannot read mirror {}: {e} (retrying)", spec.root));
+                    log::warning(&format!("cannot read mirror {root}: {e} (retrying)"));
                 }
                 return;
             }
         };
-        if self.retry.remove(&spec.root) && STATUS.state() == SessionState::AuthFailed {
+        if self.retry.remove(&root) && STATUS.state() == SessionState::AuthFailed {
             STATUS.set_state(SessionState::Connected);
         }
-        STATUS.note_zxid(subtree.zxid);
-        let root_present = subtree.nodes.first().is_some_and(|n| n.path == spec.root);
-        let tree = self.trees.entry(spec.root.clone()).or_default();
-        let ops = tree.resync(subtree.nodes);
-        self.send(Update::Resync {
-            root: spec.root.clone(),
-            root_present,
-            zxid: subtree.zxid,
-            ops,
-        });
+        STATUS.note_zxid(zxid);
+        self.send(part(ResyncPart::End(Some(zxid))));
     }
 
     /// Reads the znodes named by a burst of watch events, the first `seen`
@@ -190,9 +191,10 @@ impl Session {
         }
     }
 
-    /// Reads `paths` under the mirror at `root` and sends what changed.
+    /// Reads `paths` under the mirror at `root` and sends every read: the
+    /// apply thread drops what its index already holds.
     pub(super) async fn read_changes(&mut self, client: &Client, root: String, paths: Vec<String>, seen: Instant) {
-        if !self.trees.contains_key(&root) {
+        if !self.mirrored(&root) {
             return;
         }
         let results = match read::nodes(client, &paths).await {
@@ -209,13 +211,11 @@ impl Session {
             read: Instant::now(),
         };
         HOPS.record(Hop::Read, timing.event, timing.read);
-        let Some(tree) = self.trees.get_mut(&root) else {
-            return;
-        };
         let mut ops = Vec::new();
-        for (p, result) in paths.iter().zip(results) {
+        for (p, result) in paths.into_iter().zip(results) {
             match result {
-                Ok(node) => ops.extend(tree.observe(p, node)),
+                Ok(Some(node)) => ops.push(Op::Upsert(node)),
+                Ok(None) => ops.push(Op::Delete(p)),
                 Err(e) => log::warning(&format!("cannot read {p}: {e}")),
             }
         }

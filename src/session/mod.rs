@@ -26,14 +26,13 @@ use crate::group::switchover::Request as FailoverRequest;
 use crate::group::view::Member;
 use crate::lock::table::WaiterId;
 use crate::lock::{self, LockRequest};
-use crate::mirror::tree::Tree;
 use crate::path;
 use crate::redis::apply::Update;
 use crate::reply::Reply;
 use crate::status::{SessionState, STATUS};
 use locks::{Contention, LockEvent};
 use once_cell::sync::OnceCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
@@ -129,8 +128,6 @@ struct Session {
     control: UnboundedReceiver<Control>,
     updates: crossbeam_channel::Sender<Update>,
     settings: Settings,
-    /// Per mirror root: what was sent to the apply thread.
-    trees: HashMap<String, Tree>,
     /// Mirrors whose last resync failed, retried on a timer.
     retry: BTreeSet<String>,
     /// When this server's member znode is worth writing.
@@ -158,7 +155,6 @@ impl Session {
             control,
             updates,
             settings,
-            trees: HashMap::new(),
             retry: BTreeSet::new(),
             publisher: Publisher::default(),
             table: Table::default(),

@@ -21,6 +21,17 @@ pub struct Subtree {
 
 /// Reads the subtree at `root` with its data.
 pub async fn subtree(client: &Client, root: &str) -> Result<Subtree, Error> {
+    let mut nodes = Vec::new();
+    let zxid = subtree_in_parts(client, root, |part, _| nodes.extend(part)).await?;
+    Ok(Subtree { nodes, zxid })
+}
+
+/// Reads the subtree at `root` with its data, handing `part` the znodes as
+/// they arrive (parents before children, a window of requests at a time) with
+/// the highest zxid seen so far, so that they can be written while the rest
+/// is read. Returns the highest zxid the read saw (stats of the subtree and
+/// pzxid of the root's ancestors): in the same history it never goes down.
+pub async fn subtree_in_parts(client: &Client, root: &str, mut part: impl FnMut(Vec<Node>, i64)) -> Result<i64, Error> {
     let ancestors: Vec<_> = path::ancestors(root).map(|a| client.check_stat(a)).collect();
     let mut zxid = 0;
     for stat in ancestors {
@@ -28,39 +39,51 @@ pub async fn subtree(client: &Client, root: &str) -> Result<Subtree, Error> {
             zxid = zxid.max(stat.pzxid);
         }
     }
-    let mut nodes = Vec::new();
     let mut level = vec![root.to_string()];
     while !level.is_empty() {
         let mut next = Vec::new();
-        let results = pipelined(&level, |chunk| {
-            let mut reader = client.new_multi_reader();
-            for p in chunk {
-                reader.add_get_data(p)?;
-                reader.add_get_children(p)?;
-            }
-            Ok(reader.commit())
-        })
-        .await?;
-        for (p, pair) in level.iter().zip(results.chunks(2)) {
-            match pair {
-                [MultiReadResult::Data { data, stat }, MultiReadResult::Children { children }] => {
-                    zxid = zxid.max(stat_zxid(stat));
-                    next.extend(children.iter().map(|c| path::child(p, c)));
-                    nodes.push(Node {
-                        path: p.clone(),
-                        data: data.clone(),
-                        stat: *stat,
-                    });
-                }
-                // Deleted between listing its parent and reading it.
-                [MultiReadResult::Error { err: Error::NoNode }, _] => {}
-                [MultiReadResult::Error { err }, _] | [_, MultiReadResult::Error { err }] => return Err(err.clone()),
-                _ => return Err(Error::UnexpectedError(format!("unexpected multi-read reply for {p}"))),
+        for window in level.chunks(NODES_PER_REQUEST * REQUESTS_IN_FLIGHT) {
+            let nodes = read_window(client, window, &mut next).await?;
+            zxid = nodes.iter().map(|n| stat_zxid(&n.stat)).fold(zxid, i64::max);
+            if !nodes.is_empty() {
+                part(nodes, zxid);
             }
         }
         level = next;
     }
-    Ok(Subtree { nodes, zxid })
+    Ok(zxid)
+}
+
+/// Reads the znodes at `paths` with their children, whose paths go to `next`.
+async fn read_window(client: &Client, paths: &[String], next: &mut Vec<String>) -> Result<Vec<Node>, Error> {
+    let results = pipelined(paths, |chunk| {
+        let mut reader = client.new_multi_reader();
+        for p in chunk {
+            reader.add_get_data(p)?;
+            reader.add_get_children(p)?;
+        }
+        Ok(reader.commit())
+    })
+    .await?;
+    let mut nodes = Vec::with_capacity(paths.len());
+    let mut results = results.into_iter();
+    for p in paths {
+        match (results.next(), results.next()) {
+            (Some(MultiReadResult::Data { data, stat }), Some(MultiReadResult::Children { children })) => {
+                next.extend(children.iter().map(|c| path::child(p, c)));
+                nodes.push(Node {
+                    path: p.clone(),
+                    data,
+                    stat,
+                });
+            }
+            // Deleted between listing its parent and reading it.
+            (Some(MultiReadResult::Error { err: Error::NoNode }), _) => {}
+            (Some(MultiReadResult::Error { err }), _) | (_, Some(MultiReadResult::Error { err })) => return Err(err),
+            _ => return Err(Error::UnexpectedError(format!("unexpected multi-read reply for {p}"))),
+        }
+    }
+    Ok(nodes)
 }
 
 /// Reads each of `paths`: `Ok(None)` for a znode that does not exist.

@@ -8,7 +8,7 @@ use crate::access;
 use crate::config::DEFAULT_PREFIX;
 use crate::error::Error;
 use crate::ffi::blocked::Pending;
-use crate::mirror::Node;
+use crate::mirror::{Node, Op};
 use crate::path;
 use crate::redis::apply::Update;
 use crate::reply::Reply;
@@ -93,12 +93,8 @@ impl Session {
         }
         let mut subtree = read::subtree(client, p).await.map_err(|e| Error::from_zk(e, p))?;
         let prefix = match self.mirror_of(p).cloned() {
-            Some(spec) => {
-                if let Some(tree) = self.trees.get_mut(&spec.root) {
-                    tree.replace_below(p, &subtree.nodes);
-                }
-                spec.prefix
-            }
+            // The apply thread replaces the index entries below `p`.
+            Some(spec) => spec.prefix,
             None => {
                 // A copy, not a mirror: zksync's own tree stays out of it.
                 subtree.nodes.retain(|n| !access::left_out_of_copy(&n.path));
@@ -113,14 +109,16 @@ impl Session {
         let Some(root) = self.mirror_of(p).map(|m| m.root.clone()) else {
             return;
         };
-        let Some(tree) = self.trees.get_mut(&root) else { return };
-        if let Some(op) = tree.observe(p, node) {
-            self.send(Update::Changes {
-                root,
-                ops: vec![op],
-                timing: None,
-            });
-        }
+        let op = match node {
+            Some(node) => Op::Upsert(node),
+            None => Op::Delete(p.to_string()),
+        };
+        // Its watch event reads the same version: the apply thread drops it then.
+        self.send(Update::Changes {
+            root,
+            ops: vec![op],
+            timing: None,
+        });
     }
 }
 

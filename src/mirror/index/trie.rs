@@ -268,21 +268,62 @@ impl Trie {
             .collect()
     }
 
-    /// Paths of the mirrored znodes at or below `slot`, whose path is `path`:
-    /// a parent before its children, siblings in name order.
-    pub fn paths_below(&self, slot: Slot, path: &str) -> Vec<String> {
+    /// Up to `limit` paths of the mirrored znodes at or below `top`, whose
+    /// path is `path` (a parent before its children, siblings in name
+    /// order), those after `after` in that order (`after` lies at or below
+    /// `path`, and need not be in the trie any more): a walk resumable from
+    /// the last path it returned.
+    pub fn paths_below_after(&self, top: Slot, path: &str, after: Option<&str>, limit: usize) -> Vec<String> {
         let mut paths = Vec::new();
-        let mut pending = vec![(slot, path.to_string())];
-        while let Some((slot, path)) = pending.pop() {
-            let znode = self.znode(slot);
-            for child in znode.children().iter().rev() {
-                pending.push((child.slot, crate::path::child(&path, self.name(self.znode(child.slot)))));
+        // Per level: a znode, its path, and the next of its children to visit.
+        let mut frames: Vec<(Slot, String, usize)> = Vec::new();
+        match after.and_then(|after| after.strip_prefix(path)) {
+            None => {
+                if self.znode(top).is_mirrored() {
+                    paths.push(path.to_string());
+                }
+                frames.push((top, path.to_string(), 0));
             }
+            Some(rest) => self.seek(top, path, rest, &mut frames),
+        }
+        while paths.len() < limit {
+            let Some((slot, parent, next)) = frames.last_mut() else {
+                break;
+            };
+            let Some(child) = self.znode(*slot).children().get(*next) else {
+                frames.pop();
+                continue;
+            };
+            *next += 1;
+            let znode = self.znode(child.slot);
+            let child_path = crate::path::child(parent, self.name(znode));
             if znode.is_mirrored() {
-                paths.push(path);
+                paths.push(child_path.clone());
             }
+            frames.push((child.slot, child_path, 0));
         }
         paths
+    }
+
+    /// The frames of a walk positioned just after the path `top`'s `path`
+    /// followed by `rest` (names separated by '/').
+    fn seek(&self, top: Slot, path: &str, rest: &str, frames: &mut Vec<(Slot, String, usize)>) {
+        let (mut slot, mut at_path) = (top, path.to_string());
+        for name in rest.split('/').filter(|name| !name.is_empty()) {
+            match self.search(slot, name) {
+                Ok(at) => {
+                    let child = self.znode(slot).children()[at].slot;
+                    let child_path = crate::path::child(&at_path, name);
+                    frames.push((slot, at_path, at + 1));
+                    (slot, at_path) = (child, child_path);
+                }
+                Err(at) => {
+                    frames.push((slot, at_path, at));
+                    return;
+                }
+            }
+        }
+        frames.push((slot, at_path, 0));
     }
 
     fn znode(&self, slot: Slot) -> &Znode {
@@ -539,7 +580,7 @@ mod tests {
         for (top, left) in [("/a/b", &["/a", "/a/e", "/x/y"][..]), ("/", &[][..])] {
             let trail = trie.trail(top).expect("present");
             trie.remove_subtree(&trail);
-            assert_eq!(trie.paths_below(ROOT, "/"), left, "{top}");
+            assert_eq!(trie.paths_below_after(ROOT, "/", None, usize::MAX), left, "{top}");
             assert_eq!(trie.len(), left.len(), "{top}");
             assert_eq!(trie.child_list_bytes, recount_child_list_bytes(&trie));
         }
