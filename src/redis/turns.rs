@@ -10,7 +10,7 @@
 
 use crate::ffi::lock::wake_event_loop_then;
 use once_cell::sync::OnceCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -22,12 +22,17 @@ const MAX_WAIT: Duration = Duration::from_millis(5);
 struct Turns {
     posted: AtomicU64,
     taken: AtomicU64,
+    /// The apply thread is parked for a turn. (Unparking it otherwise would
+    /// wake it spuriously where it waits for its next update: a futex wake
+    /// on the main thread per update.)
+    waiting: AtomicBool,
     apply_thread: OnceCell<Thread>,
 }
 
 static TURNS: Turns = Turns {
     posted: AtomicU64::new(0),
     taken: AtomicU64::new(0),
+    waiting: AtomicBool::new(false),
     apply_thread: OnceCell::new(),
 };
 
@@ -40,9 +45,11 @@ pub fn released(then: Option<Box<dyn FnOnce() + Send>>) {
         if let Some(then) = then {
             then();
         }
-        TURNS.taken.fetch_max(turn, Ordering::AcqRel);
-        if let Some(apply) = TURNS.apply_thread.get() {
-            apply.unpark();
+        TURNS.taken.fetch_max(turn, Ordering::SeqCst);
+        if TURNS.waiting.load(Ordering::SeqCst) {
+            if let Some(apply) = TURNS.apply_thread.get() {
+                apply.unpark();
+            }
         }
     }));
 }
@@ -51,12 +58,19 @@ pub fn released(then: Option<Box<dyn FnOnce() + Send>>) {
 /// main thread has had its turn since the last release.
 pub fn await_turn() {
     let posted = TURNS.posted.load(Ordering::Acquire);
+    if TURNS.taken.load(Ordering::SeqCst) >= posted {
+        return;
+    }
     let deadline = Instant::now() + MAX_WAIT;
-    while TURNS.taken.load(Ordering::Acquire) < posted {
+    // Set before the check below, so that a turn taken after the check
+    // sees it and unparks.
+    TURNS.waiting.store(true, Ordering::SeqCst);
+    while TURNS.taken.load(Ordering::SeqCst) < posted {
         let now = Instant::now();
         if now >= deadline {
-            return;
+            break;
         }
         std::thread::park_timeout(deadline - now);
     }
+    TURNS.waiting.store(false, Ordering::SeqCst);
 }
