@@ -19,6 +19,31 @@ pub fn expiry(sent: Instant, session_timeout: Duration) -> Instant {
     sent + session_timeout * 2 / 3
 }
 
+/// What the silence since `sent`, the sending of the last request
+/// ZooKeeper answered, says of the session at `now`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Answered within 2/3 of the timeout: the session lives, and will for
+    /// a third of the timeout at least.
+    Confirmed,
+    /// Past 2/3 of the timeout: the session may be expiring; nothing it
+    /// holds can be vouched for (the Java client's read timeout).
+    Suspended,
+    /// The whole timeout passed: ZooKeeper may have expired the session and
+    /// handed its ephemeral znodes to others.
+    Expired,
+}
+
+pub fn standing(sent: Instant, now: Instant, session_timeout: Duration) -> Standing {
+    if now < expiry(sent, session_timeout) {
+        Standing::Confirmed
+    } else if now < sent + session_timeout {
+        Standing::Suspended
+    } else {
+        Standing::Expired
+    }
+}
+
 /// Whether the lease is due a renewal check at `now`, the last one sent at `last`.
 pub fn renewal_due(last: Option<Instant>, now: Instant, session_timeout: Duration) -> bool {
     last.is_none_or(|at| now.saturating_duration_since(at) >= session_timeout / 6)
@@ -34,6 +59,12 @@ static BASE: Lazy<Instant> = Lazy::new(Instant::now);
 
 fn since_base(at: Instant) -> u64 {
     at.saturating_duration_since(*BASE).as_nanos() as u64
+}
+
+impl Default for Deadline {
+    fn default() -> Deadline {
+        Deadline::none()
+    }
 }
 
 impl Deadline {
@@ -107,6 +138,24 @@ mod tests {
         assert!(d.live(t + Duration::from_millis(99)), "an extension never shortens");
         d.revoke();
         assert!(!d.live(t));
+    }
+
+    #[test]
+    fn standing_by_the_silence_since_the_last_answered_request() {
+        let t = Instant::now();
+        let timeout = Duration::from_millis(3000);
+        let ms = Duration::from_millis;
+        let cases = [
+            (ms(0), Standing::Confirmed),
+            (ms(1999), Standing::Confirmed),
+            (ms(2000), Standing::Suspended),
+            (ms(2999), Standing::Suspended),
+            (ms(3000), Standing::Expired),
+            (ms(60_000), Standing::Expired),
+        ];
+        for (silence, want) in cases {
+            assert_eq!(standing(t, t + silence, timeout), want, "after {silence:?}");
+        }
     }
 
     #[test]

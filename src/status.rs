@@ -2,9 +2,11 @@
 //! (the session thread or the apply thread); commands read a snapshot.
 
 use crate::group::leader::LeaderNode;
+use crate::lease::Deadline;
 use once_cell::sync::Lazy;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -45,6 +47,9 @@ impl SessionState {
 pub struct Status {
     // Written by the session thread.
     state: AtomicU8,
+    /// Until when the session is confirmed: 2/3 of the timeout after the
+    /// sending of the last request ZooKeeper answered.
+    confirmed: Deadline,
     pub session_id: AtomicI64,
     pub session_timeout_ms: AtomicU64,
     pub last_zxid: AtomicI64,
@@ -71,8 +76,25 @@ pub struct Status {
 pub static STATUS: Lazy<Status> = Lazy::new(Status::default);
 
 impl Status {
+    /// The session's state. `connected` holds only while the session is
+    /// confirmed, by the monotonic clock: a silent link turns it
+    /// `suspended` on time whatever the session thread is waiting for.
     pub fn state(&self) -> SessionState {
-        SessionState::from_u8(self.state.load(Ordering::Relaxed))
+        match SessionState::from_u8(self.state.load(Ordering::Relaxed)) {
+            SessionState::Connected if !self.confirmed.live(Instant::now()) => SessionState::Suspended,
+            state => state,
+        }
+    }
+
+    /// A request sent at some instant was answered: the session is
+    /// confirmed until `until` (see `lease::expiry`).
+    pub fn confirm(&self, until: Instant) {
+        self.confirmed.extend(until);
+    }
+
+    /// A new session starts unconfirmed.
+    pub fn unconfirm(&self) {
+        self.confirmed.revoke();
     }
 
     pub fn set_state(&self, state: SessionState) {

@@ -5,11 +5,13 @@ use super::{authorize, block, path_arg, refuse_in_transaction};
 use crate::access::Action;
 use crate::error::Error;
 use crate::ffi::clients;
+use crate::lock::table::Unlock;
 use crate::lock::{self, LockRequest, Token, VOUCHED};
 use crate::reply::Reply;
 use crate::session::{self, Control};
 use crate::status::{SessionState, STATUS};
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// The longest TIMEOUT or LEASE (about 31 years): deadlines stay representable.
@@ -104,17 +106,39 @@ fn token_arg(arg: &RedisString) -> Result<Token, Error> {
         .ok_or_else(|| Error::BadArgs("a lock token is a positive integer".into()))
 }
 
-/// `ZKSYNC.UNLOCK path token`: 1 if released, 0 if that token does not hold it.
+/// `ZKSYNC.UNLOCK path token`: 1 if released, 0 if that token does not
+/// hold it. 1 only for a lock this server can vouch for: an unvouched one
+/// waits for its znode's deletion to tell, at most the session timeout.
 pub fn unlock(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let (path, token) = path_and_token(&args)?;
     authorize(ctx, &path, Action::Lock)?;
-    let released = lock::table().unlock(&path, token, Instant::now());
-    let Some(znode) = released else {
-        return Ok(RedisValue::Integer(0));
-    };
-    // CHECK refuses the token from now on; the znode goes in the background.
-    session::send(Control::Release(vec![znode]));
-    Ok(RedisValue::Integer(1))
+    let now = Instant::now();
+    let unlocked = lock::table().unlock(&path, token, now, VOUCHED.live(now));
+    match unlocked {
+        Unlock::NotHeld => Ok(RedisValue::Integer(0)),
+        Unlock::Released(znode) => {
+            // CHECK refuses the token from now on; the znode goes in the background.
+            session::send(Control::Release(vec![znode]));
+            Ok(RedisValue::Integer(1))
+        }
+        Unlock::Unvouched(znode) => {
+            // The session thread answers within the session timeout; this
+            // margin lets its answer arrive first.
+            let bound = STATUS.session_timeout_ms.load(Ordering::Relaxed).max(1000) + 1000;
+            match block(ctx, Duration::from_millis(bound)) {
+                Ok(pending) => {
+                    session::send(Control::Unlock(znode, pending));
+                    Ok(RedisValue::NoReply)
+                }
+                // In MULTI or a script nothing can wait: released when the
+                // session answers, but not vouched for now.
+                Err(_) => {
+                    session::send(Control::Release(vec![znode]));
+                    Ok(RedisValue::Integer(0))
+                }
+            }
+        }
+    }
 }
 
 /// `ZKSYNC.CHECK path token`: OK while this server can vouch that `token`
@@ -134,7 +158,10 @@ pub fn locks(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if args.len() != 1 {
         return Err(RedisError::WrongArity);
     }
-    let listed = lock::table().list(Instant::now());
+    let now = Instant::now();
+    let listed = lock::table().list(now);
+    // As CHECK would answer: whether the session is confirmed right now.
+    let vouched = VOUCHED.live(now);
     let rows = listed
         .into_iter()
         .map(|l| {
@@ -147,6 +174,7 @@ pub fn locks(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                     "lease_ms",
                     Reply::Integer(l.lease_left.map_or(-1, |d| d.as_millis() as i64)),
                 ),
+                ("vouched", Reply::Integer(vouched as i64)),
             ])
         })
         .collect();

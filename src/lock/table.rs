@@ -74,6 +74,19 @@ pub enum Grant {
     Abandoned,
 }
 
+/// What an UNLOCK found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unlock {
+    /// The token held the lock, vouched for: released, its znode to delete.
+    Released(String),
+    /// The token held the lock as far as this server knows, but the session
+    /// is not confirmed: ZooKeeper may have given the lock away. Only the
+    /// deletion of its znode in this session can tell.
+    Unvouched(String),
+    /// The token does not hold the lock (released, lapsed or lost).
+    NotHeld,
+}
+
 /// A lock as ZKSYNC.LOCKS shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listed {
@@ -140,12 +153,19 @@ impl Table {
         self.waiters.remove(&id);
     }
 
-    /// UNLOCK: the holder's znode, if `token` holds `path` (and its lease has not run out).
-    pub fn unlock(&mut self, path: &str, token: Token, now: Instant) -> Option<String> {
-        let holder = self.holders.get(path).filter(|h| h.token == token && !h.lapsed(now))?;
+    /// UNLOCK of `path` by `token` (`vouched`: the session is confirmed
+    /// now). A held lock leaves the table either way: CHECK refuses it from
+    /// now on.
+    pub fn unlock(&mut self, path: &str, token: Token, now: Instant, vouched: bool) -> Unlock {
+        let Some(holder) = self.holders.get(path).filter(|h| h.token == token && !h.lapsed(now)) else {
+            return Unlock::NotHeld;
+        };
         let znode = holder.znode.clone();
         self.holders.remove(path);
-        Some(znode)
+        match vouched {
+            true => Unlock::Released(znode),
+            false => Unlock::Unvouched(znode),
+        }
     }
 
     /// `client` disconnected: its locks' znodes to delete, its waiters to cancel.
@@ -291,18 +311,22 @@ mod tests {
     }
 
     #[test]
-    fn unlock_releases_only_a_live_token() {
+    fn unlock_releases_only_a_live_token_and_vouches_only_on_a_confirmed_session() {
         let t = Instant::now();
+        let znode = || "/l/_c_x-lock-1".to_string();
         let cases = [
-            ("/l", 100, t, Some("/l/_c_x-lock-1")),
-            ("/l", 101, t, None),
-            ("/x", 100, t, None),
-            ("/l", 100, t + ms(1000), None),
+            ("/l", 100, t, true, Unlock::Released(znode())),
+            ("/l", 100, t, false, Unlock::Unvouched(znode())),
+            ("/l", 101, t, true, Unlock::NotHeld),
+            ("/x", 100, t, true, Unlock::NotHeld),
+            ("/l", 100, t + ms(1000), true, Unlock::NotHeld),
+            ("/l", 100, t + ms(1000), false, Unlock::NotHeld),
         ];
-        for (path, token, now, want) in cases {
+        for (path, token, now, vouched, want) in cases {
             let mut table = held(t);
-            assert_eq!(table.unlock(path, Token(token), now).as_deref(), want, "{path} {token}");
-            assert_eq!(table.holding(), want.is_none());
+            let got = table.unlock(path, Token(token), now, vouched);
+            assert_eq!(table.holding(), got == Unlock::NotHeld, "{path} {token}");
+            assert_eq!(got, want, "{path} {token} vouched {vouched}");
         }
     }
 

@@ -2,13 +2,14 @@
 //! watch events, the main thread's controls, lock tasks and the timers,
 //! each handled by its own function.
 
+use super::liveness::Liveness;
 use super::mirrors::{drain, Watches};
 use super::{peer, Control, End, Session};
 use crate::config::Settings;
 use crate::ffi::log;
 use crate::group::election::Action;
 use crate::group::load::Sample;
-use crate::lock::VOUCHED;
+use crate::mirror::events::WatchEvent;
 use crate::status::{SessionState, STATUS};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -28,25 +29,54 @@ impl Session {
         server
     }
 
-    /// Serves one session until it ends, and says why.
-    pub(super) async fn serve(&mut self, client: &Client) -> End {
+    /// Serves one session, known alive at `since`, until it ends, and says why.
+    pub(super) async fn serve(&mut self, client: &Client, since: Instant) -> End {
+        let mut liveness = Liveness::start(client, since);
         self.note_connected(client).await;
-        let mut states = client.state_watcher();
-        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
         let mut watches = Watches {
             events: events_tx,
             tasks: HashMap::new(),
         };
-        self.begin(client, &mut watches).await;
+        // The loop may be awaiting a request that the client library holds
+        // back until a connection is back: the verdict of silence cuts it short.
+        let end = tokio::select! {
+            biased;
+            silence = liveness.expired() => {
+                log::warning(&format!(
+                    "no answer from ZooKeeper for {} ms, the whole session timeout: the session is taken as expired",
+                    silence.as_millis()
+                ));
+                End::Expired
+            }
+            end = self.serve_events(client, events, &mut watches) => end,
+        };
+        drop(liveness);
+        drop(watches);
+        let effects = self.election.new_session();
+        self.execute(client, effects).await;
+        self.locks_session_over();
+        end
+    }
+
+    /// The session's loop: each source handled by its own function.
+    async fn serve_events(
+        &mut self,
+        client: &Client,
+        mut events: mpsc::UnboundedReceiver<WatchEvent>,
+        watches: &mut Watches,
+    ) -> End {
+        let mut states = client.state_watcher();
+        self.begin(client, watches).await;
         let mut retry_timer = tokio::time::interval(Duration::from_secs(2));
         // The group's and the locks' clock.
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         let mut load_timer = tokio::time::interval(self.settings.load_interval);
-        let end = loop {
+        loop {
             tokio::select! {
                 state = states.changed() => {
-                    if let Some(end) = self.on_state(client, state, &mut watches).await {
-                        break end;
+                    if let Some(end) = self.on_state(client, state, watches).await {
+                        return end;
                     }
                 }
                 Some(first) = events.recv() => {
@@ -56,8 +86,8 @@ impl Session {
                 }
                 Some(event) = self.lock_events.recv() => self.lock_event(client, event).await,
                 control = self.control.recv() => {
-                    if let Some(end) = self.on_control(client, control, &mut watches).await {
-                        break end;
+                    if let Some(end) = self.on_control(client, control, watches).await {
+                        return end;
                     }
                     if load_timer.period() != self.settings.load_interval {
                         load_timer = tokio::time::interval(self.settings.load_interval);
@@ -74,12 +104,7 @@ impl Session {
                 }
                 _ = retry_timer.tick(), if !self.retry.is_empty() => self.retry_mirrors(client).await,
             }
-        };
-        drop(watches);
-        let effects = self.election.new_session();
-        self.execute(client, effects).await;
-        self.locks_session_over();
-        end
+        }
     }
 
     /// A new session: every mirror watched and read whole, the group joined.
@@ -116,15 +141,10 @@ impl Session {
     /// A change of the connection's state; `Some` ends the session.
     pub(super) async fn on_state(&mut self, client: &Client, state: ZkState, watches: &mut Watches) -> Option<End> {
         match state {
-            ZkState::Disconnected => {
-                // Nothing is confirmed until the connection is back.
-                VOUCHED.revoke();
-                STATUS.set_state(SessionState::Suspended);
-                log::warning("lost the ZooKeeper connection; the session is suspended");
-            }
+            // `Liveness` keeps the state.
+            ZkState::Disconnected => log::warning("lost the ZooKeeper connection; the session is suspended"),
             ZkState::SyncConnected | ZkState::ConnectedReadOnly => {
                 let server = self.note_server().await;
-                STATUS.set_state(SessionState::Connected);
                 log::notice(&format!(
                     "ZooKeeper connection back, to {server}; resyncing (watches replay nothing)"
                 ));
@@ -168,6 +188,7 @@ impl Session {
             Control::Failover(request, pending) => self.failover(client, request, pending).await,
             Control::Lock(id, request, pending) => self.lock(client, id, request, pending),
             Control::Release(znodes) => self.release(client, znodes),
+            Control::Unlock(znode, pending) => self.unlock_unvouched(client, znode, pending),
             Control::Cancel(ids) => self.cancel(ids),
             Control::Settings(settings) => return self.take_settings(client, settings, watches).await,
             Control::Promoted => {

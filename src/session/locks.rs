@@ -16,7 +16,7 @@ use crate::reply::Reply;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, EventType};
 
 /// How long a contender waits before retrying a request after a lost connection.
@@ -55,6 +55,9 @@ pub(super) struct Contention {
     releases: Vec<String>,
     attempts: u64,
     last_ping: Option<Instant>,
+    /// The watches of held locks: each holds the client, so they end with
+    /// the session, or a session given up for expired would stay open.
+    tasks: JoinSet<()>,
 }
 
 impl Contention {
@@ -65,6 +68,7 @@ impl Contention {
             releases: Vec::new(),
             attempts: 0,
             last_ping: None,
+            tasks: JoinSet::new(),
         }
     }
 
@@ -109,7 +113,8 @@ impl Session {
                 let grant = lock::table().grant(id, &znode, token, Instant::now());
                 match (grant, waiting) {
                     (Grant::Held(_), Some(waiting)) => {
-                        watch_held(client.clone(), znode, self.contention.events.clone());
+                        let events = self.contention.events.clone();
+                        watch_held(&mut self.contention.tasks, client.clone(), znode, events);
                         waiting.pending.resolve(Reply::Integer(token.0));
                     }
                     // Cancelled meanwhile (its client left): give it back.
@@ -149,6 +154,21 @@ impl Session {
         }
     }
 
+    /// UNLOCK of a lock the session could not vouch for: only deleting its
+    /// znode in this session proves it was still held. Answered 1 if that
+    /// happens within the session timeout, else 0 (the deletion may still
+    /// happen later: the client asked for the release). Not one of the
+    /// session's tasks: the bound ends it, and the session's end must not
+    /// cut its answer short.
+    pub(super) fn unlock_unvouched(&mut self, client: &Client, znode: String, pending: Pending) {
+        let bound = client.session_timeout();
+        let client = client.clone();
+        tokio::spawn(async move {
+            let deleted = tokio::time::timeout(bound, delete_answered(&client, &znode)).await;
+            pending.resolve(Reply::Integer(matches!(deleted, Ok(true)) as i64));
+        });
+    }
+
     /// Waiters whose clients left: their tasks delete their znodes.
     pub(super) fn cancel(&mut self, ids: Vec<WaiterId>) {
         for id in ids {
@@ -169,6 +189,8 @@ impl Session {
                 VOUCHED.extend(lease::expiry(now, client.session_timeout()));
             }
         }
+        // Reap the tasks that ended.
+        while self.contention.tasks.try_join_next().is_some() {}
         let lapsed = lock::table().lapse(Instant::now());
         let retries = std::mem::take(&mut self.contention.releases);
         self.release(client, lapsed.into_iter().chain(retries).collect());
@@ -189,6 +211,7 @@ impl Session {
     /// The session is over: every lock is lost, every waiter answered.
     pub(super) fn locks_session_over(&mut self) {
         VOUCHED.revoke();
+        self.contention.tasks.abort_all();
         lock::table().session_lost();
         self.contention.releases.clear();
         for (id, waiting) in self.contention.waiting.drain() {
@@ -200,10 +223,22 @@ impl Session {
     }
 }
 
+/// Deletes `znode`, asking again after a lost connection: whether this
+/// session deleted it.
+async fn delete_answered(client: &Client, znode: &str) -> bool {
+    loop {
+        match client.delete(znode, None).await {
+            Ok(()) => return true,
+            Err(ZkError::ConnectionLoss) => tokio::time::sleep(RETRY).await,
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Reports when a held lock's znode is deleted (by an UNLOCK too: the table
 /// no longer has it then). Ends with the session.
-fn watch_held(client: Client, znode: String, events: mpsc::UnboundedSender<LockEvent>) {
-    tokio::spawn(async move {
+fn watch_held(tasks: &mut JoinSet<()>, client: Client, znode: String, events: mpsc::UnboundedSender<LockEvent>) {
+    tasks.spawn(async move {
         loop {
             let watcher = match client.get_and_watch_data(&znode).await {
                 Ok((_, _, watcher)) => watcher,

@@ -8,6 +8,7 @@
 mod connected;
 mod group;
 mod leadership;
+mod liveness;
 mod locks;
 mod mirrors;
 pub mod mntr;
@@ -34,7 +35,7 @@ use locks::{Contention, LockEvent};
 use once_cell::sync::OnceCell;
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use zookeeper_client::{Acl, Acls, Client, Permission};
 
@@ -61,6 +62,9 @@ pub enum Control {
     Lock(WaiterId, LockRequest, Pending),
     /// Contender znodes of locks released (UNLOCK, a client gone).
     Release(Vec<String>),
+    /// The contender znode of a lock UNLOCKed while the session was not
+    /// confirmed: 1 if this session deletes it, else 0.
+    Unlock(String, Pending),
     /// Waiters whose clients left.
     Cancel(Vec<WaiterId>),
     /// redis-server is shutting down: leave the group, close the session, then ack.
@@ -195,11 +199,11 @@ impl Session {
         self.send(Update::Mirrors(self.settings.mirrors.clone()));
         let ack = loop {
             STATUS.set_state(SessionState::Connecting);
-            let client = match self.connect().await {
-                Ok(client) => client,
+            let (client, since) = match self.connect().await {
+                Ok(connected) => connected,
                 Err(ack) => break ack,
             };
-            match self.serve(&client).await {
+            match self.serve(&client, since).await {
                 End::Reconnect => {}
                 End::Shutdown(ack) => {
                     close(client).await;
@@ -224,14 +228,16 @@ impl Session {
         }
     }
 
-    /// Opens a session, retrying with backoff; `Err` on shutdown.
-    async fn connect(&mut self) -> Result<Client, Option<crossbeam_channel::Sender<()>>> {
+    /// Opens a session, retrying with backoff, and says when the attempt
+    /// that opened it began (the session was alive then); `Err` on shutdown.
+    async fn connect(&mut self) -> Result<(Client, Instant), Option<crossbeam_channel::Sender<()>>> {
         let mut backoff = Duration::from_millis(100);
         let mut last_error = String::new();
         loop {
+            let began = Instant::now();
             let attempt = connect_once(self.settings.connection.clone());
             match self.offline(attempt).await {
-                Offline::Done(Ok(client)) => return Ok(client),
+                Offline::Done(Ok(client)) => return Ok((client, began)),
                 Offline::Done(Err(e)) => {
                     let message = e.to_string();
                     if message != last_error {
@@ -279,6 +285,7 @@ impl Session {
                     }
                     // Without a session its znodes are gone already.
                     Some(Control::Release(_)) | Some(Control::Cancel(_)) => {}
+                    Some(Control::Unlock(_, pending)) => pending.resolve(Reply::Integer(0)),
                     Some(Control::Failover(_, pending)) => {
                         pending.resolve(Reply::Error(Error::ZkDown(STATUS.state().name().into())));
                     }
