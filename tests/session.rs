@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::netns::{self, NetNs};
 use common::proxy::Proxy;
 use common::*;
 use redis::Value;
@@ -293,4 +294,91 @@ fn check_samples(
             s.at - cut
         );
     }
+}
+
+/// With an ensemble, a silent link to the server holding the session moves
+/// the session to another server within the timeout: the same session, its
+/// lock, its leadership and the mirror all survive. A real partition: the
+/// redis-server runs in a network namespace that drops its packets to and
+/// from one ZooKeeper server's address only.
+#[test]
+fn a_silent_link_to_one_ensemble_server_keeps_the_session() {
+    // SAFETY: geteuid(2) only reads this process's credentials.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: network namespaces need root");
+        return;
+    }
+    assert!(netns::available(), "root, but no network namespaces or tc here");
+    let ensemble = Ensemble::start_on_every_interface();
+    let ns = NetNs::create(3);
+    let root = unique_root("ensemble-silent");
+    let group = unique_root("g").replace('/', "");
+    let zk = ZkClient::connect(&ensemble.connect_string());
+    zk.create_all(&format!("{root}/k"), b"start");
+    let redis = Redis::start_in(
+        &ns,
+        &ensemble.connect_string_via(&ns.host_addrs),
+        &[
+            ("zksync.mirrors", &root),
+            ("zksync.allow", "/t"),
+            ("zksync.group", &group),
+        ],
+    );
+    redis.wait_state("connected", SETTLE);
+    wait_until(SETTLE, "this member to lead", || {
+        let status = redis.status();
+        status.get("role").map(String::as_str) == Some("master") && status["leader"] == status["member_id"]
+    });
+    let lock = unique_root("ensemble-lock");
+    let mut conn = redis.conn();
+    let t = token(query(&mut conn, &["ZKSYNC.LOCK", &lock]).unwrap()).to_string();
+    let before = redis.status();
+    let mut moves = Vec::new();
+    for repetition in 0..REPETITIONS {
+        let held_by = redis.status()["server"].clone();
+        let addr = held_by.split(':').next().unwrap().to_string();
+        ns.silence(&addr);
+        let cut = Instant::now();
+        let value = format!("during cut {repetition}");
+        zk.set(&format!("{root}/k"), value.as_bytes());
+        wait_until(SETTLE, "the session on another server", || {
+            let status = redis.status();
+            status["state"] == "connected" && status["server"] != held_by
+        });
+        moves.push(cut.elapsed());
+        let status = redis.status();
+        assert_eq!(status["session_id"], before["session_id"], "the same session");
+        assert_eq!(
+            (
+                status["role"].as_str(),
+                status["leader"].as_str(),
+                status["epoch"].as_str()
+            ),
+            ("master", before["member_id"].as_str(), before["epoch"].as_str()),
+            "the same leadership"
+        );
+        wait_until(SETTLE, "CHECK to vouch on the new server", || {
+            query(&mut conn, &["ZKSYNC.CHECK", &lock, &t]).is_ok()
+        });
+        wait_until(SETTLE, "the change made during the cut mirrored", || {
+            text(&redis.cmd(&["GET", &format!("zk:{root}/k")])) == value
+        });
+        wait_until(SETTLE, "writes accepted", || {
+            query(&mut conn, &["SET", "written", &value]).is_ok()
+        });
+        ns.heal(&addr);
+    }
+    moves.sort();
+    println!(
+        "session moved to another server after a silent cut in {:?} (median) / {:?} (worst) over {} cuts",
+        moves[moves.len() / 2],
+        moves[moves.len() - 1],
+        moves.len()
+    );
+    assert_eq!(query(&mut conn, &["ZKSYNC.UNLOCK", &lock, &t]).unwrap(), Value::Int(1));
+    let timeout = Duration::from_millis(before["session_timeout"].parse().unwrap());
+    assert!(
+        moves[moves.len() - 1] < timeout,
+        "every move within the session timeout"
+    );
 }

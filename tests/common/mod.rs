@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod curator;
+pub mod netns;
 pub mod proxy;
 pub mod sentinel_client;
 pub mod writer;
@@ -340,6 +341,16 @@ impl Ensemble {
     /// With `tick_ms` as tickTime: ZooKeeper expires a session between its
     /// timeout and the timeout plus a tick.
     pub fn start_with(tick_ms: u64, whitelists: [&str; 3]) -> Ensemble {
+        Ensemble::start_listening(tick_ms, whitelists, "127.0.0.1")
+    }
+
+    /// Serving clients on every interface: a network namespace reaches it
+    /// too (see `connect_string_via`).
+    pub fn start_on_every_interface() -> Ensemble {
+        Ensemble::start_listening(500, ["*", "*", "*"], "0.0.0.0")
+    }
+
+    fn start_listening(tick_ms: u64, whitelists: [&str; 3], client_address: &str) -> Ensemble {
         let client_ports = [free_port(), free_port(), free_port()];
         let peers: Vec<String> = (0..3)
             .map(|i| format!("server.{}=127.0.0.1:{}:{}", i + 1, free_port(), free_port()))
@@ -352,7 +363,7 @@ impl Ensemble {
                 dir.join("zoo.cfg"),
                 format!(
                     "tickTime={tick_ms}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\n\
-                     clientPortAddress=127.0.0.1\n4lw.commands.whitelist={}\nadmin.enableServer=false\n\
+                     clientPortAddress={client_address}\n4lw.commands.whitelist={}\nadmin.enableServer=false\n\
                      maxClientCnxns=0\n{}\n",
                     dir.join("data").display(),
                     client_ports[i],
@@ -404,6 +415,20 @@ impl Ensemble {
         format!("127.0.0.1:{}", self.client_ports[i])
     }
 
+    /// The connect string with `hosts[i]` for member i.
+    pub fn connect_string_via(&self, hosts: &[String]) -> String {
+        hosts
+            .iter()
+            .zip(self.client_ports)
+            .map(|(host, port)| format!("{host}:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn client_port(&self, i: usize) -> u16 {
+        self.client_ports[i]
+    }
+
     pub fn kill(&self, i: usize) {
         if let Some(mut p) = self.processes.lock().unwrap()[i].take() {
             p.kill();
@@ -447,6 +472,10 @@ pub fn shared_ensemble() -> &'static Ensemble {
 /// started plain.
 pub struct Redis {
     port: u16,
+    /// Where it listens and the tests reach it.
+    host: String,
+    /// What runs it: `ip netns exec NAME` inside a network namespace.
+    prefix: Vec<String>,
     dir: PathBuf,
     args: Vec<String>,
     process: Mutex<Option<Guarded>>,
@@ -456,6 +485,15 @@ impl Redis {
     /// Loads the module pointed at `zk`; `extra` (`name`, `value`) pairs add
     /// to or override the defaults, e.g. `("zksync.mirrors", "/app")`.
     pub fn start(zk: &str, extra: &[(&str, &str)]) -> Redis {
+        Redis::launch(None, Redis::module_options(zk, extra), None)
+    }
+
+    /// As `start`, inside the network namespace `ns` (reached at its address).
+    pub fn start_in(ns: &netns::NetNs, zk: &str, extra: &[(&str, &str)]) -> Redis {
+        Redis::launch(None, Redis::module_options(zk, extra), Some(ns))
+    }
+
+    fn module_options(zk: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         let module = module_path().to_string_lossy().into_owned();
         let mut options = vec![
             ("loadmodule".to_string(), module),
@@ -468,31 +506,35 @@ impl Redis {
                 None => options.push((name.to_string(), value.to_string())),
             }
         }
-        Redis::launch(None, options)
+        options
     }
 
     pub fn start_plain(extra: &[(&str, &str)]) -> Redis {
         Redis::launch(
             None,
             extra.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            None,
         )
     }
 
     /// From a config file (which CONFIG REWRITE may then rewrite).
     pub fn start_with_config(conf: &Path) -> Redis {
-        Redis::launch(Some(conf), Vec::new())
+        Redis::launch(Some(conf), Vec::new(), None)
     }
 
-    fn launch(conf: Option<&Path>, options: Vec<(String, String)>) -> Redis {
+    fn launch(conf: Option<&Path>, options: Vec<(String, String)>, ns: Option<&netns::NetNs>) -> Redis {
+        let host = ns.map_or("127.0.0.1".to_string(), |ns| ns.ns_addr.clone());
         let dir = temp_dir("redis");
         let mut defaults: Vec<(String, String)> = [
             ("port", "0"),
-            ("bind", "127.0.0.1"),
+            ("bind", host.as_str()),
             ("save", ""),
             ("appendonly", "no"),
             ("repl-diskless-sync-delay", "0"),
             ("enable-debug-command", "yes"),
             ("enable-module-command", "yes"),
+            // Reached from outside its namespace: not through loopback.
+            ("protected-mode", if ns.is_some() { "no" } else { "yes" }),
         ]
         .iter()
         .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -527,6 +569,8 @@ impl Redis {
             .collect();
         let redis = Redis {
             port,
+            host,
+            prefix: ns.map(|ns| ns.prefix()).unwrap_or_default(),
             dir,
             args,
             process: Mutex::new(None),
@@ -548,7 +592,7 @@ impl Redis {
     }
 
     fn try_conn(&self) -> redis::RedisResult<redis::Connection> {
-        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))?
+        redis::Client::open(format!("redis://{}:{}/", self.host, self.port))?
             .get_connection_with_timeout(Duration::from_secs(2))
     }
 
@@ -609,12 +653,11 @@ impl Redis {
     /// Starts redis-server again with the same arguments, port and dir.
     pub fn restart(&self) {
         self.kill();
-        let process = Guarded::spawn(
-            &server_program(),
-            &self.args,
-            &self.dir.join("stdout.log"),
-            Some(&self.dir),
-        );
+        let program = server_program();
+        let mut command = self.prefix.iter().chain([&program]).chain(&self.args);
+        let first = command.next().cloned().unwrap_or_default();
+        let args: Vec<String> = command.cloned().collect();
+        let process = Guarded::spawn(&first, &args, &self.dir.join("stdout.log"), Some(&self.dir));
         *self.process.lock().unwrap() = Some(process);
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.try_cmd(&["PING"]).is_err() {
