@@ -131,6 +131,7 @@ impl Config {
 pub static SESSION_TIMEOUT_MS: Number = Number::new("session-timeout", 6000, 500, 600_000, Flag::Plain);
 pub static FAILOVER_MAX_LAG: Number = Number::new("failover-max-lag", 1_048_576, 0, i64::MAX, Flag::Memory);
 pub static LOAD_INTERVAL_MS: Number = Number::new("load-interval", 1000, 100, 3_600_000, Flag::Plain);
+pub static STALL_TIMEOUT_MS: Number = Number::new("stall-timeout", 5000, 0, 3_600_000, Flag::Plain);
 pub static SERVERS: Checked = Checked::new("servers", "127.0.0.1:2181", Flag::Plain, |s| parse_servers(s).map(drop));
 pub static AUTH: Checked = Checked::new("auth", "", Flag::Sensitive, |s| parse_auth(s).map(drop));
 pub static MIRRORS: Checked = Checked::new("mirrors", "", Flag::Plain, |s| {
@@ -148,11 +149,12 @@ pub static STREAM_MAXLEN: Number = Number::new("stream-maxlen", 100_000, 0, i64:
 pub static FAILOVER: Mutex<FailoverMode> = Mutex::new(FailoverMode::auto);
 
 /// Every config, in the order Redis registers them.
-pub static CONFIGS: [Config; 12] = [
+pub static CONFIGS: [Config; 13] = [
     Config::Number(&SESSION_TIMEOUT_MS),
     Config::Number(&FAILOVER_MAX_LAG),
     Config::Number(&LOAD_INTERVAL_MS),
     Config::Number(&STREAM_MAXLEN),
+    Config::Number(&STALL_TIMEOUT_MS),
     Config::Text(&SERVERS),
     Config::Text(&AUTH),
     Config::Text(&MIRRORS),
@@ -263,6 +265,11 @@ pub fn stream() -> Option<StreamSpec> {
         key: key.into_bytes(),
         maxlen: STREAM_MAXLEN.load(Ordering::Relaxed),
     })
+}
+
+/// `zksync.stall-timeout`; zero: stalls are not watched.
+pub fn stall_timeout() -> Duration {
+    Duration::from_millis(STALL_TIMEOUT_MS.load(Ordering::Relaxed).max(0) as u64)
 }
 
 pub fn load_interval() -> Duration {
@@ -441,6 +448,7 @@ mod tests {
                 ("failover-max-lag", 1_048_576, 0, i64::MAX, Flag::Memory),
                 ("load-interval", 1000, 100, 3_600_000, Flag::Plain),
                 ("stream-maxlen", 100_000, 0, i64::MAX, Flag::Plain),
+                ("stall-timeout", 5000, 0, 3_600_000, Flag::Plain),
             ]
         );
         let texts: Vec<_> = CONFIGS

@@ -61,6 +61,29 @@ fn since_base(at: Instant) -> u64 {
     at.saturating_duration_since(*BASE).as_nanos() as u64
 }
 
+/// An instant readable from any thread without a lock (a heartbeat).
+pub struct Stamp {
+    /// Nanoseconds since `BASE`; 0 for never.
+    at: AtomicU64,
+}
+
+impl Stamp {
+    pub const fn never() -> Stamp {
+        Stamp { at: AtomicU64::new(0) }
+    }
+
+    pub fn set(&self, at: Instant) {
+        self.at.store(since_base(at).max(1), Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Option<Instant> {
+        match self.at.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(*BASE + std::time::Duration::from_nanos(nanos)),
+        }
+    }
+}
+
 impl Default for Deadline {
     fn default() -> Deadline {
         Deadline::none()
@@ -138,6 +161,16 @@ mod tests {
         assert!(d.live(t + Duration::from_millis(99)), "an extension never shortens");
         d.revoke();
         assert!(!d.live(t));
+    }
+
+    #[test]
+    fn a_stamp_keeps_its_instant() {
+        let stamp = Stamp::never();
+        assert_eq!(stamp.get(), None);
+        let t = Instant::now() + Duration::from_millis(5);
+        stamp.set(t);
+        let got = stamp.get().unwrap();
+        assert!(got <= t && t - got < Duration::from_micros(1), "{got:?} {t:?}");
     }
 
     #[test]

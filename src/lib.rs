@@ -51,6 +51,9 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
             let sentinel = command_handler!("sentinel", commands::sentinel::sentinel);
             ffi::commands::register_optional(ctx, "sentinel", "readonly fast", sentinel);
             ffi::events::on_cron(ctx, cron);
+            ffi::events::on_master_link_down(ctx, || {
+                session::send(Control::MasterLinkDown);
+            });
             Status::Ok
         }
         Err(e) => {
@@ -71,6 +74,7 @@ static RUNNING: AtomicBool = AtomicBool::new(false);
 /// LOADEX naming a config zksync does not have), and it can only if nothing
 /// was started. Every one then runs `tick`.
 fn cron(ctx: &Context) {
+    redis::HEARTBEAT.set(Instant::now());
     if !STARTED.swap(true, Ordering::Relaxed) {
         match redis::apply::start().and_then(|updates| session::start(Settings::current(), updates)) {
             Ok(()) => {

@@ -58,6 +58,8 @@ pub struct Status {
     server: Mutex<String>,
     /// The group this server is a registered member of.
     member: Mutex<Option<MemberOf>>,
+    /// Times the main thread was found stalled (`zksync.stall-timeout`).
+    pub stalls: AtomicU64,
     /// The group's master, and the highest epoch seen.
     leader: Mutex<Option<LeaderNode>>,
     epoch: AtomicU64,
@@ -185,6 +187,7 @@ impl Status {
             fields.push(("leader", Field::Text(leader)));
             fields.push(("epoch", int(&self.epoch)));
             fields.push(("fenced", Field::Int(fencing.fenced as i64)));
+            fields.push(("stalls", int(&self.stalls)));
         }
         fields
     }

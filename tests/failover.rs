@@ -233,7 +233,11 @@ struct Loaded {
 }
 
 fn loaded(name: &str) -> Loaded {
-    let g = Group::start(name, &shared_ensemble().connect_string(), 3, &[]);
+    loaded_with(name, &[])
+}
+
+fn loaded_with(name: &str, extra: &[(&str, &str)]) -> Loaded {
+    let g = Group::start(name, &shared_ensemble().connect_string(), 3, extra);
     let (master, epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
     // A replica whose link is up may still wait for its master to start
     // streaming (after its first acknowledgement): one write through first.
@@ -965,4 +969,149 @@ fn sentinel_client_follows_failovers(library: Library, group: &str) {
     );
     assert!(switchover < Duration::from_secs(2), "{switchover:?}");
     assert!(shutdown < Duration::from_secs(2), "{shutdown:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Detection: failures found in well under the session timeout.
+
+/// Writes resumed after a fault at `at`: the longest gap between acknowledged
+/// writes from then on, once writes flow again.
+fn outage_after(writer: &Background<Acked>, at: Instant) -> Duration {
+    let before = count(writer);
+    wait_until(Duration::from_secs(20), "writes to resume", || {
+        count(writer) > before + 50
+    });
+    writer.with(|acked| longest_gap(acked, at))
+}
+
+#[test]
+fn a_dead_master_is_replaced_in_well_under_a_long_session_timeout() {
+    let _serial = serial();
+    let Loaded {
+        g,
+        master,
+        epoch,
+        writer,
+        prober,
+    } = loaded_with("dead", &[("zksync.session-timeout", "10000")]);
+    let killed_at = Instant::now();
+    g.members[master].kill();
+    let outage = outage_after(&writer, killed_at);
+    let alive: Vec<usize> = (0..3).filter(|&i| i != master).collect();
+    let (new_master, new_epoch) = g.wait_converged(&alive, Duration::from_secs(10));
+    println!("SIGKILL at a 10 s session timeout: writes resumed after {outage:?}");
+    assert_eq!(new_epoch, epoch + 1);
+    assert!(
+        outage < Duration::from_secs(3),
+        "outage {outage:?}: the session timeout was waited for"
+    );
+    assert!(g.members[new_master].log().contains("refuses connections"));
+
+    // The old master comes back as a replica of the new one.
+    g.members[master].restart();
+    let (again, _) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
+    assert_eq!(again, new_master);
+    writer.stop();
+    let violations = prober.stop();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+#[test]
+fn a_frozen_master_takes_no_shortcut() {
+    let _serial = serial();
+    let Loaded {
+        g,
+        master,
+        epoch,
+        writer,
+        prober,
+    } = loaded("frozen");
+    sigstop(&g.members[master], true);
+    let stopped_at = Instant::now();
+    let alive: Vec<usize> = (0..3).filter(|&i| i != master).collect();
+    let (_, new_epoch) = g.wait_converged(&alive, Duration::from_secs(10));
+    let failover = stopped_at.elapsed();
+    sigstop(&g.members[master], false);
+    println!("SIGSTOP: a new master after {failover:?}");
+    assert_eq!(new_epoch, epoch + 1);
+    // A frozen port accepts connections: the session had to expire.
+    assert!(failover >= SESSION_TIMEOUT * 2 / 3, "failover after {failover:?}");
+    for &i in &alive {
+        assert!(!g.members[i].log().contains("refuses connections"));
+    }
+    g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
+    writer.stop();
+    let violations = prober.stop();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+/// `DEBUG SLEEP secs` on `redis`, on a thread of its own (it blocks).
+fn debug_sleep(redis: &Redis, secs: &str) -> std::thread::JoinHandle<()> {
+    let mut conn = redis.conn();
+    let secs = secs.to_string();
+    std::thread::spawn(move || {
+        let _ = redis::cmd("DEBUG").arg("SLEEP").arg(&secs).query::<Value>(&mut conn);
+    })
+}
+
+#[test]
+fn a_stalled_master_hands_over_and_comes_back_fenced() {
+    let _serial = serial();
+    let Loaded {
+        g,
+        master,
+        epoch,
+        writer,
+        prober,
+    } = loaded_with("stall", &[("zksync.stall-timeout", "1000")]);
+    let asleep = Instant::now();
+    let sleeping = debug_sleep(&g.members[master], "4");
+    let alive: Vec<usize> = (0..3).filter(|&i| i != master).collect();
+    let (new_master, new_epoch) = g.wait_converged(&alive, Duration::from_secs(10));
+    let handed_over = asleep.elapsed();
+    println!("DEBUG SLEEP 4 on the master: a new master after {handed_over:?}");
+    assert_eq!(new_epoch, epoch + 1);
+    assert!(handed_over < Duration::from_secs(4), "the stall was waited out");
+    sleeping.join().unwrap();
+    // Its first command after the stall is refused.
+    let e = g.members[master].try_cmd(&["INCR", "counter"]).unwrap_err();
+    assert_eq!(e.code(), Some("READONLY"), "{e}");
+    let (again, _) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
+    assert_eq!(again, new_master);
+    assert_eq!(g.members[master].status()["stalls"], "1");
+    let acked = writer.stop();
+    let violations = prober.stop();
+    assert!(violations.is_empty(), "{violations:?}");
+    println!("stall: {} acked, {} lost in flight", acked.len(), lost_writes(&acked));
+}
+
+#[test]
+fn a_stalled_replica_says_so_and_the_master_is_untouched() {
+    let _serial = serial();
+    let Loaded {
+        g,
+        master,
+        epoch,
+        writer,
+        prober,
+    } = loaded_with("stall-replica", &[("zksync.stall-timeout", "1000")]);
+    let replica = (master + 1) % 3;
+    let zk = ZkClient::connect(&shared_ensemble().connect_string());
+    let znode = format!("/zksync/{}/members/{}", g.name, g.id(replica));
+    let sleeping = debug_sleep(&g.members[replica], "3");
+    wait_until(Duration::from_secs(3), "the stalled replica to say WARNING", || {
+        zk.get(&znode)
+            .is_some_and(|d| String::from_utf8_lossy(&d).contains("WARNING"))
+    });
+    sleeping.join().unwrap();
+    wait_until(Duration::from_secs(3), "the replica to say ALIVE again", || {
+        zk.get(&znode)
+            .is_some_and(|d| String::from_utf8_lossy(&d).contains("ALIVE"))
+    });
+    assert_eq!(g.converged(&[0, 1, 2]), Some((master, epoch)));
+    assert_eq!(g.members[replica].status()["stalls"], "1");
+    let acked = writer.stop();
+    assert!(prober.stop().is_empty());
+    let started = acked.first().map(|(at, _)| *at).unwrap();
+    assert!(longest_gap(&acked, started) < Duration::from_secs(1));
 }

@@ -1,4 +1,4 @@
-//! Calls from Redis on a clock and at exit.
+//! Calls from Redis on a clock, when a replica's master link drops, and at exit.
 
 use super::guard;
 use once_cell::sync::OnceCell;
@@ -7,6 +7,7 @@ use std::os::raw::{c_int, c_void};
 
 static ON_CRON: OnceCell<fn(&Context)> = OnceCell::new();
 static AT_EXIT: OnceCell<fn()> = OnceCell::new();
+static ON_MASTER_LINK_DOWN: OnceCell<fn()> = OnceCell::new();
 
 /// Has `callback` called at every serverCron (`hz` times a second, 10 by
 /// default), on the main thread. One subscription rather than Redis timers:
@@ -26,6 +27,26 @@ pub fn on_cron(ctx: &Context, callback: fn(&Context)) {
 unsafe extern "C" fn cron(ctx: *mut raw::RedisModuleCtx, _: raw::RedisModuleEvent, _: u64, _: *mut c_void) {
     if let Some(callback) = ON_CRON.get() {
         guard::catch("serverCron", || callback(&Context::new(ctx)));
+    }
+}
+
+/// Has `callback` called on the main thread when this replica's link to its
+/// master goes down (the master's socket closed: a dead master's at once).
+pub fn on_master_link_down(ctx: &Context, callback: fn()) {
+    if ON_MASTER_LINK_DOWN.set(callback).is_ok() {
+        let event = raw::RedisModuleEvent {
+            id: raw::REDISMODULE_EVENT_MASTER_LINK_CHANGE,
+            dataver: 1,
+        };
+        raw::subscribe_to_server_event(ctx.ctx, event, Some(master_link));
+    }
+}
+
+unsafe extern "C" fn master_link(_: *mut raw::RedisModuleCtx, _: raw::RedisModuleEvent, subevent: u64, _: *mut c_void) {
+    if subevent == raw::REDISMODULE_SUBEVENT_MASTER_LINK_DOWN {
+        if let Some(callback) = ON_MASTER_LINK_DOWN.get() {
+            guard::catch("a master link change", callback);
+        }
     }
 }
 

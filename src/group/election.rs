@@ -164,6 +164,11 @@ pub enum Effect {
     HandOver(Switchover),
     /// Delete the leader znode (leaving the group).
     DeleteLeader,
+    /// Delete the leader znode of `epoch` if no later epoch was handed out
+    /// (a dead master's, or this stalled master's own).
+    RemoveLeader {
+        epoch: u64,
+    },
     ReadLeader,
     ReadSwitchover,
     /// Answer the ZKSYNC.FAILOVER this member was asked.
@@ -249,6 +254,11 @@ pub struct Election {
     in_place_at: Option<u64>,
     /// Do not follow the new master before this (see `REPLY_GRACE`).
     hold_follow_until: Option<Instant>,
+    /// A master found dead (its port refused a majority of the others):
+    /// its id and epoch. Not elected while its session lingers.
+    dead: Option<(String, u64)>,
+    /// This server's main thread is stalled: it neither leads nor stands.
+    stalled: bool,
 }
 
 impl Default for Election {
@@ -266,6 +276,8 @@ impl Default for Election {
             requested: None,
             in_place_at: None,
             hold_follow_until: None,
+            dead: None,
+            stalled: false,
         }
     }
 }
@@ -321,6 +333,9 @@ impl Election {
         match leader {
             Some(leader) => {
                 self.epoch = self.epoch.max(leader.node.epoch);
+                if self.dead.as_ref().is_some_and(|(_, epoch)| leader.node.epoch > *epoch) {
+                    self.dead = None;
+                }
                 if leader.owner != f.session {
                     self.follow();
                 } else if !was_leading {
@@ -378,7 +393,7 @@ impl Election {
         self.seen = Seen::Vacant(Vacancy {
             since: f.now,
             fresh_asked: false,
-            marks: f.members.iter().map(|m| (m.id.clone(), m.mzxid)).collect(),
+            marks: self.candidates(f.members).map(|m| (m.id.clone(), m.mzxid)).collect(),
             warned: false,
         });
         match gone {
@@ -497,7 +512,8 @@ impl Election {
 
     /// One step of an election while the group has no leader.
     pub fn elect(&mut self, f: &Facts) -> Effects {
-        let (true, Some(me), Seen::Vacant(vacancy)) = (self.current, f.me, &mut self.seen) else {
+        let members: Vec<Member> = self.candidates(f.members).cloned().collect();
+        let (true, false, Some(me), Seen::Vacant(vacancy)) = (self.current, self.stalled, f.me, &mut self.seen) else {
             return Vec::new();
         };
         if self.epoch > 0 && f.policy.manual {
@@ -515,11 +531,11 @@ impl Election {
         let all_fresh = vacancy
             .marks
             .iter()
-            .all(|(id, mark)| f.members.iter().find(|m| m.id == *id).is_none_or(|m| m.mzxid > *mark));
+            .all(|(id, mark)| members.iter().find(|m| m.id == *id).is_none_or(|m| m.mzxid > *mark));
         if !all_fresh && waited < SETTLE {
             return Vec::new();
         }
-        let ranked = rank(f.members, self.master_offset, f.policy.max_lag);
+        let ranked = rank(&members, self.master_offset, f.policy.max_lag);
         // The best one leads; should it not within two session timeouts, anyone eligible may.
         let patience = SETTLE + f.session_timeout * 2;
         match ranked.iter().position(|m| m.id == me) {
@@ -576,6 +592,57 @@ impl Election {
         };
         out.extend(self.observe_leader(Some(leader), None, f));
         out
+    }
+
+    /// The members that may stand: all but a master found dead.
+    fn candidates<'m>(&self, members: &'m [Member]) -> impl Iterator<Item = &'m Member> + 'm {
+        let dead = self.dead.as_ref().map(|(id, _)| id.clone());
+        members.iter().filter(move |m| Some(&m.id) != dead.as_ref())
+    }
+
+    /// A majority of the other members found the master's port refusing
+    /// (`detection::dead`): its process is gone, and so is its lease, so
+    /// its znode is removed now rather than when its session expires.
+    pub fn leader_dead(&mut self, f: &Facts) -> Effects {
+        let Seen::Held(leader) = &self.seen else {
+            return Vec::new();
+        };
+        let node = &leader.node;
+        let known = self.dead.as_ref().is_some_and(|(_, epoch)| *epoch == node.epoch);
+        if known || self.leading() || leader.owner == f.session {
+            return Vec::new();
+        }
+        self.dead = Some((node.id.clone(), node.epoch));
+        vec![
+            Effect::Warning(format!(
+                "the master {} refuses connections (seen by a majority of the members): its process is gone; \
+                 removing its leadership (epoch {})",
+                node.id, node.epoch
+            )),
+            Effect::RemoveLeader { epoch: node.epoch },
+        ]
+    }
+
+    /// This server's main thread stalled (`true`) or runs again. A stalled
+    /// master is fenced at once, so that writes are refused the moment its
+    /// main thread runs, and gives its leadership up; a stalled member
+    /// does not stand for election.
+    pub fn stall(&mut self, stalled: bool, stalled_for: Duration) -> Effects {
+        self.stalled = stalled;
+        let (true, Part::Leading(_), Seen::Held(leader)) = (stalled, &self.part, &self.seen) else {
+            return Vec::new();
+        };
+        let epoch = leader.node.epoch;
+        self.part = Part::Following { demoted: true };
+        vec![
+            Effect::Lease(LeaseChange::Revoke),
+            Effect::Warning(format!(
+                "the main thread has not run for {} ms (zksync.stall-timeout): writes are fenced and the \
+                 leadership is given up (epoch {epoch})",
+                stalled_for.as_millis()
+            )),
+            Effect::RemoveLeader { epoch },
+        ]
     }
 
     /// Leaving the group: a leader gives its znode up at once.

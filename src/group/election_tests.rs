@@ -623,3 +623,58 @@ fn resigning_gives_the_znode_up() {
     assert!(e.leader().is_none() && !e.leading());
     assert!(e.resign().is_empty());
 }
+
+#[test]
+fn a_dead_master_loses_its_znode_once_and_is_not_elected_while_its_session_lingers() {
+    let mut w = World::new();
+    // THIRD led, with the best offset; its process died.
+    w.members.push(member(THIRD, Role::Master, 300, 100, Status::Alive));
+    let mut e = Election::default();
+    e.observe_leader(Some(leader(THIRD, OTHER, 4)), Some(4), &w.facts());
+    let out = e.leader_dead(&w.facts());
+    assert!(out.contains(&Effect::RemoveLeader { epoch: 4 }), "{out:?}");
+    assert!(e.leader_dead(&w.facts()).is_empty(), "once");
+    // Its znode gone, the vacancy does not wait for THIRD to publish, nor rank it.
+    e.observe_leader(None, Some(4), &w.facts());
+    e.elect(&w.facts());
+    w.all_published();
+    w.members[2].mzxid -= 1;
+    let out = e.elect(&w.facts());
+    assert!(takeover(&out).is_some(), "{ME} is the best of the living: {out:?}");
+    // A later master clears the mark.
+    e.observe_leader(Some(leader(PEER, OTHER, 5)), Some(5), &w.facts());
+    e.observe_leader(Some(leader(THIRD, OTHER, 6)), Some(6), &w.facts());
+    assert!(e.leader_dead(&w.facts()).contains(&Effect::RemoveLeader { epoch: 6 }));
+}
+
+#[test]
+fn a_leader_never_removes_itself_as_dead() {
+    let mut w = World::new();
+    let mut e = leading(&mut w);
+    assert!(e.leader_dead(&w.facts()).is_empty());
+}
+
+#[test]
+fn a_stalled_master_is_fenced_and_gives_up_and_a_stalled_member_does_not_stand() {
+    let mut w = World::new();
+    let mut e = leading(&mut w);
+    let out = e.stall(true, Duration::from_millis(5001));
+    assert_eq!(out[0], Effect::Lease(LeaseChange::Revoke), "fenced first");
+    assert!(out.contains(&Effect::RemoveLeader { epoch: 1 }), "{out:?}");
+    assert!(!e.leading());
+    assert!(e.stall(true, Duration::from_millis(6000)).is_empty(), "once");
+    // Its znode gone: it does not stand while stalled, and does once it runs.
+    e.observe_leader(None, Some(1), &w.facts());
+    e.elect(&w.facts());
+    w.all_published();
+    assert!(e.elect(&w.facts()).is_empty(), "stalled: no takeover");
+    assert!(e.stall(false, Duration::ZERO).is_empty());
+    assert_eq!(roles(&e.elect(&w.facts())), [&Action::Sample]);
+    assert!(takeover(&e.elect(&w.facts())).is_some());
+}
+
+#[test]
+fn a_stalled_replica_only_stops_standing() {
+    let mut e = Election::default();
+    assert!(e.stall(true, Duration::from_millis(5001)).is_empty());
+}

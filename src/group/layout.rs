@@ -10,7 +10,9 @@
 //! - `/zksync/<group>/history/<epoch>`: one entry per change of master, the
 //!   oldest dropped beyond `HISTORY`;
 //! - `/zksync/<group>/switchover`: a switchover in progress, ephemeral to the
-//!   member that started it.
+//!   member that started it;
+//! - `/zksync/<group>/refused/<id>`: ephemeral, a member's word that the
+//!   master's port refused it (see `detection::Refusal`).
 
 /// History entries kept.
 pub const HISTORY: u64 = 100;
@@ -64,6 +66,20 @@ impl Layout {
         format!("{}/history/{epoch:010}", self.dir)
     }
 
+    pub fn refused(&self) -> String {
+        format!("{}/refused", self.dir)
+    }
+
+    pub fn refusal(&self, id: &str) -> String {
+        format!("{}/refused/{id}", self.dir)
+    }
+
+    /// Whether `path` is in the refusals directory (or is it).
+    pub fn is_refusal(&self, path: &str) -> bool {
+        path.strip_prefix(self.dir.as_str())
+            .is_some_and(|rest| rest == "/refused" || rest.starts_with("/refused/"))
+    }
+
     pub fn switchover(&self) -> String {
         format!("{}/switchover", self.dir)
     }
@@ -85,6 +101,8 @@ mod tests {
             (l.history(), "/zksync/g/history"),
             (l.history_entry(42), "/zksync/g/history/0000000042"),
             (l.switchover(), "/zksync/g/switchover"),
+            (l.refused(), "/zksync/g/refused"),
+            (l.refusal("10.0.0.1:6379"), "/zksync/g/refused/10.0.0.1:6379"),
         ];
         for (got, want) in cases {
             assert_eq!(got, want);
@@ -104,6 +122,21 @@ mod tests {
         ];
         for (path, want) in cases {
             assert_eq!(l.member_id(path), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn refusal_paths() {
+        let l = Layout::new("g");
+        let cases = [
+            ("/zksync/g/refused/a:1", true),
+            ("/zksync/g/refused", true),
+            ("/zksync/g/refusedx", false),
+            ("/zksync/g/members/a:1", false),
+            ("/zksync/gg/refused/a:1", false),
+        ];
+        for (path, want) in cases {
+            assert_eq!(l.is_refusal(path), want, "{path}");
         }
     }
 }

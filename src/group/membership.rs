@@ -46,6 +46,8 @@ pub struct Publisher {
     published: Option<Published>,
     /// Write the member znode at the next publish, moved or not.
     force: bool,
+    /// The main thread is stalled: whatever the sample, say `WARNING`.
+    stalled: bool,
 }
 
 impl Publisher {
@@ -76,6 +78,11 @@ impl Publisher {
         self.force = true;
     }
 
+    /// The main thread stalled (`true`) or runs again: the status to publish.
+    pub fn set_stalled(&mut self, stalled: bool) {
+        self.stalled = stalled;
+    }
+
     /// The path of the znode this session wrote, if any.
     pub fn published_path(&self) -> Option<&str> {
         self.published.as_ref().map(|p| p.path.as_str())
@@ -85,7 +92,8 @@ impl Publisher {
     /// figure moved, the status changed, or the heartbeat is due.
     pub fn due(&self, own: Own, epoch: u64, load_interval: Duration, now: Instant) -> Option<Publication> {
         let (sample, at) = self.sample.as_ref()?;
-        let status = match now.saturating_duration_since(*at) > load_interval * STALE_INTERVALS {
+        let stale = now.saturating_duration_since(*at) > load_interval * STALE_INTERVALS;
+        let status = match stale || self.stalled {
             true => Status::Warning,
             false => Status::Alive,
         };
@@ -208,6 +216,24 @@ mod tests {
         p.take_sample(sample(0, 0), Instant::now());
         assert_eq!(p.id(None).as_deref(), Some("127.0.0.1:6379"));
         assert_eq!(p.id(Some("10.0.0.1:7000")).as_deref(), Some("10.0.0.1:7000"));
+    }
+
+    #[test]
+    fn a_stalled_member_says_warning_at_once_and_alive_after() {
+        let t = Instant::now();
+        let interval = Duration::from_secs(1);
+        let mut p = Publisher::default();
+        p.take_sample(sample(0, 10), t);
+        let first = p.due(own("a:1"), 0, interval, t).unwrap();
+        p.published(first, t);
+        for (stalled, status) in [(true, Status::Warning), (false, Status::Alive)] {
+            p.set_stalled(stalled);
+            let due = p
+                .due(own("a:1"), 0, interval, t)
+                .expect("a new status is worth a write");
+            assert_eq!(due.node.status, status);
+            p.published(due, t);
+        }
     }
 
     #[test]

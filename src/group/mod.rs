@@ -10,8 +10,11 @@
 //! - `discovery`: the group as Sentinel describes a master, for Sentinel clients;
 //! - `rank`: who may become master; `election`: who leads and what this
 //!   member does about it; `switchover`: the stages of a coordinated change
-//!   (the master's lease arithmetic is `crate::lease`).
+//!   (the master's lease arithmetic is `crate::lease`);
+//! - `detection`: a dead master's process and a stalled main thread, found
+//!   in well under the session timeout.
 
+pub mod detection;
 pub mod discovery;
 pub mod election;
 pub mod layout;

@@ -11,6 +11,7 @@ pub mod role;
 pub mod sample;
 mod turns;
 
+use crate::lease::Stamp;
 use crate::mirror::index::Index;
 use once_cell::sync::Lazy;
 use redis_module::RedisGILGuard;
@@ -18,3 +19,7 @@ use redis_module::RedisGILGuard;
 /// The index of mirrored znodes: written by the apply thread, read by
 /// ZKSYNC.STAT and LS, both under the Redis lock.
 pub static INDEX: Lazy<RedisGILGuard<Index>> = Lazy::new(|| RedisGILGuard::new(Index::default()));
+
+/// The main thread's heartbeat, stamped at every serverCron: the session
+/// thread finds a stalled main thread by its age (`group::detection`).
+pub static HEARTBEAT: Stamp = Stamp::never();

@@ -97,6 +97,7 @@ impl Session {
                 _ = load_timer.tick() => self.publish(client).await,
                 _ = tick.tick(), if self.settings.group.is_some() || self.contention.active() => {
                     if self.settings.group.is_some() {
+                        self.watch_stall(client).await;
                         self.step(client, |e, f| e.tick(f)).await;
                         self.settle(client).await;
                     }
@@ -195,6 +196,7 @@ impl Session {
                 self.forget();
                 self.resync_all(client).await;
             }
+            Control::MasterLinkDown => self.master_link_down(client).await,
         }
         None
     }

@@ -53,7 +53,7 @@ impl Session {
             return;
         };
         let options = CreateMode::Persistent.with_acls(self.acls());
-        for dir in [layout.members(), layout.history()] {
+        for dir in [layout.members(), layout.history(), layout.refused()] {
             if let Err(e) = client.mkdir(&dir, &options).await {
                 log::warning(&format!("cannot create {dir}: {e}"));
             }
@@ -70,6 +70,7 @@ impl Session {
         self.read_members(client).await;
         self.publish(client).await;
         self.read_leadership(client).await;
+        self.read_refusals(client).await;
     }
 
     /// Re-reads what watch events under the group directory name.
@@ -83,9 +84,13 @@ impl Session {
             let effects = self.read_switchover(client).await;
             self.execute(client, effects).await;
         }
+        let refused = paths.iter().any(|p| layout.is_refusal(p));
         let members: Vec<String> = paths.into_iter().filter(|p| layout.member_id(p).is_some()).collect();
         if !members.is_empty() {
             self.member_events(client, members).await;
+        }
+        if refused {
+            self.read_refusals(client).await;
         }
         self.settle(client).await;
     }

@@ -134,6 +134,7 @@ impl Session {
             Effect::DeleteLeader => {
                 let _ = client.delete(&layout.leader(), None).await;
             }
+            Effect::RemoveLeader { epoch } => self.remove_leader(client, layout, epoch).await,
             _ => {}
         }
         Vec::new()

@@ -6,6 +6,7 @@
 //! touches Redis: what it learns goes to the apply thread as `Update`s.
 
 mod connected;
+mod detection;
 mod group;
 mod leadership;
 mod liveness;
@@ -20,6 +21,7 @@ use crate::config::{Connection, MirrorSpec, Settings};
 use crate::error::Error;
 use crate::ffi::blocked::Pending;
 use crate::ffi::{guard, log};
+use crate::group::detection::Refusal;
 use crate::group::election::{Action, Election};
 use crate::group::load::Sample;
 use crate::group::membership::{Publisher, Table};
@@ -33,7 +35,7 @@ use crate::reply::Reply;
 use crate::status::{SessionState, STATUS};
 use locks::{Contention, LockEvent};
 use once_cell::sync::OnceCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
@@ -69,6 +71,8 @@ pub enum Control {
     Cancel(Vec<WaiterId>),
     /// redis-server is shutting down: leave the group, close the session, then ack.
     Shutdown(crossbeam_channel::Sender<()>),
+    /// This replica's replication link to its master went down.
+    MasterLinkDown,
 }
 
 static CONTROL: OnceCell<UnboundedSender<Control>> = OnceCell::new();
@@ -143,6 +147,10 @@ struct Session {
     election: Election,
     /// The ZKSYNC.FAILOVER this member was asked, until it ends.
     asked: Option<Pending>,
+    /// Each member's word that the master's port refused it, by member id.
+    refusals: BTreeMap<String, Refusal>,
+    /// This server's main thread is stalled (`zksync.stall-timeout`).
+    stalled: bool,
     /// The waiting LOCKs and what their tasks report.
     contention: Contention,
     lock_events: UnboundedReceiver<LockEvent>,
@@ -165,6 +173,8 @@ impl Session {
             members: Vec::new(),
             election: Election::default(),
             asked: None,
+            refusals: BTreeMap::new(),
+            stalled: false,
             contention: Contention::new(lock_events_tx),
             lock_events,
         }
@@ -283,8 +293,9 @@ impl Session {
                         lock::table().give_up(id);
                         pending.resolve(Reply::Error(Error::ZkDown(STATUS.state().name().into())));
                     }
-                    // Without a session its znodes are gone already.
-                    Some(Control::Release(_)) | Some(Control::Cancel(_)) => {}
+                    // Without a session its znodes are gone already; the
+                    // master's death is for the members with a session.
+                    Some(Control::Release(_)) | Some(Control::Cancel(_)) | Some(Control::MasterLinkDown) => {}
                     Some(Control::Unlock(_, pending)) => pending.resolve(Reply::Integer(0)),
                     Some(Control::Failover(_, pending)) => {
                         pending.resolve(Reply::Error(Error::ZkDown(STATUS.state().name().into())));
