@@ -75,6 +75,9 @@ mod tests {
             .collect()
     }
 
+    /// (members, (member, leader, epoch) refusals, dead, why)
+    type Case<'a> = (&'a [Member], &'a [(&'a str, &'a str, u64)], bool, &'a str);
+
     #[test]
     fn a_majority_of_the_other_members_confirms_a_death() {
         let three: Vec<Member> = ["a:1", "b:1", "c:1"]
@@ -85,7 +88,7 @@ mod tests {
             .iter()
             .map(|id| member(id, Role::Replica, 0, 100, Status::Alive))
             .collect();
-        let cases: &[(&[Member], &[(&str, &str, u64)], bool, &str)] = &[
+        let cases: &[Case] = &[
             (&three, &[("b:1", "a:1", 4), ("c:1", "a:1", 4)], true, "both replicas"),
             (&three, &[("b:1", "a:1", 4)], false, "one of two is no majority"),
             (
