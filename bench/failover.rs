@@ -5,8 +5,10 @@
 //! Sentinels (quorum 2, `down-after-milliseconds` = T). A client INCRs a
 //! counter on the master it discovers (ZKSYNC.LEADER on any member; SENTINEL
 //! get-master-addr-by-name on any Sentinel) and records every acknowledged
-//! value. Then: the master is SIGKILLed, or shut down cleanly, or switched
-//! over (ZKSYNC.FAILOVER; SENTINEL FAILOVER). Reported: the write outage the
+//! value. Then: the master is SIGKILLed (at T = 2 s and 10 s), or shut down
+//! cleanly, or switched over (ZKSYNC.FAILOVER; SENTINEL FAILOVER), or its
+//! main thread stalls (`DEBUG SLEEP` for 3T; zksync's `stall-timeout` = T,
+//! Sentinel's `down-after-milliseconds` = T). Reported: the write outage the
 //! client saw (the longest gap between two acknowledged writes from the
 //! event on) and the acknowledged writes that the new master does not hold.
 //! Each system is measured with this bench's own client and with redis-py's
@@ -23,7 +25,6 @@ use common::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const TIMEOUT_MS: u64 = 2000;
 const TICK_MS: u64 = 200;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -37,6 +38,7 @@ enum Event {
     Kill,
     Shutdown,
     Switchover,
+    Stall,
 }
 
 impl Event {
@@ -45,6 +47,7 @@ impl Event {
             Event::Kill => "master SIGKILL",
             Event::Shutdown => "master clean shutdown",
             Event::Switchover => "switchover",
+            Event::Stall => "master stall",
         }
     }
 }
@@ -66,9 +69,9 @@ fn query(port: u16, args: &[&str]) -> Option<redis::Value> {
 }
 
 impl Cluster {
-    fn zksync(zk: &str) -> Cluster {
+    fn zksync(zk: &str, timeout_ms: u64) -> Cluster {
         let group = unique_root("bench").trim_start_matches("/t/").replace('/', "-");
-        let timeout = TIMEOUT_MS.to_string();
+        let timeout = timeout_ms.to_string();
         let redis = (0..3)
             .map(|_| {
                 Redis::start(
@@ -76,6 +79,7 @@ impl Cluster {
                     &[
                         ("zksync.group", group.as_str()),
                         ("zksync.session-timeout", timeout.as_str()),
+                        ("zksync.stall-timeout", timeout.as_str()),
                     ],
                 )
             })
@@ -88,7 +92,7 @@ impl Cluster {
         }
     }
 
-    fn sentinel() -> Cluster {
+    fn sentinel(timeout_ms: u64) -> Cluster {
         let redis: Vec<Redis> = (0..3).map(|_| Redis::start_plain(&[])).collect();
         let master = redis[0].port().to_string();
         for r in &redis[1..] {
@@ -103,7 +107,7 @@ impl Cluster {
                     &conf,
                     format!(
                         "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor m 127.0.0.1 {master} 2\n\
-                         sentinel down-after-milliseconds m {TIMEOUT_MS}\nsentinel failover-timeout m 10000\n",
+                         sentinel down-after-milliseconds m {timeout_ms}\nsentinel failover-timeout m 10000\n",
                         dir.display()
                     ),
                 )
@@ -265,10 +269,10 @@ impl Writer {
     }
 }
 
-fn run(system: System, client: Client, event: Event, zk: &str) -> Outcome {
+fn run(system: System, client: Client, event: Event, timeout_ms: u64, zk: &str) -> Outcome {
     let cluster = Arc::new(match system {
-        System::Zksync => Cluster::zksync(zk),
-        System::Sentinel => Cluster::sentinel(),
+        System::Zksync => Cluster::zksync(zk, timeout_ms),
+        System::Sentinel => Cluster::sentinel(timeout_ms),
     });
     let master = cluster.wait_ready();
     let writer = Writer::start(&cluster, client);
@@ -284,6 +288,7 @@ fn run(system: System, client: Client, event: Event, zk: &str) -> Outcome {
             let _ = cluster.redis[old].try_cmd(&["SHUTDOWN", "NOSAVE"]);
         }
         Event::Switchover => cluster.switchover(master),
+        Event::Stall => stall(master, timeout_ms * 3),
     }
     // Writes flow again on another master, for a while.
     let mut new_master = master;
@@ -301,7 +306,7 @@ fn run(system: System, client: Client, event: Event, zk: &str) -> Outcome {
     let acked = writer.stop();
     let outage = longest_gap(&acked, at);
     eprintln!(
-        "  {}{} {}: outage {outage:?}, lost {}",
+        "  {}{} {} (T {timeout_ms} ms): outage {outage:?}, lost {}",
         if system == System::Zksync { "zksync" } else { "Sentinel" },
         if client == Client::RedisPy { " (redis-py)" } else { "" },
         event.name(),
@@ -311,6 +316,19 @@ fn run(system: System, client: Client, event: Event, zk: &str) -> Outcome {
         outage,
         lost: lost_writes(&acked),
     }
+}
+
+/// `DEBUG SLEEP` on the master for `ms`, from a thread of its own.
+fn stall(master: u16, ms: u64) {
+    let mut conn = connect(master).expect("connect");
+    std::thread::spawn(move || {
+        let _ = conn.set_read_timeout(Some(Duration::from_millis(ms + 5000)));
+        let secs = format!("{:.3}", ms as f64 / 1000.0);
+        let _ = redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg(secs)
+            .query::<redis::Value>(&mut conn);
+    });
 }
 
 impl Cluster {
@@ -344,12 +362,10 @@ fn main() {
     // tickTime): a short tick, as a deployment tuned for failover would use.
     let ensemble = Ensemble::start_with(TICK_MS, ["*", "*", "*"]);
     let zk = ensemble.connect_string();
+    println!("failover: zksync (3-node ZooKeeper, tickTime {TICK_MS} ms, session timeout T) vs Redis Sentinel");
+    println!("(3 Sentinels, quorum 2, down-after-milliseconds T; stall-timeout T); medians of {runs} runs\n");
     println!(
-        "failover: zksync (3-node ZooKeeper, tickTime {TICK_MS} ms, session timeout {TIMEOUT_MS} ms) vs Redis Sentinel"
-    );
-    println!("(3 Sentinels, quorum 2, down-after-milliseconds {TIMEOUT_MS}); medians of {runs} runs\n");
-    println!(
-        "{:<22} {:>14} {:>6} {:>16} {:>6} {:>17} {:>6} {:>16} {:>6}",
+        "{:<28} {:>14} {:>6} {:>16} {:>6} {:>17} {:>6} {:>16} {:>6}",
         "event", "zksync", "lost", "zksync redis-py", "lost", "Sentinel redis-py", "lost", "Sentinel", "lost"
     );
     let configs = [
@@ -358,10 +374,17 @@ fn main() {
         (System::Sentinel, Client::RedisPy),
         (System::Sentinel, Client::Own),
     ];
-    for event in [Event::Kill, Event::Shutdown, Event::Switchover] {
-        let mut row = format!("{:<22}", event.name());
+    let events = [
+        (Event::Kill, 2000),
+        (Event::Kill, 10_000),
+        (Event::Shutdown, 2000),
+        (Event::Switchover, 2000),
+        (Event::Stall, 2000),
+    ];
+    for (event, timeout_ms) in events {
+        let mut row = format!("{:<28}", format!("{} T={}s", event.name(), timeout_ms / 1000));
         for (system, client) in configs {
-            let outcomes: Vec<Outcome> = (0..runs).map(|_| run(system, client, event, &zk)).collect();
+            let outcomes: Vec<Outcome> = (0..runs).map(|_| run(system, client, event, timeout_ms, &zk)).collect();
             let outage = median(outcomes.iter().map(|o| o.outage.as_secs_f64() * 1000.0).collect());
             let lost = median(outcomes.iter().map(|o| o.lost as f64).collect());
             row += &format!(" {:>14.0} {:>6.0}", outage, lost);

@@ -196,7 +196,8 @@ impl Session {
                 self.forget();
                 self.resync_all(client).await;
             }
-            Control::MasterLinkDown => self.master_link_down(client).await,
+            Control::MasterLinkDown => self.master_link_down(),
+            Control::Refused(refusal) => self.refused(client, refusal).await,
         }
         None
     }

@@ -20,27 +20,54 @@ use zookeeper_client::{Client, CreateMode, Error as ZkError};
 /// How long a connection attempt to the master may take: a refusal comes
 /// at once from a live host; silence means a frozen or unreachable one.
 const PROBE_LIMIT: Duration = Duration::from_millis(300);
+/// How often, and how many times, the master's port is asked.
+const PROBE_EVERY: Duration = Duration::from_millis(50);
+const PROBES: usize = 10;
 
 impl Session {
     /// This replica's link to its master dropped: if the master's port
-    /// refuses a connection, its process is gone; say so for the others.
-    pub(super) async fn master_link_down(&mut self, client: &Client) {
-        let (Some(layout), Some(me)) = (self.layout(), self.own_id()) else {
-            return;
-        };
+    /// refuses connections, its process is gone. Asked a few times over
+    /// half a second, in the background: a dying process may close its
+    /// replication link before its listening socket.
+    pub(super) fn master_link_down(&self) {
+        let Some(me) = self.own_id() else { return };
         let Some(leader) = self.election.leader().map(|l| l.node.clone()) else {
             return;
         };
-        if leader.id == me || !refuses(&leader.addr).await {
+        if leader.id == me {
             return;
         }
-        let refusal = Refusal {
-            leader: leader.id.clone(),
-            epoch: leader.epoch,
+        tokio::spawn(async move {
+            for _ in 0..PROBES {
+                if refuses(&leader.addr).await {
+                    let refusal = Refusal {
+                        leader: leader.id,
+                        epoch: leader.epoch,
+                    };
+                    super::send(super::Control::Refused(refusal));
+                    return;
+                }
+                tokio::time::sleep(PROBE_EVERY).await;
+            }
+        });
+    }
+
+    /// The master's port refused this member: say so for the others, while
+    /// it is still the master of that epoch.
+    pub(super) async fn refused(&mut self, client: &Client, refusal: Refusal) {
+        let Some((layout, me)) = self.layout().zip(self.own_id()) else {
+            return;
         };
+        let current = self
+            .election
+            .leader()
+            .is_some_and(|l| l.node.id == refusal.leader && l.node.epoch == refusal.epoch);
+        if !current {
+            return;
+        }
         log::notice(&format!(
             "the master {} refuses connections; telling the group (epoch {})",
-            leader.id, leader.epoch
+            refusal.leader, refusal.epoch
         ));
         let path = layout.refusal(&me);
         let data = leader::encode(&refusal);

@@ -73,6 +73,8 @@ pub enum Control {
     Shutdown(crossbeam_channel::Sender<()>),
     /// This replica's replication link to its master went down.
     MasterLinkDown,
+    /// The master's port refused this member a connection.
+    Refused(Refusal),
 }
 
 static CONTROL: OnceCell<UnboundedSender<Control>> = OnceCell::new();
@@ -295,7 +297,10 @@ impl Session {
                     }
                     // Without a session its znodes are gone already; the
                     // master's death is for the members with a session.
-                    Some(Control::Release(_)) | Some(Control::Cancel(_)) | Some(Control::MasterLinkDown) => {}
+                    Some(Control::Release(_))
+                    | Some(Control::Cancel(_))
+                    | Some(Control::MasterLinkDown)
+                    | Some(Control::Refused(_)) => {}
                     Some(Control::Unlock(_, pending)) => pending.resolve(Reply::Integer(0)),
                     Some(Control::Failover(_, pending)) => {
                         pending.resolve(Reply::Error(Error::ZkDown(STATUS.state().name().into())));

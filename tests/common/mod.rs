@@ -362,7 +362,7 @@ impl Ensemble {
             std::fs::write(
                 dir.join("zoo.cfg"),
                 format!(
-                    "tickTime={tick_ms}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\n\
+                    "tickTime={tick_ms}\nmaxSessionTimeout=20000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\n\
                      clientPortAddress={client_address}\n4lw.commands.whitelist={}\nadmin.enableServer=false\n\
                      maxClientCnxns=0\n{}\n",
                     dir.join("data").display(),
