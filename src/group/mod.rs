@@ -28,3 +28,5 @@ pub fn split_addr(addr: &str) -> Option<(&str, u16)> {
     let (host, port) = addr.rsplit_once(':')?;
     Some((host, port.parse().ok()?))
 }
+#[cfg(test)]
+mod sim;

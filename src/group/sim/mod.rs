@@ -1,0 +1,253 @@
+//! A deterministic simulation of a group: the real election, publisher and
+//! members' table (`group::election`, `group::membership`), run by session
+//! threads that take the real shell's steps (`shell.rs`), against a
+//! simulated ZooKeeper (`zk.rs`) over a simulated network (`world.rs`),
+//! all driven by one seeded scheduler. Faults come from the seed: ZooKeeper
+//! frozen or crashed, a member cut from ZooKeeper, a process killed and
+//! restarted empty, slow links.
+//!
+//! After every event it checks the group's invariant: at no instant of the
+//! simulated clock do two live members hold an unexpired lease (what lets a
+//! master accept writes). Once every fault has healed, a master must exist
+//! within a bound. A failing seed prints itself and its trace, and replays
+//! exactly: `ZKSYNC_SIM_SEED=<seed> cargo test --release --lib sim`.
+//! `ZKSYNC_SIM_SEEDS=<n>` runs more seeds.
+//!
+//! As in raft-rs's test harness (a network of nodes, isolate and recover)
+//! and FoundationDB's simulation or TigerBeetle's VOPR (seeded faults,
+//! invariants after every step, replay by seed).
+
+mod rng;
+mod shell;
+mod world;
+mod zk;
+
+use rng::Rng;
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Wake, Waker};
+use std::time::Duration;
+use world::{Fault, RedisRole, World};
+
+/// A rule broken on purpose, to show that the simulation catches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flaw {
+    /// The lease runs 3/2 of the session timeout from the check, not 2/3:
+    /// longer than ZooKeeper keeps the session.
+    LeaseOutlivesSession,
+    /// The takeover replaces whatever leader znode exists, and sets the
+    /// epoch without its version check.
+    UncheckedTakeover,
+}
+
+/// One run's settings, drawn from the seed.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub members: usize,
+    pub session_timeout: Duration,
+    pub load_interval: Duration,
+    /// Each message takes up to this long (more on a slow link).
+    pub max_delay: Duration,
+    /// zookeeper-client gives its session up after this long without an answer.
+    pub client_expiry: Duration,
+    pub flaw: Option<Flaw>,
+}
+
+impl Config {
+    fn draw(rng: &mut Rng, flaw: Option<Flaw>) -> Config {
+        let ms = Duration::from_millis;
+        let session_timeout = ms(*rng.pick(&[1000, 2000, 2000, 4000]));
+        Config {
+            members: *rng.pick(&[2, 3, 3, 4]),
+            session_timeout,
+            load_interval: ms(*rng.pick(&[200, 500, 1000])),
+            max_delay: ms(rng.between(1, 20)),
+            client_expiry: session_timeout + ms(rng.between(0, session_timeout.as_millis() as u64 / 2)),
+            flaw,
+        }
+    }
+}
+
+/// What a passing run saw.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Report {
+    pub events: u64,
+    pub faults: usize,
+    /// From the last heal to the first instant a master accepted writes.
+    pub recovery: Duration,
+    pub last_master: Option<usize>,
+}
+
+/// Why a run failed, with the tail of its trace.
+#[derive(Debug)]
+pub struct Failure {
+    pub seed: u64,
+    pub at: Duration,
+    pub what: String,
+    pub trace: Vec<String>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "sim seed {} failed at {:.3}s: {}",
+            self.seed,
+            self.at.as_secs_f64(),
+            self.what
+        )?;
+        writeln!(
+            f,
+            "replay: ZKSYNC_SIM_SEED={} cargo test --release --lib sim",
+            self.seed
+        )?;
+        for line in self.trace.iter().rev().take(60).rev() {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The faults of a run (some last until the heal, so that the recovery
+/// after it is measured), when everything heals, and how many there are.
+fn plan(rng: &mut Rng, cfg: &Config) -> (Vec<(Duration, Fault)>, Duration, usize) {
+    let ms = |v: u64| Duration::from_millis(v);
+    let settle = ms(3000);
+    let window = rng.between(5_000, 20_000);
+    let longest = 3 * cfg.session_timeout.as_millis() as u64;
+    let healed = settle + ms(window + longest + 1);
+    let mut faults = Vec::new();
+    let count = rng.between(0, 6) as usize;
+    for _ in 0..count {
+        let start = settle + ms(rng.between(0, window));
+        let end = match rng.chance(25) {
+            true => healed,
+            false => start + ms(rng.between(50, longest)),
+        };
+        let m = rng.between(0, cfg.members as u64 - 1) as usize;
+        let (begin, heal) = match rng.between(0, 3) {
+            0 => (Fault::ZkDown { freeze: rng.chance(50) }, Fault::ZkUp),
+            1 => (Fault::Cut(m), Fault::Uncut(m)),
+            2 => (Fault::Kill(m), Fault::Start(m)),
+            _ => (
+                Fault::Slow(m, ms(rng.between(longest / 30, longest / 3))),
+                Fault::Fast(m),
+            ),
+        };
+        faults.push((start, begin));
+        faults.push((end, heal));
+    }
+    // A member may join late, during the faults.
+    for m in 0..cfg.members {
+        let late = m + 1 == cfg.members && rng.chance(20);
+        let first = if late {
+            settle + ms(rng.between(0, window))
+        } else {
+            ms(rng.between(0, 300))
+        };
+        faults.push((first, Fault::Start(m)));
+    }
+    faults.push((healed, Fault::ZkUp));
+    for m in 0..cfg.members {
+        faults.extend([
+            (healed, Fault::Uncut(m)),
+            (healed, Fault::Fast(m)),
+            (healed, Fault::Start(m)),
+        ]);
+    }
+    (faults, healed, count)
+}
+
+struct NoWake;
+
+impl Wake for NoWake {
+    fn wake(self: Arc<Self>) {}
+}
+
+type Task = Pin<Box<dyn Future<Output = ()>>>;
+
+/// Runs `seed`; `verbose` prints the trace as it goes.
+pub fn run(seed: u64, flaw: Option<Flaw>, verbose: bool) -> Result<Report, Box<Failure>> {
+    let mut rng = Rng::new(seed);
+    let cfg = Config::draw(&mut rng, flaw);
+    let (faults, healed, count) = plan(&mut rng, &cfg);
+    let bound = cfg.session_timeout * 4 + Duration::from_secs(8);
+    let end = healed + bound;
+    let world = Rc::new(RefCell::new(World::new(cfg.clone(), rng, verbose)));
+    world
+        .borrow_mut()
+        .log(None, format!("seed {seed}: {cfg:?}, healed at {healed:?}"));
+    for (at, fault) in faults {
+        world.borrow_mut().schedule_fault(at, fault);
+    }
+    let mut tasks: Vec<Option<Task>> = (0..cfg.members).map(|_| None).collect();
+    let waker = Waker::from(Arc::new(NoWake));
+    let mut cx = Context::from_waker(&waker);
+    let (mut events, mut recovered) = (0, None);
+    while world.borrow().next_at().is_some_and(|t| t <= end) {
+        let fault = world.borrow_mut().step();
+        events += 1;
+        match fault {
+            Some(Fault::Start(m)) if tasks[m].is_none() => tasks[m] = Some(Box::pin(shell::run(world.clone(), m))),
+            Some(Fault::Kill(m)) => tasks[m] = None,
+            _ => {}
+        }
+        for task in tasks.iter_mut().flatten() {
+            let _ = task.as_mut().poll(&mut cx);
+        }
+        let w = world.borrow();
+        check(&w, seed)?;
+        if recovered.is_none() && w.now >= healed && master(&w).is_some() {
+            recovered = Some(w.now - healed);
+        }
+    }
+    let w = world.borrow();
+    let fail = |what: String| Failure {
+        seed,
+        at: w.now,
+        what,
+        trace: w.trace.iter().cloned().collect(),
+    };
+    let Some(recovery) = recovered else {
+        return Err(Box::new(fail(format!("no master within {bound:?} of the heal"))));
+    };
+    Ok(Report {
+        events,
+        faults: count,
+        recovery,
+        last_master: master(&w),
+    })
+}
+
+/// The live member that accepts writes now: a Redis master holding its lease.
+fn master(w: &World) -> Option<usize> {
+    let now = w.instant();
+    w.procs
+        .iter()
+        .position(|p| p.alive && p.role == RedisRole::Master && p.lease.live(now))
+}
+
+/// The invariant, after every event: at most one live member holds a lease.
+fn check(w: &World, seed: u64) -> Result<(), Box<Failure>> {
+    let now = w.instant();
+    let holders: Vec<usize> = (0..w.procs.len())
+        .filter(|&m| w.procs[m].alive && w.procs[m].lease.live(now))
+        .collect();
+    let what = match (&w.unmodelled, holders.len()) {
+        (Some(effect), _) => format!("an effect the simulation does not model: {effect}"),
+        (None, 0 | 1) => return Ok(()),
+        (None, _) => format!("two members hold a lease at once: {holders:?}"),
+    };
+    Err(Box::new(Failure {
+        seed,
+        at: w.now,
+        what,
+        trace: w.trace.iter().cloned().collect(),
+    }))
+}
+
+#[cfg(test)]
+mod tests;
