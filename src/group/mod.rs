@@ -10,7 +10,8 @@
 //! - `discovery`: the group as Sentinel describes a master, for Sentinel clients;
 //! - `rank`: who may become master; `election`: who leads and what this
 //!   member does about it; `switchover`: the stages of a coordinated change
-//!   (the master's lease arithmetic is `crate::lease`).
+//!   (the master's lease arithmetic is `crate::lease`);
+//! - `sim` (tests): these rules under seeded faults against a simulated ZooKeeper.
 
 pub mod discovery;
 pub mod election;
@@ -20,6 +21,8 @@ pub mod load;
 pub mod member;
 pub mod membership;
 pub mod rank;
+#[cfg(test)]
+mod sim;
 pub mod switchover;
 pub mod view;
 
@@ -28,5 +31,3 @@ pub fn split_addr(addr: &str) -> Option<(&str, u16)> {
     let (host, port) = addr.rsplit_once(':')?;
     Some((host, port.parse().ok()?))
 }
-#[cfg(test)]
-mod sim;

@@ -3,8 +3,9 @@
 //! threads that take the real shell's steps (`shell.rs`), against a
 //! simulated ZooKeeper (`zk.rs`) over a simulated network (`world.rs`),
 //! all driven by one seeded scheduler. Faults come from the seed: ZooKeeper
-//! frozen or crashed, a member cut from ZooKeeper, a process killed and
-//! restarted empty, slow links.
+//! frozen or crashed, a member cut from ZooKeeper (one way or both), a
+//! process killed and restarted empty or stopped and continued, slow links,
+//! a member joining late.
 //!
 //! After every event it checks the group's invariant: at no instant of the
 //! simulated clock do two live members hold an unexpired lease (what lets a
@@ -30,7 +31,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Wake, Waker};
 use std::time::Duration;
-use world::{Fault, RedisRole, World};
+use world::{Fault, Way, World};
 
 /// A rule broken on purpose, to show that the simulation catches it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,8 +52,6 @@ pub struct Config {
     pub load_interval: Duration,
     /// Each message takes up to this long (more on a slow link).
     pub max_delay: Duration,
-    /// zookeeper-client gives its session up after this long without an answer.
-    pub client_expiry: Duration,
     pub flaw: Option<Flaw>,
 }
 
@@ -65,7 +64,6 @@ impl Config {
             session_timeout,
             load_interval: ms(*rng.pick(&[200, 500, 1000])),
             max_delay: ms(rng.between(1, 20)),
-            client_expiry: session_timeout + ms(rng.between(0, session_timeout.as_millis() as u64 / 2)),
             flaw,
         }
     }
@@ -76,9 +74,12 @@ impl Config {
 pub struct Report {
     pub events: u64,
     pub faults: usize,
-    /// From the last heal to the first instant a master accepted writes.
-    pub recovery: Duration,
+    /// From the last heal to the first instant a master accepted writes;
+    /// none where no live member was eligible (all too far behind).
+    pub recovery: Option<Duration>,
     pub last_master: Option<usize>,
+    /// A live member's data wiped by a master further behind than the max lag.
+    pub lost: Option<(Duration, usize, i64)>,
 }
 
 /// Why a run failed, with the tail of its trace.
@@ -128,10 +129,12 @@ fn plan(rng: &mut Rng, cfg: &Config) -> (Vec<(Duration, Fault)>, Duration, usize
             false => start + ms(rng.between(50, longest)),
         };
         let m = rng.between(0, cfg.members as u64 - 1) as usize;
-        let (begin, heal) = match rng.between(0, 3) {
+        let way = *rng.pick(&[Way::Both, Way::Both, Way::ToZk, Way::ToMember]);
+        let (begin, heal) = match rng.between(0, 4) {
             0 => (Fault::ZkDown { freeze: rng.chance(50) }, Fault::ZkUp),
-            1 => (Fault::Cut(m), Fault::Uncut(m)),
+            1 => (Fault::Cut(m, way), Fault::Uncut(m)),
             2 => (Fault::Kill(m), Fault::Start(m)),
+            3 => (Fault::Stop(m), Fault::Cont(m)),
             _ => (
                 Fault::Slow(m, ms(rng.between(longest / 30, longest / 3))),
                 Fault::Fast(m),
@@ -152,13 +155,16 @@ fn plan(rng: &mut Rng, cfg: &Config) -> (Vec<(Duration, Fault)>, Duration, usize
     }
     faults.push((healed, Fault::ZkUp));
     for m in 0..cfg.members {
-        faults.extend([
-            (healed, Fault::Uncut(m)),
-            (healed, Fault::Fast(m)),
-            (healed, Fault::Start(m)),
-        ]);
+        faults.extend([Fault::Uncut(m), Fault::Fast(m), Fault::Cont(m), Fault::Start(m)].map(|f| (healed, f)));
     }
     (faults, healed, count)
+}
+
+/// What a run does: its settings and faults, and when everything heals.
+pub struct Scenario {
+    pub cfg: Config,
+    pub faults: Vec<(Duration, Fault)>,
+    pub healed: Duration,
 }
 
 struct NoWake;
@@ -174,79 +180,105 @@ pub fn run(seed: u64, flaw: Option<Flaw>, verbose: bool) -> Result<Report, Box<F
     let mut rng = Rng::new(seed);
     let cfg = Config::draw(&mut rng, flaw);
     let (faults, healed, count) = plan(&mut rng, &cfg);
+    let mut report = simulate(seed, rng, Scenario { cfg, faults, healed }, verbose)?;
+    report.faults = count;
+    Ok(report)
+}
+
+/// The world, and each member's session thread while its process lives.
+struct Sim {
+    world: Rc<RefCell<World>>,
+    tasks: Vec<Option<Task>>,
+}
+
+impl Sim {
+    /// Runs the next event, then every session thread that can move.
+    fn step(&mut self, cx: &mut Context<'_>) {
+        let fault = self.world.borrow_mut().step();
+        match fault {
+            Some(Fault::Start(m)) if self.tasks[m].is_none() => {
+                self.tasks[m] = Some(Box::pin(shell::run(self.world.clone(), m)));
+            }
+            Some(Fault::Kill(m)) => self.tasks[m] = None,
+            _ => {}
+        }
+        for (m, task) in self.tasks.iter_mut().enumerate() {
+            if let Some(task) = task.as_mut().filter(|_| !self.world.borrow().procs[m].stopped) {
+                let _ = task.as_mut().poll(cx);
+            }
+        }
+    }
+}
+
+/// Runs `scenario`, the network's delays drawn from `rng`.
+pub fn simulate(seed: u64, rng: Rng, scenario: Scenario, verbose: bool) -> Result<Report, Box<Failure>> {
+    let Scenario { cfg, faults, healed } = scenario;
     let bound = cfg.session_timeout * 4 + Duration::from_secs(8);
     let end = healed + bound;
     let world = Rc::new(RefCell::new(World::new(cfg.clone(), rng, verbose)));
-    world
-        .borrow_mut()
-        .log(None, format!("seed {seed}: {cfg:?}, healed at {healed:?}"));
+    let header = format!("seed {seed}: {cfg:?}, healed at {healed:?}");
+    world.borrow_mut().log(None, header);
     for (at, fault) in faults {
         world.borrow_mut().schedule_fault(at, fault);
     }
-    let mut tasks: Vec<Option<Task>> = (0..cfg.members).map(|_| None).collect();
+    let mut sim = Sim {
+        world: world.clone(),
+        tasks: (0..cfg.members).map(|_| None).collect(),
+    };
     let waker = Waker::from(Arc::new(NoWake));
     let mut cx = Context::from_waker(&waker);
     let (mut events, mut recovered) = (0, None);
     while world.borrow().next_at().is_some_and(|t| t <= end) {
-        let fault = world.borrow_mut().step();
+        sim.step(&mut cx);
         events += 1;
-        match fault {
-            Some(Fault::Start(m)) if tasks[m].is_none() => tasks[m] = Some(Box::pin(shell::run(world.clone(), m))),
-            Some(Fault::Kill(m)) => tasks[m] = None,
-            _ => {}
-        }
-        for task in tasks.iter_mut().flatten() {
-            let _ = task.as_mut().poll(&mut cx);
-        }
         let w = world.borrow();
-        check(&w, seed)?;
+        check(&w).map_err(|what| failure(seed, &w, what))?;
         if recovered.is_none() && w.now >= healed && master(&w).is_some() {
             recovered = Some(w.now - healed);
         }
     }
     let w = world.borrow();
-    let fail = |what: String| Failure {
+    // Without a live member within the max lag of the data written, the
+    // rules leave the group without a master (an operator's FORCE).
+    let parked = w.procs.iter().all(|p| p.offset < w.written - world::MAX_LAG);
+    if recovered.is_none() && !parked {
+        return Err(failure(seed, &w, format!("no master within {bound:?} of the heal")));
+    }
+    Ok(Report {
+        events,
+        faults: 0,
+        recovery: recovered,
+        last_master: master(&w),
+        lost: w.lost,
+    })
+}
+
+fn failure(seed: u64, w: &World, what: String) -> Box<Failure> {
+    Box::new(Failure {
         seed,
         at: w.now,
         what,
         trace: w.trace.iter().cloned().collect(),
-    };
-    let Some(recovery) = recovered else {
-        return Err(Box::new(fail(format!("no master within {bound:?} of the heal"))));
-    };
-    Ok(Report {
-        events,
-        faults: count,
-        recovery,
-        last_master: master(&w),
     })
 }
 
 /// The live member that accepts writes now: a Redis master holding its lease.
 fn master(w: &World) -> Option<usize> {
     let now = w.instant();
-    w.procs
-        .iter()
-        .position(|p| p.alive && p.role == RedisRole::Master && p.lease.live(now))
+    (0..w.procs.len()).find(|&m| w.accepts_writes(m, now))
 }
 
 /// The invariant, after every event: at most one live member holds a lease.
-fn check(w: &World, seed: u64) -> Result<(), Box<Failure>> {
+fn check(w: &World) -> Result<(), String> {
     let now = w.instant();
     let holders: Vec<usize> = (0..w.procs.len())
         .filter(|&m| w.procs[m].alive && w.procs[m].lease.live(now))
         .collect();
-    let what = match (&w.unmodelled, holders.len()) {
-        (Some(effect), _) => format!("an effect the simulation does not model: {effect}"),
-        (None, 0 | 1) => return Ok(()),
-        (None, _) => format!("two members hold a lease at once: {holders:?}"),
-    };
-    Err(Box::new(Failure {
-        seed,
-        at: w.now,
-        what,
-        trace: w.trace.iter().cloned().collect(),
-    }))
+    match (&w.unmodelled, holders.len()) {
+        (Some(effect), _) => Err(format!("an effect the simulation does not model: {effect}")),
+        (None, 0 | 1) => Ok(()),
+        (None, _) => Err(format!("two members hold a lease at once: {holders:?}")),
+    }
 }
 
 #[cfg(test)]

@@ -343,7 +343,7 @@ impl Shell {
             members: &self.members,
             policy: Policy {
                 manual: false,
-                max_lag: 1 << 20,
+                max_lag: super::world::MAX_LAG,
             },
         };
         decision(&mut self.election, &facts)

@@ -15,9 +15,12 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
-/// How often zookeeper-client looks at its connection, and ZooKeeper at its sessions.
-const CLIENT_TICK: Duration = Duration::from_millis(50);
+/// How often ZooKeeper looks for expired sessions.
 const ZK_TICK: Duration = Duration::from_millis(100);
+/// The election's `failover-max-lag` (the default), and what a master
+/// writes per load interval: a replica four intervals behind is too far.
+pub const MAX_LAG: i64 = 1 << 20;
+const WRITES: i64 = MAX_LAG / 4;
 /// The session thread's clock (`connected.rs`).
 pub const SHELL_TICK: Duration = Duration::from_millis(20);
 
@@ -64,14 +67,28 @@ enum ToMember {
 /// A fault and its healing, scheduled from the seed.
 #[derive(Clone, Copy, Debug)]
 pub enum Fault {
-    ZkDown { freeze: bool },
+    ZkDown {
+        freeze: bool,
+    },
     ZkUp,
-    Cut(usize),
+    /// A silent cut between a member and ZooKeeper, one way or both.
+    Cut(usize, Way),
     Uncut(usize),
+    /// SIGSTOP and SIGCONT of a member's process.
+    Stop(usize),
+    Cont(usize),
     Kill(usize),
     Start(usize),
     Slow(usize, Duration),
     Fast(usize),
+}
+
+/// Which way a cut drops messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Way {
+    Both,
+    ToZk,
+    ToMember,
 }
 
 #[derive(Debug)]
@@ -102,7 +119,12 @@ struct Client {
     conn: u64,
     last_recv: Duration,
     last_sent: Duration,
+    /// A ping awaits its answer.
+    pinging: bool,
+    /// Sent on this connection, awaiting their answers.
     pending: Vec<u64>,
+    /// Asked while disconnected: sent once the session is resumed.
+    queued: Vec<(u64, ToZk)>,
     replies: BTreeMap<u64, Result<Answer, ZkErr>>,
     /// A new session's outcome, for the session thread's connect.
     opened: Option<Option<i64>>,
@@ -116,7 +138,9 @@ impl Client {
             conn: 0,
             last_recv: Duration::ZERO,
             last_sent: Duration::ZERO,
+            pinging: false,
             pending: Vec::new(),
+            queued: Vec::new(),
             replies: BTreeMap::new(),
             opened: None,
         }
@@ -151,7 +175,11 @@ pub struct Proc {
     client: Client,
     inbox: Inbox,
     role_free_at: Duration,
-    cut: bool,
+    /// Stopped (SIGSTOP): what reaches it waits for SIGCONT.
+    pub stopped: bool,
+    waiting: Vec<Event>,
+    /// Cut towards ZooKeeper, towards the member.
+    cut: [bool; 2],
     max_delay: Duration,
     /// Per direction (to ZooKeeper, to the member): FIFO delivery times, and
     /// what a cut holds back.
@@ -184,6 +212,11 @@ pub struct World {
     pub verbose: bool,
     /// A session thread did something the simulation does not model.
     pub unmodelled: Option<String>,
+    /// The first time a live member followed a master further behind it
+    /// than `zksync.failover-max-lag` (its data wiped by the full sync): when, who, bytes.
+    pub lost: Option<(Duration, usize, i64)>,
+    /// The highest offset a master reached: the most data ever acknowledged.
+    pub written: i64,
 }
 
 impl World {
@@ -216,6 +249,8 @@ impl World {
             trace: VecDeque::new(),
             verbose,
             unmodelled: None,
+            lost: None,
+            written: 0,
         };
         world.at(ZK_TICK, Event::ZkTick);
         world
@@ -259,6 +294,18 @@ impl World {
         let Reverse((t, seq)) = self.queue.pop()?;
         self.now = t;
         let event = self.events.remove(&seq)?;
+        let target = match &event {
+            Event::ToMember(m, ..)
+            | Event::ClientTick(m, _)
+            | Event::ShellTick(m, _)
+            | Event::LoadTick(m, _)
+            | Event::RoleDone(m, ..) => Some(*m),
+            _ => None,
+        };
+        if let Some(m) = target.filter(|&m| self.procs[m].stopped) {
+            self.procs[m].waiting.push(event);
+            return None;
+        }
         match event {
             Event::ToZk(m, conn, msg) => self.deliver_to_zk(m, conn, msg),
             Event::ToMember(m, conn, msg) => self.deliver_to_member(m, conn, msg),
@@ -294,10 +341,10 @@ impl World {
 
     /// Whether `event` crosses the link now; if cut, it waits for the heal.
     fn crosses(&mut self, m: usize, event: Event) -> Option<Event> {
-        if !self.procs[m].cut {
+        let dir = usize::from(matches!(event, Event::ToMember(..)));
+        if !self.procs[m].cut[dir] {
             return Some(event);
         }
-        let dir = usize::from(matches!(event, Event::ToMember(..)));
         self.procs[m].held[dir].push(event);
         None
     }
@@ -481,9 +528,14 @@ impl World {
             ToMember::Resumed if matches!(p.client.state, Conn::Disconnected { .. }) => {
                 p.client.state = Conn::Connected;
                 p.inbox.state = Some(ZkState::SyncConnected);
+                for (req, msg) in std::mem::take(&mut p.client.queued) {
+                    self.procs[m].client.pending.push(req);
+                    self.send_to_zk(m, msg);
+                }
             }
             ToMember::Expired => self.expired(m),
             ToMember::Reset => self.disconnect(m),
+            ToMember::Pong => p.client.pinging = false,
             ToMember::Reply(req, result) => {
                 if let Some(i) = p.client.pending.iter().position(|r| *r == req) {
                     p.client.pending.remove(i);
@@ -495,10 +547,18 @@ impl World {
         }
     }
 
-    fn fail_pending(&mut self, m: usize) {
+    /// What was sent on a lost connection fails; with `queued`, what
+    /// waited for the next one too (the session is over).
+    fn fail_pending(&mut self, m: usize, queued: bool) {
         let client = &mut self.procs[m].client;
+        client.pinging = false;
         for req in std::mem::take(&mut client.pending) {
             client.replies.insert(req, Err(ZkErr::ConnectionLoss));
+        }
+        if queued {
+            for (req, _) in std::mem::take(&mut client.queued) {
+                client.replies.insert(req, Err(ZkErr::ConnectionLoss));
+            }
         }
     }
 
@@ -506,7 +566,7 @@ impl World {
         if self.procs[m].client.state != Conn::Connected {
             return;
         }
-        self.fail_pending(m);
+        self.fail_pending(m, false);
         let p = &mut self.procs[m];
         p.client.state = Conn::Disconnected { attempt: None };
         p.client.conn = 0;
@@ -514,7 +574,7 @@ impl World {
     }
 
     fn expired(&mut self, m: usize) {
-        self.fail_pending(m);
+        self.fail_pending(m, true);
         let p = &mut self.procs[m];
         if p.client.session.take().is_some() {
             p.inbox.state = Some(ZkState::Expired);
@@ -529,18 +589,24 @@ impl World {
         self.next_conn
     }
 
-    /// Pings, the read timeout (2/3 of the session timeout, as the Java
-    /// client), reconnects, and the client's own expiry.
+    /// zookeeper-client 0.11.2's timers, from its tick of 1/20 of the
+    /// session timeout: a ping after 3 ticks without sending, the
+    /// connection given up after 8 ticks (2/5) without an answer, a
+    /// reconnect attempt as long again, and the session given up 7/5 of the
+    /// timeout after the last answer.
     fn client_tick(&mut self, m: usize, gen: u32) {
         let timeout = self.cfg.session_timeout;
         let now = self.now;
         let client = &self.procs[m].client;
         let silent = now.saturating_sub(client.last_recv);
         match client.state {
-            Conn::Connected if silent >= timeout * 2 / 3 => self.disconnect(m),
-            Conn::Connected if now.saturating_sub(client.last_sent) >= timeout / 3 => self.send_to_zk(m, ToZk::Ping),
-            Conn::Disconnected { .. } if silent >= self.cfg.client_expiry => self.expired(m),
-            Conn::Disconnected { attempt } if attempt.is_none_or(|a| now - a >= timeout / 3) => {
+            Conn::Connected if silent >= timeout * 2 / 5 => self.disconnect(m),
+            Conn::Connected if !client.pinging && now.saturating_sub(client.last_sent) >= timeout * 3 / 20 => {
+                self.procs[m].client.pinging = true;
+                self.send_to_zk(m, ToZk::Ping);
+            }
+            Conn::Disconnected { .. } if silent >= timeout * 7 / 5 => self.expired(m),
+            Conn::Disconnected { attempt } if attempt.is_none_or(|a| now - a >= timeout * 2 / 5) => {
                 let session = client.session.unwrap_or_default();
                 self.new_conn(m);
                 self.procs[m].client.state = Conn::Disconnected { attempt: Some(now) };
@@ -554,7 +620,7 @@ impl World {
             }
             _ => {}
         }
-        self.at(CLIENT_TICK, Event::ClientTick(m, gen));
+        self.at(self.cfg.session_timeout / 20, Event::ClientTick(m, gen));
     }
 }
 
@@ -582,14 +648,19 @@ impl World {
         self.send(m, |req| ToZk::AddWatch(req, dir))
     }
 
+    /// A request waits for the connection while the session may resume;
+    /// without a session it fails at once.
     fn send(&mut self, m: usize, msg: impl FnOnce(u64) -> ToZk) -> Result<u64, ZkErr> {
-        if self.procs[m].client.state != Conn::Connected {
-            return Err(ZkErr::ConnectionLoss);
-        }
         self.next_req += 1;
         let req = self.next_req;
-        self.procs[m].client.pending.push(req);
-        self.send_to_zk(m, msg(req));
+        match self.procs[m].client.state {
+            Conn::Connected => {
+                self.procs[m].client.pending.push(req);
+                self.send_to_zk(m, msg(req));
+            }
+            Conn::Disconnected { .. } => self.procs[m].client.queued.push((req, msg(req))),
+            Conn::Idle | Conn::Opening { .. } => return Err(ZkErr::ConnectionLoss),
+        }
         Ok(req)
     }
 
@@ -664,11 +735,24 @@ impl World {
 /// Each member's Redis: its role thread and its main thread.
 impl World {
     fn role_done(&mut self, m: usize, action: Action) {
+        let offset = self.procs[m].offset;
         match &action {
-            Action::Promote => self.procs[m].role = RedisRole::Master,
+            Action::Promote if self.procs[m].role != RedisRole::Master => {
+                self.procs[m].role = RedisRole::Master;
+                self.log(Some(m), format!("REPLICAOF NO ONE (offset {offset})"));
+            }
             Action::Follow { addr, .. } => {
-                if let Some(master) = self.procs.iter().position(|p| p.id == *addr) {
+                let master = self.procs.iter().position(|p| p.id == *addr);
+                if let Some(master) = master.filter(|&o| self.procs[m].role != RedisRole::Replica(o)) {
                     self.procs[m].role = RedisRole::Replica(master);
+                    let theirs = self.procs[master].offset;
+                    self.log(
+                        Some(m),
+                        format!("REPLICAOF m{master} (offset {offset}, the master's {theirs})"),
+                    );
+                    if offset - theirs > MAX_LAG {
+                        self.lost.get_or_insert((self.now, m, offset - theirs));
+                    }
                 }
             }
             _ => {}
@@ -690,15 +774,24 @@ impl World {
         }
     }
 
+    /// A live Redis master holding its lease.
+    pub fn accepts_writes(&self, m: usize, now: Instant) -> bool {
+        let p = &self.procs[m];
+        p.alive && p.role == RedisRole::Master && p.lease.live(now)
+    }
+
     /// Every load interval: clients write to a master that holds its lease,
     /// replicas catch up with a live master, the main thread samples.
     fn load_tick(&mut self, m: usize, gen: u32) {
         let now = self.instant();
         match self.procs[m].role {
-            RedisRole::Master if self.procs[m].lease.live(now) => self.procs[m].offset += 1000,
-            RedisRole::Replica(of) if self.procs[of].alive && self.procs[of].role == RedisRole::Master => {
-                self.procs[m].offset = self.procs[of].offset;
+            RedisRole::Master if self.accepts_writes(m, now) => {
+                self.procs[m].offset += WRITES;
+                self.written = self.written.max(self.procs[m].offset);
             }
+            // A fenced master refuses its replicas' PSYNC: a master restarted
+            // empty at their master's address does not wipe them.
+            RedisRole::Replica(of) if self.accepts_writes(of, now) => self.procs[m].offset = self.procs[of].offset,
             _ => {}
         }
         let sample = self.sample(m);
@@ -716,8 +809,12 @@ impl World {
         match fault {
             Fault::ZkDown { freeze } => self.zk_down(freeze),
             Fault::ZkUp => self.zk_up(),
-            Fault::Cut(m) => self.procs[m].cut = true,
+            Fault::Cut(m, way) => {
+                self.procs[m].cut = [way != Way::ToMember, way != Way::ToZk];
+            }
             Fault::Uncut(m) => self.uncut(m),
+            Fault::Stop(m) => self.procs[m].stopped = true,
+            Fault::Cont(m) => self.cont(m),
             Fault::Kill(m) => self.kill(m),
             Fault::Start(m) => self.start(m),
             Fault::Slow(m, delay) => self.procs[m].max_delay = delay,
@@ -726,8 +823,16 @@ impl World {
         fault
     }
 
+    /// What waited for a stopped process reaches it now, in order.
+    fn cont(&mut self, m: usize) {
+        self.procs[m].stopped = false;
+        for event in std::mem::take(&mut self.procs[m].waiting) {
+            self.at(Duration::ZERO, event);
+        }
+    }
+
     fn uncut(&mut self, m: usize) {
-        self.procs[m].cut = false;
+        self.procs[m].cut = [false; 2];
         for dir in 0..2 {
             for event in std::mem::take(&mut self.procs[m].held[dir]) {
                 self.post(m, event);
@@ -743,6 +848,8 @@ impl World {
             return;
         }
         p.alive = false;
+        p.stopped = false;
+        p.waiting.clear();
         p.lease.revoke();
         p.client = Client::new();
         p.inbox = Inbox::default();
@@ -762,7 +869,7 @@ impl World {
         let gen = p.gen;
         self.at(Duration::ZERO, Event::LoadTick(m, gen));
         self.at(SHELL_TICK, Event::ShellTick(m, gen));
-        self.at(CLIENT_TICK, Event::ClientTick(m, gen));
+        self.at(Duration::ZERO, Event::ClientTick(m, gen));
     }
 }
 
@@ -778,7 +885,9 @@ impl Proc {
             client: Client::new(),
             inbox: Inbox::default(),
             role_free_at: Duration::ZERO,
-            cut: false,
+            stopped: false,
+            waiting: Vec::new(),
+            cut: [false; 2],
             max_delay,
             last_delivery: [Duration::ZERO; 2],
             held: [Vec::new(), Vec::new()],
