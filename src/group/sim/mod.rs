@@ -44,6 +44,15 @@ pub enum Flaw {
     UncheckedTakeover,
 }
 
+/// Which rules a run exercises.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// A rule broken on purpose.
+    pub flaw: Option<Flaw>,
+    /// ZKSYNC.FAILOVER asked among the faults.
+    pub switchovers: bool,
+}
+
 /// One run's settings, drawn from the seed.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -52,11 +61,11 @@ pub struct Config {
     pub load_interval: Duration,
     /// Each message takes up to this long (more on a slow link).
     pub max_delay: Duration,
-    pub flaw: Option<Flaw>,
+    pub rules: Rules,
 }
 
 impl Config {
-    fn draw(rng: &mut Rng, flaw: Option<Flaw>) -> Config {
+    fn draw(rng: &mut Rng, rules: Rules) -> Config {
         let ms = Duration::from_millis;
         let session_timeout = ms(*rng.pick(&[1000, 2000, 2000, 4000]));
         Config {
@@ -64,7 +73,7 @@ impl Config {
             session_timeout,
             load_interval: ms(*rng.pick(&[200, 500, 1000])),
             max_delay: ms(rng.between(1, 20)),
-            flaw,
+            rules,
         }
     }
 }
@@ -86,6 +95,9 @@ pub struct Report {
 #[derive(Debug)]
 pub struct Failure {
     pub seed: u64,
+    pub rules: Rules,
+    /// Not drawn from the seed: written by a test.
+    pub scripted: bool,
     pub at: Duration,
     pub what: String,
     pub trace: Vec<String>,
@@ -93,18 +105,20 @@ pub struct Failure {
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "sim seed {} failed at {:.3}s: {}",
-            self.seed,
-            self.at.as_secs_f64(),
-            self.what
-        )?;
-        writeln!(
-            f,
-            "replay: ZKSYNC_SIM_SEED={} cargo test --release --lib sim",
-            self.seed
-        )?;
+        let at = self.at.as_secs_f64();
+        writeln!(f, "sim seed {} failed at {at:.3}s: {}", self.seed, self.what)?;
+        match (self.rules, self.scripted) {
+            (_, true) => writeln!(f, "a scripted scenario: its test replays it")?,
+            (Rules { flaw: Some(flaw), .. }, _) => writeln!(f, "a rule broken on purpose: {flaw:?}")?,
+            (Rules { switchovers, .. }, _) => {
+                let with = if switchovers { "ZKSYNC_SIM_SWITCHOVERS=1 " } else { "" };
+                writeln!(
+                    f,
+                    "replay: {with}ZKSYNC_SIM_SEED={} cargo test --release --lib sim",
+                    self.seed
+                )?;
+            }
+        }
         for line in self.trace.iter().rev().take(60).rev() {
             writeln!(f, "  {line}")?;
         }
@@ -130,15 +144,17 @@ fn plan(rng: &mut Rng, cfg: &Config) -> (Vec<(Duration, Fault)>, Duration, usize
         };
         let m = rng.between(0, cfg.members as u64 - 1) as usize;
         let way = *rng.pick(&[Way::Both, Way::Both, Way::ToZk, Way::ToMember]);
-        let (begin, heal) = match rng.between(0, 4) {
+        let kinds = if cfg.rules.switchovers { 5 } else { 4 };
+        let (begin, heal) = match rng.between(0, kinds) {
             0 => (Fault::ZkDown { freeze: rng.chance(50) }, Fault::ZkUp),
             1 => (Fault::Cut(m, way), Fault::Uncut(m)),
             2 => (Fault::Kill(m), Fault::Start(m)),
             3 => (Fault::Stop(m), Fault::Cont(m)),
-            _ => (
+            4 => (
                 Fault::Slow(m, ms(rng.between(longest / 30, longest / 3))),
                 Fault::Fast(m),
             ),
+            _ => (failover(rng, cfg, m), Fault::Fast(m)),
         };
         faults.push((start, begin));
         faults.push((end, heal));
@@ -160,6 +176,18 @@ fn plan(rng: &mut Rng, cfg: &Config) -> (Vec<(Duration, Fault)>, Duration, usize
     (faults, healed, count)
 }
 
+/// ZKSYNC.FAILOVER asked of member `m`: to the best replica or another
+/// member, with a timeout of 0.2–5 s, forced one time in four.
+fn failover(rng: &mut Rng, cfg: &Config, m: usize) -> Fault {
+    let to = rng.chance(50).then(|| rng.between(0, cfg.members as u64 - 1) as usize);
+    Fault::Failover {
+        at: m,
+        to,
+        timeout: Duration::from_millis(*rng.pick(&[200, 1000, 5000])),
+        force: rng.chance(25),
+    }
+}
+
 /// What a run does: its settings and faults, and when everything heals.
 pub struct Scenario {
     pub cfg: Config,
@@ -176,11 +204,15 @@ impl Wake for NoWake {
 type Task = Pin<Box<dyn Future<Output = ()>>>;
 
 /// Runs `seed`; `verbose` prints the trace as it goes.
-pub fn run(seed: u64, flaw: Option<Flaw>, verbose: bool) -> Result<Report, Box<Failure>> {
+pub fn run(seed: u64, rules: Rules, verbose: bool) -> Result<Report, Box<Failure>> {
     let mut rng = Rng::new(seed);
-    let cfg = Config::draw(&mut rng, flaw);
+    let cfg = Config::draw(&mut rng, rules);
     let (faults, healed, count) = plan(&mut rng, &cfg);
-    let mut report = simulate(seed, rng, Scenario { cfg, faults, healed }, verbose)?;
+    let scenario = Scenario { cfg, faults, healed };
+    let mut report = simulate(seed, rng, scenario, verbose).map_err(|mut failure| {
+        failure.scripted = false;
+        failure
+    })?;
     report.faults = count;
     Ok(report)
 }
@@ -256,6 +288,8 @@ pub fn simulate(seed: u64, rng: Rng, scenario: Scenario, verbose: bool) -> Resul
 fn failure(seed: u64, w: &World, what: String) -> Box<Failure> {
     Box::new(Failure {
         seed,
+        rules: w.cfg.rules,
+        scripted: true,
         at: w.now,
         what,
         trace: w.trace.iter().cloned().collect(),
@@ -268,16 +302,15 @@ fn master(w: &World) -> Option<usize> {
     (0..w.procs.len()).find(|&m| w.accepts_writes(m, now))
 }
 
-/// The invariant, after every event: at most one live member holds a lease.
+/// The invariant, after every event: at most one member accepts writes (a
+/// live Redis master, not paused, holding its lease).
 fn check(w: &World) -> Result<(), String> {
     let now = w.instant();
-    let holders: Vec<usize> = (0..w.procs.len())
-        .filter(|&m| w.procs[m].alive && w.procs[m].lease.live(now))
-        .collect();
-    match (&w.unmodelled, holders.len()) {
+    let writers: Vec<usize> = (0..w.procs.len()).filter(|&m| w.accepts_writes(m, now)).collect();
+    match (&w.unmodelled, writers.len()) {
         (Some(effect), _) => Err(format!("an effect the simulation does not model: {effect}")),
         (None, 0 | 1) => Ok(()),
-        (None, _) => Err(format!("two members hold a lease at once: {holders:?}")),
+        (None, _) => Err(format!("two members accept writes at once: {writers:?}")),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::group::layout::HISTORY;
 use crate::group::leader::{self, decode_epoch, LeaderNode};
 use crate::group::load::Sample;
 use crate::group::membership::{Entry, Own, Publisher, Table};
-use crate::group::switchover::{Switchover, Versioned};
+use crate::group::switchover::{Request, Rollback, Switchover, Versioned};
 use crate::group::view::Member;
 use serde::de::DeserializeOwned;
 use std::cell::RefCell;
@@ -128,8 +128,10 @@ impl Shell {
     }
 
     fn offline(&mut self, input: Input) {
-        if let Input::Sample(sample) | Input::Acted(_, sample) = input {
-            self.take_sample(sample);
+        match input {
+            Input::Sample(sample) | Input::Acted(_, sample) => self.take_sample(sample),
+            Input::Failover(_) => self.log("FAILOVER answered ZKDOWN".into()),
+            _ => {}
         }
     }
 
@@ -171,6 +173,7 @@ impl Shell {
                 Input::LoadTimer => self.publish().await,
                 Input::Sample(sample) => self.sampled(sample).await,
                 Input::Acted(action, sample) => self.acted(action, sample).await,
+                Input::Failover(request) => self.failover(request).await,
             }
         }
         self.log("session expired".into());
@@ -378,7 +381,7 @@ impl Shell {
         match effect {
             Effect::Role(action) => self.world.borrow_mut().role(self.m, action),
             Effect::Lease(change) => self.world.borrow_mut().lease(self.m, change),
-            Effect::Answer(_) => {}
+            Effect::Answer(result) => self.log(format!("FAILOVER answered {result:?}")),
             Effect::Notice(line) | Effect::Warning(line) => self.log(line),
             Effect::ReadLeader => return self.read_leader().await,
             Effect::ReadSwitchover => return self.read_switchover().await,
@@ -394,8 +397,30 @@ impl Shell {
             Effect::DeleteLeader => {
                 let _ = self.call(delete(&leader_path, None)).await;
             }
+            Effect::WriteSwitchover(sw) => {
+                let path = self.world.borrow().layout.switchover();
+                let written = self
+                    .call(set(&path, &leader::encode(&sw.value), Some(sw.version)))
+                    .await;
+                if let Err(e) = written {
+                    self.log(format!("cannot record the switchover at {:?}: {e:?}", sw.value.stage));
+                }
+            }
+            Effect::RollBack(version) => {
+                let path = self.world.borrow().layout.switchover();
+                let rollback = match self.call(delete(&path, version)).await {
+                    Ok(_) | Err(ZkErr::NoNode) => Rollback::Done,
+                    Err(ZkErr::BadVersion) => Rollback::Raced,
+                    Err(e) => Rollback::Failed(format!("{e:?}")),
+                };
+                return self.decide(|e, f| e.rolled_back(rollback, f));
+            }
+            Effect::DeleteSwitchover => {
+                let path = self.world.borrow().layout.switchover();
+                let _ = self.call(delete(&path, None)).await;
+            }
             other => {
-                // Switchovers (ZKSYNC.FAILOVER, a shutdown's hand-over) are not simulated.
+                // A shutdown's hand-over is not simulated.
                 let mut w = self.world.borrow_mut();
                 w.unmodelled.get_or_insert(format!("m{}: {other:?}", self.m));
             }
@@ -453,6 +478,31 @@ impl Shell {
         }
     }
 
+    /// ZKSYNC.FAILOVER on this member (`Session::failover`).
+    async fn failover(&mut self, request: Request) {
+        self.log(format!("FAILOVER {request:?}"));
+        let effects = self.read_leader().await;
+        self.execute(effects).await;
+        let planned = self.decide(|e, f| e.plan(&request, f));
+        let created = match planned {
+            Ok(sw) => {
+                let path = self.world.borrow().layout.switchover();
+                match self.call(create(&path, &leader::encode(&sw), true)).await {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(format!("{e:?}")),
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match created {
+            Ok(()) => {
+                let deadline = self.now() + request.timeout;
+                self.election.asked(deadline);
+            }
+            Err(e) => self.log(format!("FAILOVER answered {e}")),
+        }
+    }
+
     async fn take_leadership(&mut self, takeover: Takeover) -> Effects {
         let layout = self.world.borrow().layout.clone();
         let sent = self.now();
@@ -472,7 +522,7 @@ impl Shell {
                 ops.push(delete(&layout.leader(), Some(old.version)));
             }
         }
-        let flawed = self.world.borrow().cfg.flaw == Some(Flaw::UncheckedTakeover);
+        let flawed = self.world.borrow().cfg.rules.flaw == Some(Flaw::UncheckedTakeover);
         if flawed {
             // Broken on purpose: whatever leads is replaced, the epoch unchecked.
             if let Ok(Answer::Stat(Some(_))) = self.call(Op::CheckStat(layout.leader())).await {

@@ -10,6 +10,7 @@ use super::{Config, Flaw};
 use crate::group::election::{Action, LeaseChange};
 use crate::group::layout::Layout;
 use crate::group::load::{Figures, Role, Sample};
+use crate::group::switchover::Request;
 use crate::lease::{self, Deadline};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
@@ -41,6 +42,8 @@ pub enum Input {
     LoadTimer,
     Sample(Sample),
     Acted(Action, Sample),
+    /// ZKSYNC.FAILOVER asked of this member.
+    Failover(Request),
 }
 
 #[derive(Clone, Debug)]
@@ -81,6 +84,13 @@ pub enum Fault {
     Start(usize),
     Slow(usize, Duration),
     Fast(usize),
+    /// ZKSYNC.FAILOVER [TO member] TIMEOUT t [FORCE], asked of a member.
+    Failover {
+        at: usize,
+        to: Option<usize>,
+        timeout: Duration,
+        force: bool,
+    },
 }
 
 /// Which way a cut drops messages.
@@ -171,6 +181,8 @@ pub struct Proc {
     pub alive: bool,
     pub role: RedisRole,
     pub offset: i64,
+    /// `CLIENT PAUSE WRITE` until then.
+    paused_until: Option<Duration>,
     pub lease: Deadline,
     client: Client,
     inbox: Inbox,
@@ -709,7 +721,7 @@ impl World {
         let lease = &self.procs[m].lease;
         let held = lease.live(now);
         match change {
-            LeaseChange::Renew(sent) => lease.set(match self.cfg.flaw {
+            LeaseChange::Renew(sent) => lease.set(match self.cfg.rules.flaw {
                 Some(Flaw::LeaseOutlivesSession) => sent + timeout * 3 / 2,
                 _ => lease::expiry(sent, timeout),
             }),
@@ -736,6 +748,14 @@ impl World {
 impl World {
     fn role_done(&mut self, m: usize, action: Action) {
         let offset = self.procs[m].offset;
+        let master = self.procs[m].role == RedisRole::Master;
+        match &action {
+            Action::Pause(ms) => self.procs[m].paused_until = Some(self.now + Duration::from_millis(*ms)),
+            Action::Unpause => self.procs[m].paused_until = None,
+            // Following from a master ends its pause (CLIENT UNPAUSE).
+            Action::Follow { .. } if master => self.procs[m].paused_until = None,
+            _ => {}
+        }
         match &action {
             Action::Promote if self.procs[m].role != RedisRole::Master => {
                 self.procs[m].role = RedisRole::Master;
@@ -777,7 +797,14 @@ impl World {
     /// A live Redis master holding its lease.
     pub fn accepts_writes(&self, m: usize, now: Instant) -> bool {
         let p = &self.procs[m];
-        p.alive && p.role == RedisRole::Master && p.lease.live(now)
+        let paused = p.paused_until.is_some_and(|until| self.now < until);
+        p.alive && p.role == RedisRole::Master && p.lease.live(now) && !paused
+    }
+
+    /// A master its replicas sync from: live, running, not fenced.
+    fn streams(&self, m: usize, now: Instant) -> bool {
+        let p = &self.procs[m];
+        p.alive && !p.stopped && p.role == RedisRole::Master && p.lease.live(now)
     }
 
     /// Every load interval: clients write to a master that holds its lease,
@@ -790,8 +817,9 @@ impl World {
                 self.written = self.written.max(self.procs[m].offset);
             }
             // A fenced master refuses its replicas' PSYNC: a master restarted
-            // empty at their master's address does not wipe them.
-            RedisRole::Replica(of) if self.accepts_writes(of, now) => self.procs[m].offset = self.procs[of].offset,
+            // empty at their master's address does not wipe them. A paused one
+            // still streams; a stopped one does not.
+            RedisRole::Replica(of) if self.streams(of, now) => self.procs[m].offset = self.procs[of].offset,
             _ => {}
         }
         let sample = self.sample(m);
@@ -818,6 +846,16 @@ impl World {
             Fault::Kill(m) => self.kill(m),
             Fault::Start(m) => self.start(m),
             Fault::Slow(m, delay) => self.procs[m].max_delay = delay,
+            Fault::Failover { at, to, timeout, force } => {
+                let request = Request {
+                    to: to.map(|to| self.procs[to].id.clone()),
+                    timeout,
+                    force,
+                };
+                if self.procs[at].alive {
+                    self.procs[at].inbox.control.push_back(Input::Failover(request));
+                }
+            }
             Fault::Fast(m) => self.procs[m].max_delay = self.cfg.max_delay,
         }
         fault
@@ -865,6 +903,7 @@ impl World {
         p.alive = true;
         p.role = RedisRole::Master;
         p.offset = 0;
+        p.paused_until = None;
         p.role_free_at = Duration::ZERO;
         let gen = p.gen;
         self.at(Duration::ZERO, Event::LoadTick(m, gen));
@@ -881,6 +920,7 @@ impl Proc {
             alive: false,
             role: RedisRole::Master,
             offset: 0,
+            paused_until: None,
             lease: Deadline::none(),
             client: Client::new(),
             inbox: Inbox::default(),
