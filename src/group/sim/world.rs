@@ -1,8 +1,9 @@
 //! Everything around the members' session threads: the simulated clock,
-//! the network between each member and ZooKeeper (delays, silent cuts), the
-//! ZooKeeper server (up, frozen, crashed), each member's zookeeper-client
-//! (connection, pings, read timeout, reconnects, expiry), its Redis (role,
-//! offset), its role thread, its main thread's samples, and its lease.
+//! the network between each member and ZooKeeper (delays, silent cuts one
+//! way or both), the ZooKeeper server (up, frozen, crashed), each member's
+//! zookeeper-client (connection, pings, read timeout, reconnects, expiry),
+//! its Redis (role, offset, pause), its role thread, its main thread's
+//! samples, its lease, and its process (killed, restarted empty, stopped).
 
 use super::rng::Rng;
 use super::zk::{Answer, Op, Zk, ZkErr};
@@ -23,7 +24,7 @@ const ZK_TICK: Duration = Duration::from_millis(100);
 pub const MAX_LAG: i64 = 1 << 20;
 const WRITES: i64 = MAX_LAG / 4;
 /// The session thread's clock (`connected.rs`).
-pub const SHELL_TICK: Duration = Duration::from_millis(20);
+const SHELL_TICK: Duration = Duration::from_millis(20);
 
 /// A connection's state, as the session thread's state watcher sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -295,7 +296,7 @@ impl World {
         self.at(delay, Event::Fault(fault));
     }
 
-    /// The next event's time, if any is due no later than `until`.
+    /// When the next event is due, if any.
     pub fn next_at(&self) -> Option<Duration> {
         self.queue.peek().map(|Reverse((t, _))| *t)
     }
