@@ -87,6 +87,7 @@ pub struct Report {
     /// none where no live member was eligible (all too far behind).
     pub recovery: Option<Duration>,
     pub last_master: Option<usize>,
+    pub takeovers: u64,
     /// A live member's data wiped by a master further behind than the max lag.
     pub lost: Option<(Duration, usize, i64)>,
 }
@@ -281,6 +282,7 @@ pub fn simulate(seed: u64, rng: Rng, scenario: Scenario, verbose: bool) -> Resul
         faults: 0,
         recovery: recovered,
         last_master: master(&w),
+        takeovers: w.takeovers,
         lost: w.lost,
     })
 }

@@ -536,6 +536,7 @@ impl Shell {
         match self.call(Op::Multi(ops)).await {
             Ok(_) => {
                 self.log(format!("took the leadership, epoch {epoch}"));
+                self.world.borrow_mut().takeovers += 1;
                 if epoch > HISTORY {
                     let _ = self.call(delete(&layout.history_entry(epoch - HISTORY), None)).await;
                 }

@@ -33,26 +33,27 @@ fn sim_one_writer_at_every_instant_and_a_master_after_every_heal() {
         }
     }
     let started = Instant::now();
-    let (mut events, mut worst, mut faults) = (0, Duration::ZERO, 0);
+    let (mut events, mut worst, mut faults, mut takeovers) = (0, Duration::ZERO, 0, 0);
     let (mut lost, mut parked) = (Vec::new(), 0);
     let n = seeds();
     for seed in 0..n {
         let report = run(seed, rules(), false).unwrap_or_else(|failure| panic!("{failure}"));
         events += report.events;
         faults += report.faults;
+        takeovers += report.takeovers;
         worst = worst.max(report.recovery.unwrap_or_default());
         parked += usize::from(report.recovery.is_none());
         lost.extend(report.lost.map(|l| (seed, l)));
     }
     let took = started.elapsed();
     println!(
-        "sim: {n} seeds, {faults} faults, {events} events in {took:?} ({:.0} seeds/s); \
+        "sim: {n} seeds, {faults} faults, {takeovers} leaderships taken, {events} events in {took:?} ({:.0} seeds/s); \
          slowest recovery after a heal {worst:?}; {parked} left without an eligible member",
         n as f64 / took.as_secs_f64()
     );
     let first: Vec<u64> = lost.iter().take(10).map(|(seed, _)| *seed).collect();
     println!(
-        "sim: {} seeds wiped a live member's data (see below), first {first:?}",
+        "sim: {} seeds wiped a live member's data (a finding, see the scripted test), first {first:?}",
         lost.len()
     );
 }

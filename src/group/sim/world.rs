@@ -230,6 +230,8 @@ pub struct World {
     pub lost: Option<(Duration, usize, i64)>,
     /// The highest offset a master reached: the most data ever acknowledged.
     pub written: i64,
+    /// Leaderships taken (elections, switchovers).
+    pub takeovers: u64,
 }
 
 impl World {
@@ -264,6 +266,7 @@ impl World {
             unmodelled: None,
             lost: None,
             written: 0,
+            takeovers: 0,
         };
         world.at(ZK_TICK, Event::ZkTick);
         world
