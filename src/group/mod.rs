@@ -12,7 +12,8 @@
 //!   member does about it; `switchover`: the stages of a coordinated change
 //!   (the master's lease arithmetic is `crate::lease`);
 //! - `detection`: a dead master's process and a stalled main thread, found
-//!   in well under the session timeout.
+//!   in well under the session timeout;
+//! - `sim` (tests): these rules under seeded faults against a simulated ZooKeeper.
 
 pub mod detection;
 pub mod discovery;
@@ -23,6 +24,8 @@ pub mod load;
 pub mod member;
 pub mod membership;
 pub mod rank;
+#[cfg(test)]
+mod sim;
 pub mod switchover;
 pub mod view;
 

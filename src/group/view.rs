@@ -93,13 +93,15 @@ impl View {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::group::load::Figures;
+    use crate::group::load::{Cpu, Figures};
 
-    fn member(id: &str, role: Role, ops: i64, offset: i64, status: Status, mtime_ms: i64) -> Member {
+    fn member(id: &str, role: Role, cpu: u32, offset: i64, status: Status, mtime_ms: i64) -> Member {
         let (host, port) = crate::group::split_addr(id).unwrap();
+        // Every member replays the same writes: only CPU tells them apart.
+        let figures = Figures::new(role, offset, 50_000, 1, 0, 0).with_cpu(Some(Cpu::from(cpu)));
         Member {
             id: id.to_string(),
-            node: MemberNode::new(host, port, status, Figures::new(role, offset, ops, 1, 0, 0)),
+            node: MemberNode::new(host, port, status, figures),
             mtime_ms,
             mzxid: 0,
         }
@@ -109,7 +111,7 @@ mod tests {
     fn pick_lowest_fresh_score_of_the_role() {
         let view = View {
             members: vec![
-                member("10.0.0.1:6379", Role::Master, 50_000, 1000, Status::Alive, 1000),
+                member("10.0.0.1:6379", Role::Master, 90, 1000, Status::Alive, 1000),
                 member("10.0.0.2:6379", Role::Replica, 10, 900, Status::Alive, 1000),
                 member("10.0.0.3:6379", Role::Replica, 5, 1000, Status::Alive, 0),
                 member("10.0.0.4:6379", Role::Replica, 0, 1000, Status::Warning, 1000),

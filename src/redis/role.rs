@@ -6,7 +6,7 @@
 //! clients are paused, and the action that ends a switchover's pause must
 //! not wait behind them.
 
-use super::sample::sample;
+use super::sample::off_main_thread;
 use crate::ffi::lock::wake_event_loop;
 use crate::ffi::{guard, log};
 use crate::group::election::Action;
@@ -53,7 +53,7 @@ fn carry_out(ctx: &ThreadSafeContext<DetachedFromClient>, action: Action) {
             continue;
         }
         let outcome = execute(&guard, &action);
-        break (outcome, sample(&guard));
+        break (outcome, off_main_thread(&guard));
     };
     wake_event_loop();
     if let Err(why) = &outcome {
@@ -88,7 +88,7 @@ fn execute(ctx: &Context, action: &Action) -> Result<(), String> {
         Action::Promote => Ok(()),
         Action::Follow { addr, demote } => {
             let (host, port) = split_addr(addr).ok_or_else(|| format!("bad leader address {addr}"))?;
-            if replica && sample(ctx).master.as_deref() == Some(addr.as_str()) {
+            if replica && off_main_thread(ctx).master.as_deref() == Some(addr.as_str()) {
                 return Ok(());
             }
             log::notice(&format!("following the group's master {addr}"));

@@ -1,12 +1,44 @@
 //! This server's load figures, read from Redis through the module API on
 //! the main thread (every `zksync.load-interval`) or the role thread.
 
-use crate::group::load::{Figures, Role, Sample};
+use crate::group::load::{Cpu, CpuMeter, CpuTime, Figures, Role, Sample};
 use redis_module::{Context, ContextFlags, RedisValue};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The main thread's CPU use, measured at each of its samples.
+static CPU: Mutex<CpuMeter> = Mutex::new(CpuMeter::new());
+
+/// Samples this server on the main thread, measuring its CPU use over the
+/// last window of about `interval`. INFO's `*_main_thread` figures are the
+/// calling thread's (`getrusage(RUSAGE_THREAD)`), so this is the one place
+/// they are read.
+pub fn on_main_thread(ctx: &Context, interval: Duration) -> Sample {
+    let info = ctx.server_info("cpu");
+    let text = |name: &str| info.field(name).map(|v| v.to_string_lossy());
+    let used = CpuTime::parse(
+        text("used_cpu_user_main_thread").as_deref(),
+        text("used_cpu_sys_main_thread").as_deref(),
+    );
+    let mut meter = CPU.lock().unwrap_or_else(|e| e.into_inner());
+    let cpu = match used {
+        Some(used) => meter.observe(used, Instant::now(), interval),
+        None => None,
+    };
+    drop(meter);
+    sample(ctx, cpu)
+}
+
+/// Samples this server off the main thread (the role thread, under the
+/// Redis lock), with the main thread's last CPU figure.
+pub fn off_main_thread(ctx: &Context) -> Sample {
+    let cpu = CPU.lock().unwrap_or_else(|e| e.into_inner()).current();
+    sample(ctx, cpu)
+}
 
 /// Reads this server's figures through the module API (`RedisModule_GetServerInfo`
-/// per section: a dictionary, no INFO text to parse here). Main thread only.
-pub fn sample(ctx: &Context) -> Sample {
+/// per section: a dictionary, no INFO text to parse here).
+fn sample(ctx: &Context, cpu: Option<Cpu>) -> Sample {
     let field = |section: &str, names: &[&str]| -> Vec<i64> {
         let info = ctx.server_info(section);
         names
@@ -30,7 +62,7 @@ pub fn sample(ctx: &Context) -> Sample {
     } else {
         (Role::Master, None)
     };
-    let mut figures = Figures::new(role, offset, ops[0], clients[0], memory[0], memory[1]);
+    let mut figures = Figures::new(role, offset, ops[0], clients[0], memory[0], memory[1]).with_cpu(cpu);
     figures.priority = replica_priority(ctx);
     Sample {
         port: u16::try_from(server[0]).unwrap_or(0),
@@ -38,7 +70,6 @@ pub fn sample(ctx: &Context) -> Sample {
         master,
     }
 }
-
 fn replica_priority(ctx: &Context) -> i64 {
     match ctx.call("CONFIG", &["GET", "replica-priority"]) {
         Ok(RedisValue::Array(pair)) => match pair.get(1) {

@@ -1,0 +1,582 @@
+//! A member's session thread against the simulated ZooKeeper: the same
+//! steps, in the same order, as the real one (`session/connected.rs`,
+//! `session/group.rs`, `session/leadership.rs`), with the real election,
+//! publisher and table. An `await` is where the real thread awaits
+//! ZooKeeper: inputs that arrive meanwhile wait, as they do in its loop.
+
+use super::world::{Input, World, ZkState};
+use super::zk::{Answer, Op, Stat, ZkErr};
+use super::Flaw;
+use crate::group::election::{
+    left_by_previous_run, Effect, Effects, Election, Facts, Leader, LeaseCheck, Policy, Takeover,
+};
+use crate::group::layout::HISTORY;
+use crate::group::leader::{self, decode_epoch, LeaderNode};
+use crate::group::load::Sample;
+use crate::group::membership::{Entry, Own, Publisher, Table};
+use crate::group::switchover::{Request, Rollback, Switchover, Versioned};
+use crate::group::view::Member;
+use serde::de::DeserializeOwned;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+pub type Shared = Rc<RefCell<World>>;
+
+/// Resolves once `check` finds something in the world.
+struct Until<F>(F);
+
+impl<T, F: FnMut() -> Option<T> + Unpin> Future for Until<F> {
+    type Output = T;
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<T> {
+        match (self.0)() {
+            Some(value) => Poll::Ready(value),
+            None => Poll::Pending,
+        }
+    }
+}
+
+struct Shell {
+    world: Shared,
+    m: usize,
+    id: String,
+    session: i64,
+    election: Election,
+    publisher: Publisher,
+    table: Table,
+    members: Vec<Member>,
+}
+
+/// The session thread of member `m` (`Session::run`): sessions one after
+/// the other, a backoff between failed connects.
+pub async fn run(world: Shared, m: usize) {
+    let id = world.borrow().procs[m].id.clone();
+    let mut shell = Shell {
+        world,
+        m,
+        id,
+        session: 0,
+        election: Election::default(),
+        publisher: Publisher::default(),
+        table: Table::default(),
+        members: Vec::new(),
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match shell.connect().await {
+            Some(session) => {
+                backoff = Duration::from_millis(100);
+                shell.session = session;
+                shell.serve().await;
+            }
+            None => {
+                shell.offline_for(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+impl Shell {
+    fn log(&self, line: String) {
+        self.world.borrow_mut().log(Some(self.m), line);
+    }
+
+    fn now(&self) -> std::time::Instant {
+        self.world.borrow().instant()
+    }
+
+    /// Opens a session, taking the main thread's samples in meanwhile (`offline`).
+    async fn connect(&mut self) -> Option<i64> {
+        self.world.borrow_mut().open(self.m);
+        loop {
+            let (world, m) = (self.world.clone(), self.m);
+            let next = Until(move || {
+                let mut w = world.borrow_mut();
+                match w.opened(m) {
+                    Some(opened) => Some(Err(opened)),
+                    None => w.next_input(m, false).map(Ok),
+                }
+            });
+            match next.await {
+                Err(opened) => return opened,
+                Ok(input) => self.offline(input),
+            }
+        }
+    }
+
+    async fn offline_for(&mut self, pause: Duration) {
+        let until = self.world.borrow().now + pause;
+        loop {
+            let (world, m) = (self.world.clone(), self.m);
+            let next = Until(move || {
+                let mut w = world.borrow_mut();
+                match w.now >= until {
+                    true => Some(None),
+                    false => w.next_input(m, false).map(Some),
+                }
+            });
+            match next.await {
+                Some(input) => self.offline(input),
+                None => return,
+            }
+        }
+    }
+
+    fn offline(&mut self, input: Input) {
+        match input {
+            Input::Sample(sample) | Input::Acted(_, sample) => self.take_sample(sample),
+            Input::Failover(_) => self.log("FAILOVER answered ZKDOWN".into()),
+            _ => {}
+        }
+    }
+
+    fn take_sample(&mut self, sample: Sample) {
+        let now = self.now();
+        self.publisher.take_sample(sample, now);
+    }
+
+    async fn call(&self, op: Op) -> Result<Answer, ZkErr> {
+        let req = self.world.borrow_mut().request(self.m, op)?;
+        let (world, m) = (self.world.clone(), self.m);
+        Until(move || world.borrow_mut().reply_to(m, req)).await
+    }
+
+    /// `serve`: one session until it expires.
+    async fn serve(&mut self) {
+        self.log(format!("session {:#x}", self.session));
+        self.publisher.unpublished();
+        let effects = self.election.new_session();
+        self.execute(effects).await;
+        self.add_watch().await;
+        self.join().await;
+        loop {
+            let (world, m) = (self.world.clone(), self.m);
+            let input = Until(move || world.borrow_mut().next_input(m, true)).await;
+            match input {
+                Input::State(ZkState::Disconnected) => self.log("disconnected".into()),
+                Input::State(ZkState::SyncConnected) => {
+                    self.log("reconnected".into());
+                    self.add_watch().await;
+                    self.read_group().await;
+                }
+                Input::State(ZkState::Expired) => break,
+                Input::Watch(paths) => self.group_events(paths).await,
+                Input::Tick => {
+                    self.step(|e, f| e.tick(f)).await;
+                    self.settle().await;
+                }
+                Input::LoadTimer => self.publish().await,
+                Input::Sample(sample) => self.sampled(sample).await,
+                Input::Acted(action, sample) => self.acted(action, sample).await,
+                Input::Failover(request) => self.failover(request).await,
+            }
+        }
+        self.log("session expired".into());
+        let effects = self.election.new_session();
+        self.execute(effects).await;
+    }
+
+    async fn add_watch(&self) {
+        let dir = self.world.borrow().layout.dir().to_string();
+        let req = self.world.borrow_mut().add_watch(self.m, dir);
+        if let Ok(req) = req {
+            let (world, m) = (self.world.clone(), self.m);
+            let _ = Until(move || world.borrow_mut().reply_to(m, req)).await;
+        }
+    }
+
+    async fn join(&mut self) {
+        let epoch = self.world.borrow().layout.epoch();
+        let _ = self.call(create(&epoch, b"0", false)).await;
+        self.read_group().await;
+    }
+
+    async fn read_group(&mut self) {
+        self.read_members().await;
+        self.publish().await;
+        let effects = self.read_leader().await;
+        self.execute(effects).await;
+        let effects = self.read_switchover().await;
+        self.execute(effects).await;
+    }
+
+    async fn sampled(&mut self, sample: Sample) {
+        let first = self.publisher.sample().is_none();
+        self.take_sample(sample);
+        self.publish().await;
+        if first {
+            let effects = self.read_leader().await;
+            self.execute(effects).await;
+        }
+        self.settle().await;
+    }
+
+    async fn acted(&mut self, action: crate::group::election::Action, sample: Sample) {
+        self.take_sample(sample);
+        if self.election.vacant() && action == crate::group::election::Action::Sample {
+            self.publisher.force();
+        }
+        self.publish().await;
+        self.step(|e, f| e.acted(&action, f)).await;
+        self.settle().await;
+    }
+
+    async fn group_events(&mut self, paths: Vec<String>) {
+        let layout = self.world.borrow().layout.clone();
+        if paths.contains(&layout.leader()) {
+            let effects = self.read_leader().await;
+            self.execute(effects).await;
+        }
+        if paths.contains(&layout.switchover()) {
+            let effects = self.read_switchover().await;
+            self.execute(effects).await;
+        }
+        let members: Vec<String> = paths.into_iter().filter(|p| layout.member_id(p).is_some()).collect();
+        if !members.is_empty() {
+            self.member_events(members).await;
+        }
+        self.settle().await;
+    }
+}
+
+/// The members directory and this member's znode (`session/group.rs`).
+impl Shell {
+    async fn publish(&mut self) {
+        let layout = self.world.borrow().layout.clone();
+        let Some(id) = self.publisher.id(Some(&self.id)) else {
+            return;
+        };
+        let own = Own {
+            path: layout.member(&id),
+            id,
+        };
+        let interval = self.world.borrow().cfg.load_interval;
+        let due = self.publisher.due(own, self.election.epoch(), interval, self.now());
+        let Some(publication) = due else { return };
+        let data = publication.node.encode();
+        let path = publication.own.path.clone();
+        let written = match publication.overwrite {
+            true => match self.call(set(&path, &data, None)).await {
+                Err(ZkErr::NoNode) => self.register(&path, &data).await,
+                other => other.map(|_| ()),
+            },
+            false => self.register(&path, &data).await,
+        };
+        if written.is_ok() {
+            let now = self.now();
+            self.publisher.published(publication, now);
+        }
+    }
+
+    async fn register(&self, path: &str, data: &[u8]) -> Result<(), ZkErr> {
+        for attempt in 1.. {
+            match self.call(create(path, data, true)).await {
+                Ok(_) => return Ok(()),
+                Err(ZkErr::NodeExists) if attempt < 3 => {}
+                Err(e) => return Err(e),
+            }
+            match self.call(Op::CheckStat(path.into())).await? {
+                Answer::Stat(Some(stat)) if stat.owner == self.session => {
+                    return self.call(set(path, data, None)).await.map(|_| ());
+                }
+                Answer::Stat(Some(stat)) => match self.call(delete(path, Some(stat.version))).await {
+                    Ok(_) | Err(ZkErr::NoNode) | Err(ZkErr::BadVersion) => {}
+                    Err(e) => return Err(e),
+                },
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn read_members(&mut self) {
+        let dir = self.world.borrow().layout.members();
+        if let Ok(Answer::Children(children)) = self.call(Op::Children(dir)).await {
+            let entries = children
+                .into_iter()
+                .map(|(p, data, stat)| (p, entry(data, stat)))
+                .collect();
+            self.table.replace(entries);
+            self.refresh_view();
+        }
+    }
+
+    async fn member_events(&mut self, paths: Vec<String>) {
+        for path in &paths {
+            match self.call(Op::GetData(path.clone())).await {
+                Ok(Answer::Data(read)) => self.table.update(path, read.map(|(d, s)| entry(d, s))),
+                _ => return self.read_members().await,
+            }
+        }
+        self.refresh_view();
+        if self.publisher.published_path().is_some_and(|p| !self.table.contains(p)) {
+            self.publisher.unpublished();
+            self.publish().await;
+        }
+    }
+
+    fn refresh_view(&mut self) {
+        let (members, _) = self.table.decode();
+        self.members = members;
+        self.election.members_changed(&self.members);
+    }
+}
+
+/// The election's effects (`session/leadership.rs`).
+impl Shell {
+    fn decide<R>(&mut self, decision: impl FnOnce(&mut Election, &Facts) -> R) -> R {
+        let (now, timeout) = {
+            let w = self.world.borrow();
+            (w.instant(), w.cfg.session_timeout)
+        };
+        let facts = Facts {
+            now,
+            group: "g",
+            me: Some(&self.id)
+                .filter(|_| self.publisher.sample().is_some())
+                .map(String::as_str),
+            session: self.session,
+            session_timeout: timeout,
+            sample: self.publisher.sample(),
+            members: &self.members,
+            policy: Policy {
+                manual: false,
+                max_lag: super::world::MAX_LAG,
+            },
+        };
+        decision(&mut self.election, &facts)
+    }
+
+    async fn step(&mut self, decision: impl FnOnce(&mut Election, &Facts) -> Effects) {
+        let effects = self.decide(decision);
+        self.execute(effects).await;
+    }
+
+    async fn settle(&mut self) {
+        self.step(|e, f| {
+            let mut effects = e.reconcile(f);
+            effects.extend(e.elect(f));
+            effects
+        })
+        .await;
+    }
+
+    async fn execute(&mut self, effects: Effects) {
+        let mut queue = VecDeque::from(effects);
+        while let Some(effect) = queue.pop_front() {
+            let then = self.carry_out(effect).await;
+            for effect in then.into_iter().rev() {
+                queue.push_front(effect);
+            }
+        }
+    }
+
+    async fn carry_out(&mut self, effect: Effect) -> Effects {
+        let leader_path = self.world.borrow().layout.leader();
+        match effect {
+            Effect::Role(action) => self.world.borrow_mut().role(self.m, action),
+            Effect::Lease(change) => self.world.borrow_mut().lease(self.m, change),
+            Effect::Answer(result) => self.log(format!("FAILOVER answered {result:?}")),
+            Effect::Notice(line) | Effect::Warning(line) => self.log(line),
+            Effect::ReadLeader => return self.read_leader().await,
+            Effect::ReadSwitchover => return self.read_switchover().await,
+            Effect::CheckLease { sent } => {
+                let check = match self.call(Op::CheckStat(leader_path)).await {
+                    Ok(Answer::Stat(Some(stat))) if stat.owner == self.session => LeaseCheck::Owned,
+                    Ok(_) => LeaseCheck::Lost,
+                    Err(_) => LeaseCheck::Unanswered,
+                };
+                return self.election.lease_checked(sent, check);
+            }
+            Effect::Take(takeover) => return self.take_leadership(takeover).await,
+            Effect::DeleteLeader => {
+                let _ = self.call(delete(&leader_path, None)).await;
+            }
+            Effect::WriteSwitchover(sw) => {
+                let path = self.world.borrow().layout.switchover();
+                let written = self
+                    .call(set(&path, &leader::encode(&sw.value), Some(sw.version)))
+                    .await;
+                if let Err(e) = written {
+                    self.log(format!("cannot record the switchover at {:?}: {e:?}", sw.value.stage));
+                }
+            }
+            Effect::RollBack(version) => {
+                let path = self.world.borrow().layout.switchover();
+                let rollback = match self.call(delete(&path, version)).await {
+                    Ok(_) | Err(ZkErr::NoNode) => Rollback::Done,
+                    Err(ZkErr::BadVersion) => Rollback::Raced,
+                    Err(e) => Rollback::Failed(format!("{e:?}")),
+                };
+                return self.decide(|e, f| e.rolled_back(rollback, f));
+            }
+            Effect::DeleteSwitchover => {
+                let path = self.world.borrow().layout.switchover();
+                let _ = self.call(delete(&path, None)).await;
+            }
+            other => {
+                // A shutdown's hand-over is not simulated.
+                let mut w = self.world.borrow_mut();
+                w.unmodelled.get_or_insert(format!("m{}: {other:?}", self.m));
+            }
+        }
+        Vec::new()
+    }
+
+    async fn read_leader(&mut self) -> Effects {
+        let layout = self.world.borrow().layout.clone();
+        let Ok(read) = self.read_json::<LeaderNode>(&layout.leader()).await else {
+            return Vec::new();
+        };
+        let leader = read.map(|(node, stat)| Leader {
+            node,
+            owner: stat.owner,
+            version: stat.version,
+        });
+        let leader = match leader {
+            Some(l) if left_by_previous_run(&l, Some(&self.id), self.session) => {
+                self.log(format!(
+                    "removing the leadership left by a previous run (epoch {})",
+                    l.node.epoch
+                ));
+                match self.call(delete(&layout.leader(), Some(l.version))).await {
+                    Ok(_) | Err(ZkErr::NoNode) => None,
+                    Err(_) => Some(l),
+                }
+            }
+            other => other,
+        };
+        let counter = match self.call(Op::GetData(layout.epoch())).await {
+            Ok(Answer::Data(Some((data, _)))) => Some(decode_epoch(&data)),
+            _ => None,
+        };
+        self.decide(|e, f| e.observe_leader(leader, counter, f))
+    }
+
+    async fn read_switchover(&mut self) -> Effects {
+        let path = self.world.borrow().layout.switchover();
+        let Ok(read) = self.read_json::<Switchover>(&path).await else {
+            return Vec::new();
+        };
+        let read = read.map(|(value, stat)| Versioned {
+            value,
+            version: stat.version,
+        });
+        self.decide(|e, f| e.switchover_read(read, f))
+    }
+
+    async fn read_json<T: DeserializeOwned>(&self, path: &str) -> Result<Option<(T, Stat)>, ()> {
+        match self.call(Op::GetData(path.into())).await {
+            Ok(Answer::Data(Some((data, stat)))) => Ok(leader::decode::<T>(&data).ok().map(|v| (v, stat))),
+            Ok(_) => Ok(None),
+            Err(_) => Err(()),
+        }
+    }
+
+    /// ZKSYNC.FAILOVER on this member (`Session::failover`).
+    async fn failover(&mut self, request: Request) {
+        self.log(format!("FAILOVER {request:?}"));
+        let effects = self.read_leader().await;
+        self.execute(effects).await;
+        let planned = self.decide(|e, f| e.plan(&request, f));
+        let created = match planned {
+            Ok(sw) => {
+                let path = self.world.borrow().layout.switchover();
+                match self.call(create(&path, &leader::encode(&sw), true)).await {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(format!("{e:?}")),
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match created {
+            Ok(()) => {
+                let deadline = self.now() + request.timeout;
+                self.election.asked(deadline);
+            }
+            Err(e) => self.log(format!("FAILOVER answered {e}")),
+        }
+    }
+
+    async fn take_leadership(&mut self, takeover: Takeover) -> Effects {
+        let layout = self.world.borrow().layout.clone();
+        let sent = self.now();
+        let Ok(Answer::Data(Some((data, stat)))) = self.call(Op::GetData(layout.epoch())).await else {
+            return Vec::new();
+        };
+        let epoch = decode_epoch(&data) + 1;
+        let (node, change) = takeover.records(&self.id, epoch);
+        let mut ops = Vec::new();
+        if let Some(moved) = takeover.moved() {
+            ops.push(set(
+                &layout.switchover(),
+                &leader::encode(&moved.value),
+                Some(moved.version),
+            ));
+            if let Some(old) = &takeover.previous {
+                ops.push(delete(&layout.leader(), Some(old.version)));
+            }
+        }
+        let flawed = self.world.borrow().cfg.rules.flaw == Some(Flaw::UncheckedTakeover);
+        if flawed {
+            // Broken on purpose: whatever leads is replaced, the epoch unchecked.
+            if let Ok(Answer::Stat(Some(_))) = self.call(Op::CheckStat(layout.leader())).await {
+                ops.push(delete(&layout.leader(), None));
+            }
+        }
+        let version = (!flawed).then_some(stat.version);
+        ops.push(set(&layout.epoch(), epoch.to_string().as_bytes(), version));
+        ops.push(create(&layout.leader(), &leader::encode(&node), true));
+        ops.push(create(&layout.history_entry(epoch), &leader::encode(&change), false));
+        match self.call(Op::Multi(ops)).await {
+            Ok(_) => {
+                self.log(format!("took the leadership, epoch {epoch}"));
+                self.world.borrow_mut().takeovers += 1;
+                if epoch > HISTORY {
+                    let _ = self.call(delete(&layout.history_entry(epoch - HISTORY), None)).await;
+                }
+                self.decide(|e, f| e.took(takeover, node, sent, f))
+            }
+            Err(e) => vec![
+                Effect::Notice(format!("did not take the leadership: {e:?}")),
+                Effect::ReadLeader,
+            ],
+        }
+    }
+}
+
+fn entry(data: Vec<u8>, stat: Stat) -> Entry {
+    Entry {
+        data,
+        mtime_ms: stat.mtime_ms,
+        mzxid: stat.mzxid,
+    }
+}
+
+fn create(path: &str, data: &[u8], ephemeral: bool) -> Op {
+    Op::Create {
+        path: path.into(),
+        data: data.to_vec(),
+        ephemeral,
+    }
+}
+
+fn set(path: &str, data: &[u8], version: Option<i32>) -> Op {
+    Op::SetData {
+        path: path.into(),
+        data: data.to_vec(),
+        version,
+    }
+}
+
+fn delete(path: &str, version: Option<i32>) -> Op {
+    Op::Delete {
+        path: path.into(),
+        version,
+    }
+}
