@@ -794,7 +794,9 @@ fn a_master_restarted_empty_before_its_session_expired_wipes_nothing() {
     // Removed by the restarted process itself, or by the replicas that its
     // port refused while it was down (whichever came first).
     let removed_by_itself = g.members[master].log().contains("left by this server's previous run");
-    let removed_as_dead = alive.iter().any(|&i| g.members[i].log().contains("refuses connections"));
+    let removed_as_dead = alive
+        .iter()
+        .any(|&i| g.members[i].log().contains("refuses connections"));
     assert!(removed_by_itself || removed_as_dead);
     let (again, _) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
     assert_eq!(again, new_master);
