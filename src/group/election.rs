@@ -402,6 +402,15 @@ impl Election {
         }
     }
 
+    /// The offset the group's master last recorded in ZooKeeper: the lag of
+    /// candidates counts from it too. A process restarted without data,
+    /// after every session expired, sees no master publish; without it, it
+    /// would be elected and its empty dataset would wipe the member that
+    /// holds the data when that one comes back.
+    pub fn observe_group_offset(&mut self, offset: i64) {
+        self.master_offset = self.master_offset.max(offset);
+    }
+
     /// The members' table changed: remember the master's published offset,
     /// for the lag of candidates.
     pub fn members_changed(&mut self, members: &[Member]) {

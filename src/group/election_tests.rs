@@ -678,3 +678,20 @@ fn a_stalled_replica_only_stops_standing() {
     let mut e = Election::default();
     assert!(e.stall(true, Duration::from_millis(5001)).is_empty());
 }
+
+#[test]
+fn a_member_without_data_is_not_elected_behind_the_groups_recorded_offset() {
+    // Every session expired; this process came back empty and is alone.
+    let cases = [(0, true), (1 << 20, true), ((1 << 20) + 1, false), (50 << 20, false)];
+    for (recorded, elected) in cases {
+        let mut w = World::new();
+        w.sample = Some(sample(Role::Replica, 0, None));
+        w.members = vec![member(ME, Role::Replica, 0, 100, Status::Alive)];
+        let mut e = Election::default();
+        e.observe_group_offset(recorded);
+        e.observe_leader(None, Some(7), &w.facts());
+        e.elect(&w.facts());
+        w.all_published();
+        assert_eq!(takeover(&e.elect(&w.facts())).is_some(), elected, "recorded {recorded}");
+    }
+}

@@ -12,7 +12,10 @@
 //! - `/zksync/<group>/switchover`: a switchover in progress, ephemeral to the
 //!   member that started it;
 //! - `/zksync/<group>/refused/<id>`: ephemeral, a member's word that the
-//!   master's port refused it (see `detection::Refusal`).
+//!   master's port refused it (see `detection::Refusal`);
+//! - `/zksync/<group>/offset`: persistent, the replication offset the
+//!   master last published, so that a member that comes back without data
+//!   after every session expired knows how far behind it is.
 
 /// History entries kept.
 pub const HISTORY: u64 = 100;
@@ -66,6 +69,10 @@ impl Layout {
         format!("{}/history/{epoch:010}", self.dir)
     }
 
+    pub fn offset(&self) -> String {
+        format!("{}/offset", self.dir)
+    }
+
     pub fn refused(&self) -> String {
         format!("{}/refused", self.dir)
     }
@@ -102,6 +109,7 @@ mod tests {
             (l.history_entry(42), "/zksync/g/history/0000000042"),
             (l.switchover(), "/zksync/g/switchover"),
             (l.refused(), "/zksync/g/refused"),
+            (l.offset(), "/zksync/g/offset"),
             (l.refusal("10.0.0.1:6379"), "/zksync/g/refused/10.0.0.1:6379"),
         ];
         for (got, want) in cases {

@@ -65,6 +65,11 @@ pub fn decode_epoch(data: &[u8]) -> u64 {
     String::from_utf8_lossy(data).trim().parse().unwrap_or(0)
 }
 
+/// The group's recorded offset (a decimal; 0 if malformed).
+pub fn decode_offset(data: &[u8]) -> i64 {
+    String::from_utf8_lossy(data).trim().parse().unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -130,8 +130,32 @@ impl Session {
             false => self.register(client, path, &data).await,
         };
         match written {
-            Ok(()) => self.published(publication),
+            Ok(()) => {
+                let offset = publication.node.zksync.repl_offset;
+                self.published(publication);
+                if self.election.leading() {
+                    self.record_offset(client, offset).await;
+                }
+            }
             Err(e) => log::warning(&format!("cannot write member znode {path}: {e}")),
+        }
+    }
+
+    /// The master records the offset it published in the group's
+    /// persistent `offset` znode (see `Election::observe_group_offset`).
+    async fn record_offset(&self, client: &Client, offset: i64) {
+        let Some(layout) = self.layout() else { return };
+        let path = layout.offset();
+        let data = offset.to_string();
+        let written = match client.set_data(&path, data.as_bytes(), None).await {
+            Err(ZkError::NoNode) => {
+                let options = CreateMode::Persistent.with_acls(self.acls());
+                client.create(&path, data.as_bytes(), &options).await.map(drop)
+            }
+            other => other.map(drop),
+        };
+        if let Err(e) = written {
+            log::warning(&format!("cannot record the group's offset at {path}: {e}"));
         }
     }
 

@@ -12,7 +12,7 @@ use crate::group::election::{
     left_by_previous_run, Effect, Effects, Election, Facts, Leader, LeaseCheck, Policy, Takeover,
 };
 use crate::group::layout::{Layout, HISTORY};
-use crate::group::leader::{self, decode_epoch, LeaderNode};
+use crate::group::leader::{self, decode_epoch, decode_offset, LeaderNode};
 use crate::group::switchover::{Request, Rollback, Switchover, Versioned};
 use crate::redis::fence;
 use crate::redis::role;
@@ -173,6 +173,9 @@ impl Session {
             .await
             .ok()
             .map(|(data, _)| decode_epoch(&data));
+        if let Ok((data, _)) = client.get_data(&layout.offset()).await {
+            self.election.observe_group_offset(decode_offset(&data));
+        }
         self.decide(client, |e, f| e.observe_leader(leader, counter, f))
     }
 

@@ -88,8 +88,11 @@ pub struct Report {
     pub recovery: Option<Duration>,
     pub last_master: Option<usize>,
     pub takeovers: u64,
-    /// A live member's data wiped by a master further behind than the max lag.
+    /// A live member's data wiped by a master further behind than the
+    /// rules allow (see `World::unpublished`).
     pub lost: Option<(Duration, usize, i64)>,
+    /// Members that followed a master further behind than the max lag alone.
+    pub behind: u64,
 }
 
 /// Why a run failed, with the tail of its trace.
@@ -284,6 +287,7 @@ pub fn simulate(seed: u64, rng: Rng, scenario: Scenario, verbose: bool) -> Resul
         last_master: master(&w),
         takeovers: w.takeovers,
         lost: w.lost,
+        behind: w.behind,
     })
 }
 

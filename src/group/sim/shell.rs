@@ -11,7 +11,7 @@ use crate::group::election::{
     left_by_previous_run, Effect, Effects, Election, Facts, Leader, LeaseCheck, Policy, Takeover,
 };
 use crate::group::layout::HISTORY;
-use crate::group::leader::{self, decode_epoch, LeaderNode};
+use crate::group::leader::{self, decode_epoch, decode_offset, LeaderNode};
 use crate::group::load::Sample;
 use crate::group::membership::{Entry, Own, Publisher, Table};
 use crate::group::switchover::{Request, Rollback, Switchover, Versioned};
@@ -269,7 +269,20 @@ impl Shell {
         };
         if written.is_ok() {
             let now = self.now();
+            let offset = publication.node.zksync.repl_offset;
             self.publisher.published(publication, now);
+            if self.election.leading() {
+                self.record_offset(offset).await;
+            }
+        }
+    }
+
+    /// As `Session::record_offset`: the master records its published offset.
+    async fn record_offset(&self, offset: i64) {
+        let path = self.world.borrow().layout.offset();
+        let data = offset.to_string();
+        if let Err(ZkErr::NoNode) = self.call(set(&path, data.as_bytes(), None)).await {
+            let _ = self.call(create(&path, data.as_bytes(), false)).await;
         }
     }
 
@@ -455,6 +468,9 @@ impl Shell {
             Ok(Answer::Data(Some((data, _)))) => Some(decode_epoch(&data)),
             _ => None,
         };
+        if let Ok(Answer::Data(Some((data, _)))) = self.call(Op::GetData(layout.offset())).await {
+            self.election.observe_group_offset(decode_offset(&data));
+        }
         self.decide(|e, f| e.observe_leader(leader, counter, f))
     }
 

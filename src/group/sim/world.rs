@@ -226,8 +226,13 @@ pub struct World {
     /// A session thread did something the simulation does not model.
     pub unmodelled: Option<String>,
     /// The first time a live member followed a master further behind it
-    /// than `zksync.failover-max-lag` (its data wiped by the full sync): when, who, bytes.
+    /// than `zksync.failover-max-lag` plus what a master may write unseen
+    /// (`unpublished`): its data wiped by the full sync beyond what the
+    /// rules allow. When, who, bytes.
     pub lost: Option<(Duration, usize, i64)>,
+    /// Times a member followed a master further behind than the max lag
+    /// alone (allowed: the lag counts from what was published).
+    pub behind: u64,
     /// The highest offset a master reached: the most data ever acknowledged.
     pub written: i64,
     /// Leaderships taken (elections, switchovers).
@@ -265,6 +270,7 @@ impl World {
             verbose,
             unmodelled: None,
             lost: None,
+            behind: 0,
             written: 0,
             takeovers: 0,
         };
@@ -774,15 +780,37 @@ impl World {
                         Some(m),
                         format!("REPLICAOF m{master} (offset {offset}, the master's {theirs})"),
                     );
-                    if offset - theirs > MAX_LAG {
-                        self.lost.get_or_insert((self.now, m, offset - theirs));
-                    }
                 }
             }
             _ => {}
         }
         let sample = self.sample(m);
         self.procs[m].inbox.control.push_back(Input::Acted(action, sample));
+    }
+
+    /// Replica `m` takes master `of`'s data: anything it had beyond is gone
+    /// (a full sync). A Redis replica syncs only from a master that streams
+    /// (a fenced one refuses its PSYNC), so that is when data can be lost.
+    fn sync(&mut self, m: usize, of: usize) {
+        let (offset, theirs) = (self.procs[m].offset, self.procs[of].offset);
+        if offset - theirs > MAX_LAG {
+            self.behind += 1;
+        }
+        if offset - theirs > MAX_LAG + self.unpublished() {
+            self.lost.get_or_insert((self.now, m, offset - theirs));
+        }
+        self.procs[m].offset = theirs;
+    }
+
+    /// The most a master can write that the group never saw published: the
+    /// rest of its lease after its last publication (2/3 of the session
+    /// timeout), plus a load interval before the sample and one before the
+    /// write. The max lag counts from what was published, so a member may
+    /// follow a master this much further behind by the rules.
+    fn unpublished(&self) -> i64 {
+        let lease = self.cfg.session_timeout.as_millis() * 2 / 3;
+        let intervals = lease.div_ceil(self.cfg.load_interval.as_millis().max(1)) as i64 + 2;
+        WRITES * intervals
     }
 
     pub fn sample(&self, m: usize) -> Sample {
@@ -823,7 +851,7 @@ impl World {
             // A fenced master refuses its replicas' PSYNC: a master restarted
             // empty at their master's address does not wipe them. A paused one
             // still streams; a stopped one does not.
-            RedisRole::Replica(of) if self.streams(of, now) => self.procs[m].offset = self.procs[of].offset,
+            RedisRole::Replica(of) if self.streams(of, now) => self.sync(m, of),
             _ => {}
         }
         let sample = self.sample(m);
