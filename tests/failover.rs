@@ -275,6 +275,11 @@ fn bootstrap_elects_exactly_one_master_and_the_rest_follow() {
     let entries = history(&zk, &g.name);
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["reason"], "bootstrap");
+    // The master records the offset it publishes, for candidates' lag.
+    wait_until(Duration::from_secs(5), "the group's offset recorded", || {
+        zk.get(&format!("/zksync/{}/offset", g.name))
+            .is_some_and(|d| String::from_utf8_lossy(&d).parse::<i64>().is_ok())
+    });
 
     // STATUS of every member.
     for (i, m) in g.members.iter().enumerate() {
