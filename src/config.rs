@@ -7,9 +7,10 @@
 use crate::path;
 use crate::secret;
 use crate::text::quote;
+use crate::tls::{self, Pem, TlsFiles};
 use redis_module::enum_configuration;
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -107,6 +108,35 @@ impl Checked {
     }
 }
 
+/// A yes/no config, stored once its check accepts it.
+pub struct Switch {
+    pub name: &'static str,
+    pub default: bool,
+    value: AtomicBool,
+    check: fn(bool) -> Result<(), String>,
+}
+
+impl Switch {
+    const fn new(name: &'static str, default: bool, check: fn(bool) -> Result<(), String>) -> Self {
+        Switch {
+            name,
+            default,
+            value: AtomicBool::new(default),
+            check,
+        }
+    }
+
+    pub fn get(&self) -> bool {
+        self.value.load(Ordering::Relaxed)
+    }
+
+    pub fn set(&self, on: bool) -> Result<(), String> {
+        (self.check)(on)?;
+        self.value.store(on, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 enum_configuration! {
     #[allow(non_camel_case_types)]
     #[derive(Debug, PartialEq, Eq)]
@@ -120,6 +150,7 @@ enum_configuration! {
 pub enum Config {
     Number(&'static Number),
     Text(&'static Checked),
+    Switch(&'static Switch),
     /// Redis's enum config: its names are `FailoverMode`'s variants.
     Failover {
         name: &'static str,
@@ -134,6 +165,7 @@ impl Config {
         match self {
             Config::Number(number) => number.name,
             Config::Text(text) => text.name,
+            Config::Switch(switch) => switch.name,
             Config::Failover { name, .. } => name,
         }
     }
@@ -169,12 +201,24 @@ pub static STREAM: Checked = Checked::new("stream", "", Flag::Plain, |s| {
     stream_clear(s, &parse_mirrors(&MIRRORS.get())?, &parse_allow(&ALLOW.get())?)
 });
 pub static STREAM_MAXLEN: Number = Number::new("stream-maxlen", 100_000, 0, i64::MAX, Flag::Plain);
+// The files come before the switch: at load, Redis sets them in this order.
+pub static TLS_CA_CERT_FILE: Checked = Checked::new("tls-ca-cert-file", "", Flag::Plain, |s| {
+    tls::check("tls-ca-cert-file", s, Pem::Certificates)?;
+    tls::ca_needed(TLS.get(), s)
+});
+pub static TLS_CERT_FILE: Checked = Checked::new("tls-cert-file", "", Flag::Plain, |s| {
+    tls::check("tls-cert-file", s, Pem::Certificates)
+});
+pub static TLS_KEY_FILE: Checked = Checked::new("tls-key-file", "", Flag::Plain, |s| {
+    tls::check("tls-key-file", s, Pem::PrivateKey)
+});
+pub static TLS: Switch = Switch::new("tls", false, |on| tls::ca_needed(on, &TLS_CA_CERT_FILE.get()));
 pub static FAILOVER: Mutex<FailoverMode> = Mutex::new(FailoverMode::auto);
 /// The auth read from `zksync.auth-file` when it was set.
 static FILE_AUTH: Mutex<Option<Auth>> = Mutex::new(None);
 
 /// Every config, in the order Redis registers them (and, at load, sets them).
-pub static CONFIGS: [Config; 13] = [
+pub static CONFIGS: [Config; 17] = [
     Config::Number(&SESSION_TIMEOUT_MS),
     Config::Number(&FAILOVER_MAX_LAG),
     Config::Number(&LOAD_INTERVAL_MS),
@@ -187,6 +231,10 @@ pub static CONFIGS: [Config; 13] = [
     Config::Text(&ANNOUNCE),
     Config::Text(&ALLOW),
     Config::Text(&STREAM),
+    Config::Text(&TLS_CA_CERT_FILE),
+    Config::Text(&TLS_CERT_FILE),
+    Config::Text(&TLS_KEY_FILE),
+    Config::Switch(&TLS),
     Config::Failover {
         name: "failover",
         default: FailoverMode::auto,
@@ -235,6 +283,8 @@ pub struct Connection {
     pub servers: ConnectString,
     pub session_timeout: Duration,
     pub auth: Option<Auth>,
+    /// `None` for plaintext.
+    pub tls: Option<TlsFiles>,
 }
 
 /// The group this server joins (`zksync.group`, `zksync.announce`).
@@ -266,6 +316,11 @@ impl Settings {
                 auth: parse_auth(&AUTH.get())
                     .unwrap_or(None)
                     .or_else(|| FILE_AUTH.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+                tls: TLS.get().then(|| TlsFiles {
+                    ca: TLS_CA_CERT_FILE.get(),
+                    cert: TLS_CERT_FILE.get(),
+                    key: TLS_KEY_FILE.get(),
+                }),
             },
             mirrors: parse_mirrors(&MIRRORS.get()).unwrap_or_default(),
             group: Some(GROUP.get()).filter(|name| !name.is_empty()).map(|name| GroupSpec {
@@ -509,8 +564,19 @@ mod tests {
                 ("announce", "", Flag::Plain),
                 ("allow", "", Flag::Plain),
                 ("stream", "", Flag::Plain),
+                ("tls-ca-cert-file", "", Flag::Plain),
+                ("tls-cert-file", "", Flag::Plain),
+                ("tls-key-file", "", Flag::Plain),
             ]
         );
+        let switches: Vec<_> = CONFIGS
+            .iter()
+            .filter_map(|c| match c {
+                Config::Switch(s) => Some((s.name, s.default)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(switches, [("tls", false)]);
         let Some(Config::Failover {
             name, default, flag, ..
         }) = CONFIGS.last()
@@ -532,6 +598,10 @@ mod tests {
                 Config::Text(t) => {
                     assert_eq!((t.check)(t.default), Ok(()), "{}", t.name);
                     assert_eq!(t.get(), t.default, "{}", t.name);
+                }
+                Config::Switch(s) => {
+                    assert_eq!((s.check)(s.default), Ok(()), "{}", s.name);
+                    assert_eq!(s.get(), s.default, "{}", s.name);
                 }
                 Config::Failover { .. } => {}
             }

@@ -24,6 +24,7 @@ mod secret;
 mod session;
 mod status;
 mod text;
+mod tls;
 
 use config::{Settings, GROUP};
 use redis_module::{redis_module, Context, ContextFlags, InfoContext, RedisResult, RedisString, Status};

@@ -12,6 +12,7 @@
 pub mod curator;
 pub mod proxy;
 pub mod sentinel_client;
+pub mod tls;
 pub mod writer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -220,7 +221,8 @@ fn serving(addr: &str) -> bool {
 fn java(main: &str, cfg: &Path, log: &Path, cleanup: &Path) -> Guarded {
     let args = [
         "-cp",
-        "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar",
+        // Netty's codec and resolver, which its TLS needs, are not on the jar's Class-Path.
+        "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar:/usr/share/java/netty-codec.jar:/usr/share/java/netty-resolver.jar",
         "-Xmx256m",
         "-XX:+UseSerialGC",
         "-XX:TieredStopAtLevel=1",
@@ -247,13 +249,18 @@ impl Zk {
     }
 
     pub fn start_on(port: u16) -> Zk {
+        Zk::start_with(port, "")
+    }
+
+    /// With `extra` lines appended to its zoo.cfg.
+    pub fn start_with(port: u16, extra: &str) -> Zk {
         let dir = temp_dir("zk");
         std::fs::create_dir_all(dir.join("data")).unwrap();
         std::fs::write(
             dir.join("zoo.cfg"),
             format!(
                 "tickTime=500\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
-                 4lw.commands.whitelist=*\nadmin.enableServer=false\nmaxClientCnxns=0\n",
+                 4lw.commands.whitelist=*\nadmin.enableServer=false\nmaxClientCnxns=0\n{extra}",
                 dir.join("data").display()
             ),
         )

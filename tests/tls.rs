@@ -1,0 +1,213 @@
+//! TLS to ZooKeeper: a ZooKeeper serving TLS with client certificates
+//! required (`ssl.clientAuth=need`) on one port and plaintext on another;
+//! certificates made with openssl. The mirror, PUSH, a lock and a group over
+//! TLS; a wrong CA, no client certificate, a missing or wrong file, TLS to
+//! the plaintext port and plaintext to the TLS port: a clear state and log,
+//! never a crash.
+
+mod common;
+
+use common::tls::{Certs, TlsZk};
+use common::*;
+use redis::Value;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// One TLS ZooKeeper and its certificates for the whole binary.
+fn shared() -> &'static (Certs, TlsZk) {
+    static SHARED: OnceLock<(Certs, TlsZk)> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let certs = Certs::make();
+        let zk = TlsZk::start(&certs);
+        (certs, zk)
+    })
+}
+
+/// zksync over TLS to the shared ZooKeeper, with the client certificate.
+fn tls_configs(certs: &Certs) -> Vec<(&'static str, String)> {
+    vec![
+        ("zksync.tls", "yes".into()),
+        ("zksync.tls-ca-cert-file", certs.ca.clone()),
+        ("zksync.tls-cert-file", certs.client_cert.clone()),
+        ("zksync.tls-key-file", certs.client_key.clone()),
+    ]
+}
+
+fn start(servers: &str, configs: &[(&str, String)]) -> Redis {
+    let configs: Vec<(&str, &str)> = configs.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    Redis::start(servers, &configs)
+}
+
+/// The `zksync:` warnings of the log since `from` (a byte offset).
+fn warnings_since(redis: &Redis, from: usize) -> String {
+    redis.log()[from..]
+        .lines()
+        .filter(|l| l.contains(" # ") && l.contains("zksync"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Waits for a warning since `from` holding every one of `words`.
+fn wait_warning(redis: &Redis, from: usize, words: &[&str]) {
+    let mut seen = String::new();
+    let found = (0..(SETTLE.as_millis() / 50)).any(|_| {
+        seen = warnings_since(redis, from);
+        let hit = seen.lines().any(|l| words.iter().all(|w| l.contains(w)));
+        if !hit {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        hit
+    });
+    assert!(found, "no warning with {words:?}; warnings:\n{seen}");
+}
+
+fn config_set(redis: &Redis, pairs: &[(&str, &str)]) {
+    let mut args = vec!["CONFIG", "SET"];
+    for (name, value) in pairs {
+        args.extend([*name, *value]);
+    }
+    redis.cmd(&args);
+}
+
+#[test]
+fn mirror_push_lock_and_group_over_tls() {
+    let (certs, zk) = shared();
+    let root = unique_root("tls");
+    let plain = ZkClient::connect(&zk.zk.connect_string());
+    plain.create_all(&format!("{root}/config/db"), b"postgres");
+    let mut configs = tls_configs(certs);
+    configs.extend([
+        ("zksync.mirrors", format!("{root}/config")),
+        ("zksync.allow", format!("{root}/locks")),
+        ("zksync.group", format!("tls-{}", std::process::id())),
+    ]);
+    let redis = start(&zk.secure_connect_string(), &configs);
+    redis.wait_state("connected", SETTLE);
+    let key = format!("zk:{root}/config/db");
+    wait_until(SETTLE, "the mirror over TLS", || {
+        redis.cmd(&["GET", &key]) == Value::BulkString(b"postgres".to_vec())
+    });
+    // The group: this lone member leads, and so writes (PUSH too).
+    wait_until(SETTLE, "this server leads its group", || {
+        redis.try_cmd(&["SET", "probe", "1"]).is_ok()
+    });
+    assert_eq!(
+        redis.cmd(&["ZKSYNC.PUSH", &format!("{root}/config/new"), "v"]),
+        Value::Int(0)
+    );
+    assert_eq!(plain.get(&format!("{root}/config/new")), Some(b"v".to_vec()));
+    plain.set(&format!("{root}/config/db"), b"mysql");
+    wait_until(SETTLE, "a live change over TLS", || {
+        redis.cmd(&["GET", &key]) == Value::BulkString(b"mysql".to_vec())
+    });
+
+    let lock = format!("{root}/locks/report");
+    let mut conn = redis.conn();
+    let token: i64 = redis::cmd("ZKSYNC.LOCK").arg(&lock).query(&mut conn).unwrap();
+    let checked: String = redis::cmd("ZKSYNC.CHECK")
+        .arg(&lock)
+        .arg(token)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(checked, "OK");
+    let released: i64 = redis::cmd("ZKSYNC.UNLOCK")
+        .arg(&lock)
+        .arg(token)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(released, 1);
+
+    assert!(matches!(redis.cmd(&["ZKSYNC.LEADER"]), Value::Array(ref a) if a.len() == 3));
+}
+
+#[test]
+fn bad_files_are_refused_with_the_reason() {
+    let (certs, zk) = shared();
+    let redis = start(&zk.secure_connect_string(), &tls_configs(certs));
+    redis.wait_state("connected", SETTLE);
+    let refusals = [
+        ("zksync.tls-ca-cert-file", "/nonexistent/ca.pem", "No such file"),
+        ("zksync.tls-cert-file", "/nonexistent/client.crt", "No such file"),
+        ("zksync.tls-key-file", certs.client_cert.as_str(), "no PEM private key"),
+        (
+            "zksync.tls-ca-cert-file",
+            certs.client_key.as_str(),
+            "no PEM certificate",
+        ),
+        ("zksync.tls-ca-cert-file", "", "needs zksync.tls-ca-cert-file"),
+    ];
+    for (name, value, why) in refusals {
+        match redis.try_cmd(&["CONFIG", "SET", name, value]) {
+            Err(e) => assert!(e.to_string().contains(why), "{name} {value}: {e}"),
+            Ok(v) => panic!("{name} {value} accepted: {v:?}"),
+        }
+    }
+    let plain = start(&zk.zk.connect_string(), &[]);
+    match plain.try_cmd(&["CONFIG", "SET", "zksync.tls", "yes"]) {
+        Err(e) => assert!(e.to_string().contains("needs zksync.tls-ca-cert-file"), "{e}"),
+        Ok(v) => panic!("tls without a CA accepted: {v:?}"),
+    }
+    // The old values stay in force: still connected over TLS.
+    redis.cmd(&["PING"]);
+    assert_eq!(redis.status()["state"], "connected");
+    assert_eq!(
+        redis.cmd(&["CONFIG", "GET", "zksync.tls"]),
+        Value::Array(vec![
+            Value::BulkString(b"zksync.tls".to_vec()),
+            Value::BulkString(b"yes".to_vec())
+        ])
+    );
+}
+
+/// Each failure leaves the state `connecting` with a warning saying why;
+/// the right settings bring the session back.
+#[test]
+fn failed_handshakes_say_why_and_never_crash() {
+    let (certs, zk) = shared();
+    let redis = start(&zk.secure_connect_string(), &tls_configs(certs));
+    redis.wait_state("connected", SETTLE);
+    let (plain, secure) = (zk.zk.connect_string(), zk.secure_connect_string());
+    // (the case, the configs set, words of the warning)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a [&'a str]);
+    let cases: [Case; 4] = [
+        (
+            "a wrong CA",
+            vec![("zksync.tls-ca-cert-file", &certs.other_ca)],
+            &["cannot reach ZooKeeper", "UnknownIssuer"],
+        ),
+        (
+            "no client certificate",
+            vec![
+                ("zksync.tls-ca-cert-file", &certs.ca),
+                ("zksync.tls-cert-file", ""),
+                ("zksync.tls-key-file", ""),
+            ],
+            &["cannot reach ZooKeeper", "BadCertificate"],
+        ),
+        (
+            "TLS to the plaintext port",
+            vec![
+                ("zksync.tls-cert-file", &certs.client_cert),
+                ("zksync.tls-key-file", &certs.client_key),
+                ("zksync.servers", &plain),
+            ],
+            &["cannot reach ZooKeeper", "tls handshake eof"],
+        ),
+        (
+            "plaintext to the TLS port",
+            vec![("zksync.tls", "no"), ("zksync.servers", &secure)],
+            &["cannot reach ZooKeeper", "fails to establish session"],
+        ),
+    ];
+    for (case, pairs, words) in cases {
+        let from = redis.log().len();
+        config_set(&redis, &pairs);
+        wait_warning(&redis, from, words);
+        assert_eq!(redis.status()["state"], "connecting", "{case}");
+        redis.cmd(&["PING"]);
+    }
+    config_set(&redis, &[("zksync.tls", "yes")]);
+    redis.wait_state("connected", SETTLE);
+}
