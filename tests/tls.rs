@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::tls::{Certs, TlsZk};
+use common::tls::{Certs, TlsEnsemble, TlsZk};
 use common::*;
 use redis::Value;
 use std::sync::OnceLock;
@@ -210,4 +210,39 @@ fn failed_handshakes_say_why_and_never_crash() {
     }
     config_set(&redis, &[("zksync.tls", "yes")]);
     redis.wait_state("connected", SETTLE);
+}
+
+/// Over TLS to an ensemble: the member holding the session is killed, the
+/// session moves to another over TLS and the mirror follows.
+#[test]
+fn an_ensemble_over_tls_survives_a_member() {
+    let (certs, _) = shared();
+    let tls = TlsEnsemble::start(certs);
+    let root = unique_root("tls-ensemble");
+    let plain = ZkClient::connect(&tls.ensemble.connect_string());
+    plain.create_all(&format!("{root}/k"), b"1");
+    let mut configs = tls_configs(certs);
+    configs.push(("zksync.mirrors", root.clone()));
+    let redis = start(&tls.secure_connect_string(), &configs);
+    redis.wait_state("connected", SETTLE);
+    let key = format!("zk:{root}/k");
+    wait_until(SETTLE, "the mirror", || {
+        redis.cmd(&["GET", &key]) == Value::BulkString(b"1".to_vec())
+    });
+    let server = redis.status()["server"].clone();
+    let held = tls
+        .secure_ports
+        .iter()
+        .position(|p| server.ends_with(&format!(":{p}")))
+        .unwrap_or_else(|| panic!("the session is on {server}, not a TLS port"));
+    tls.ensemble.kill(held);
+    wait_until(SETTLE, "the session on another member", || {
+        let status = redis.status();
+        status["state"] == "connected" && status["server"] != server
+    });
+    let live = ZkClient::connect(&tls.ensemble.member_addr((held + 1) % 3));
+    live.set(&format!("{root}/k"), b"2");
+    wait_until(SETTLE, "the change mirrored", || {
+        redis.cmd(&["GET", &key]) == Value::BulkString(b"2".to_vec())
+    });
 }

@@ -34,6 +34,50 @@ pub fn take() -> Option<String> {
     FIRST.lock().unwrap_or_else(|e| e.into_inner()).take()
 }
 
+/// A failed attempt: why, and which server the client's report was of. Two
+/// failures for the same reason at different servers of an ensemble are
+/// one reason (logged once).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub why: String,
+    pub server: Option<String>,
+}
+
+impl Failure {
+    /// The client's `error`, with its `report` of the first failure if any.
+    pub fn new(error: &str, report: Option<&str>) -> Failure {
+        let Some(report) = report else {
+            return Failure {
+                why: error.to_string(),
+                server: None,
+            };
+        };
+        match split(report) {
+            Some((action, server, reason)) => Failure {
+                why: format!("{error}; first: {action} due to {reason}"),
+                server: Some(server.to_string()),
+            },
+            None => Failure {
+                why: format!("{error}; first: {report}"),
+                server: None,
+            },
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(why: String) -> Failure {
+        Failure { why, server: None }
+    }
+}
+
+/// `ACTION to SERVER due to REASON`, as the client words its reports.
+fn split(report: &str) -> Option<(&str, &str, &str)> {
+    let (head, reason) = report.split_once(" due to ")?;
+    let (action, server) = head.rsplit_once(" to ")?;
+    Some((action, server, reason))
+}
+
 /// Keeps the client's debug and louder events of its connecting code.
 struct Reports;
 
@@ -86,4 +130,40 @@ impl Subscriber for Reports {
     fn enter(&self, _: &Id) {}
 
     fn exit(&self, _: &Id) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_names_the_reason_apart_from_the_server() {
+        let cases = [
+            (
+                "timeout",
+                Some("fails in connecting to tcp+tls://127.0.0.1:2281 due to Custom { kind: InvalidData }"),
+                "timeout; first: fails in connecting due to Custom { kind: InvalidData }",
+                Some("tcp+tls://127.0.0.1:2281"),
+            ),
+            (
+                "timeout",
+                Some("fails to establish session to tcp://10.0.0.1:2181 due to connection to server has lost"),
+                "timeout; first: fails to establish session due to connection to server has lost",
+                Some("tcp://10.0.0.1:2181"),
+            ),
+            ("timeout", Some("fails somehow"), "timeout; first: fails somehow", None),
+            ("no hosts", None, "no hosts", None),
+        ];
+        for (error, report, why, server) in cases {
+            let failure = Failure::new(error, report);
+            assert_eq!(
+                (failure.why.as_str(), failure.server.as_deref()),
+                (why, server),
+                "{report:?}"
+            );
+        }
+        let a = Failure::new("timeout", Some("fails in connecting to a:1 due to X"));
+        let b = Failure::new("timeout", Some("fails in connecting to b:2 due to X"));
+        assert_eq!(a.why, b.why);
+    }
 }

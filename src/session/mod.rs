@@ -32,6 +32,7 @@ use crate::redis::apply::Update;
 use crate::reply::Reply;
 use crate::status::{SessionState, STATUS};
 use crate::tls::{self, TlsFiles};
+use diagnosis::Failure;
 use locks::{Contention, LockEvent};
 use once_cell::sync::OnceCell;
 use std::collections::BTreeSet;
@@ -234,13 +235,14 @@ impl Session {
             let attempt = diagnosis::watched(connect_once(self.settings.connection.clone()));
             match self.offline(attempt).await {
                 Offline::Done(Ok(client)) => return Ok(client),
-                Offline::Done(Err(message)) => {
-                    if message != last_error {
+                Offline::Done(Err(failure)) => {
+                    if failure.why != last_error {
+                        let at = failure.server.map(|s| format!("; at {s}")).unwrap_or_default();
                         log::warning(&format!(
-                            "cannot reach ZooKeeper at {}: {message} (retrying)",
-                            self.settings.connection.servers
+                            "cannot reach ZooKeeper at {}: {}{at} (retrying)",
+                            self.settings.connection.servers, failure.why
                         ));
-                        last_error = message;
+                        last_error = failure.why;
                     }
                 }
                 Offline::Reconnect => {
@@ -366,7 +368,7 @@ fn mntr_reply(reports: Vec<mntr::Report>) -> Reply {
 
 /// One attempt at a session; `Err` says why, with the client's own report
 /// of its first failure if it made one (a TLS handshake refused...).
-async fn connect_once(connection: Connection) -> Result<Client, String> {
+async fn connect_once(connection: Connection) -> Result<Client, Failure> {
     let mut connector = Client::connector().with_session_timeout(connection.session_timeout);
     if let Some(auth) = &connection.auth {
         connector = connector.with_auth(&auth.scheme, &auth.credentials);
@@ -381,10 +383,7 @@ async fn connect_once(connection: Connection) -> Result<Client, String> {
                 .await
         }
     };
-    connected.map_err(|e| match diagnosis::take() {
-        Some(report) => format!("{e}; first: {report}"),
-        None => e.to_string(),
-    })
+    connected.map_err(|e| Failure::new(&e.to_string(), diagnosis::take().as_deref()))
 }
 
 /// The client's TLS options from the files, read now (a renewed

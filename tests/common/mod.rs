@@ -347,6 +347,11 @@ impl Ensemble {
     /// With `tick_ms` as tickTime: ZooKeeper expires a session between its
     /// timeout and the timeout plus a tick.
     pub fn start_with(tick_ms: u64, whitelists: [&str; 3]) -> Ensemble {
+        Ensemble::start_configured(tick_ms, whitelists, |_| String::new())
+    }
+
+    /// With `extra(i)` lines appended to member i's zoo.cfg.
+    pub fn start_configured(tick_ms: u64, whitelists: [&str; 3], extra: impl Fn(usize) -> String) -> Ensemble {
         let client_ports = [free_port(), free_port(), free_port()];
         let peers: Vec<String> = (0..3)
             .map(|i| format!("server.{}=127.0.0.1:{}:{}", i + 1, free_port(), free_port()))
@@ -360,11 +365,12 @@ impl Ensemble {
                 format!(
                     "tickTime={tick_ms}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\n\
                      clientPortAddress=127.0.0.1\n4lw.commands.whitelist={}\nadmin.enableServer=false\n\
-                     maxClientCnxns=0\n{}\n",
+                     maxClientCnxns=0\n{}\n{}",
                     dir.join("data").display(),
                     client_ports[i],
                     whitelists[i],
-                    peers.join("\n")
+                    peers.join("\n"),
+                    extra(i)
                 ),
             )
             .unwrap();

@@ -2,7 +2,7 @@
 //! ZooKeeper serving TLS (with client certificates required) on a second
 //! port.
 
-use super::{free_port, temp_dir, Zk};
+use super::{free_port, temp_dir, Ensemble, Zk};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -129,22 +129,49 @@ pub struct TlsZk {
     pub secure_port: u16,
 }
 
+/// The zoo.cfg lines of a TLS port that requires a client certificate.
+fn secure_port_config(certs: &Certs, secure_port: u16) -> String {
+    format!(
+        "secureClientPort={secure_port}\nsecureClientPortAddress=127.0.0.1\n\
+         serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
+         ssl.keyStore.location={}\nssl.keyStore.type=PEM\n\
+         ssl.trustStore.location={}\nssl.trustStore.type=PEM\nssl.clientAuth=need\n",
+        certs.server, certs.ca
+    )
+}
+
 impl TlsZk {
     pub fn start(certs: &Certs) -> TlsZk {
         let secure_port = free_port();
-        let extra = format!(
-            "secureClientPort={secure_port}\nsecureClientPortAddress=127.0.0.1\n\
-             serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
-             ssl.keyStore.location={}\nssl.keyStore.type=PEM\n\
-             ssl.trustStore.location={}\nssl.trustStore.type=PEM\nssl.clientAuth=need\n",
-            certs.server, certs.ca
-        );
-        let zk = Zk::start_with(free_port(), &extra);
+        let zk = Zk::start_with(free_port(), &secure_port_config(certs, secure_port));
         TlsZk { zk, secure_port }
     }
 
     /// The TLS port, by IP.
     pub fn secure_connect_string(&self) -> String {
         format!("127.0.0.1:{}", self.secure_port)
+    }
+}
+
+/// A 3-node ensemble whose members also serve TLS to clients (the quorum
+/// itself talks plaintext).
+pub struct TlsEnsemble {
+    pub ensemble: Ensemble,
+    pub secure_ports: [u16; 3],
+}
+
+impl TlsEnsemble {
+    pub fn start(certs: &Certs) -> TlsEnsemble {
+        let secure_ports = [free_port(), free_port(), free_port()];
+        let ensemble = Ensemble::start_configured(500, ["*", "*", "*"], |i| secure_port_config(certs, secure_ports[i]));
+        TlsEnsemble { ensemble, secure_ports }
+    }
+
+    pub fn secure_connect_string(&self) -> String {
+        self.secure_ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
