@@ -249,13 +249,15 @@ impl Zk {
     }
 
     pub fn start_on(port: u16) -> Zk {
-        Zk::start_with(port, "")
+        Zk::start_with(port, |_| String::new())
     }
 
-    /// With `extra` lines appended to its zoo.cfg.
-    pub fn start_with(port: u16, extra: &str) -> Zk {
+    /// With the lines `extra` returns appended to its zoo.cfg; it gets the
+    /// server's dir, removed with it (the files the lines name may go there).
+    pub fn start_with(port: u16, extra: impl FnOnce(&Path) -> String) -> Zk {
         let dir = temp_dir("zk");
         std::fs::create_dir_all(dir.join("data")).unwrap();
+        let extra = extra(&dir);
         std::fs::write(
             dir.join("zoo.cfg"),
             format!(

@@ -2,7 +2,7 @@
 //! ZooKeeper serving TLS (with client certificates required) on a second
 //! port.
 
-use super::{free_port, temp_dir, Ensemble, Zk};
+use super::{free_port, Ensemble, Zk};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -90,8 +90,10 @@ fn self_signed(dir: &Path, name: &str, cn: &str) {
 }
 
 impl Certs {
-    pub fn make() -> Certs {
-        let dir = temp_dir("certs");
+    /// Into `dir`, which the caller removes.
+    pub fn make(dir: &Path) -> Certs {
+        let dir = dir.to_path_buf();
+        std::fs::create_dir_all(&dir).unwrap();
         self_signed(&dir, "ca", "zksync test CA");
         self_signed(&dir, "other-ca", "another CA");
         issue(
@@ -116,17 +118,13 @@ impl Certs {
     }
 }
 
-impl Drop for Certs {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// A standalone ZooKeeper with a plaintext port and a TLS one that requires
-/// a client certificate signed by the test CA.
+/// a client certificate signed by the test CA; the certificates are made in
+/// its dir, and go with it.
 pub struct TlsZk {
     pub zk: Zk,
     pub secure_port: u16,
+    pub certs: Certs,
 }
 
 /// The zoo.cfg lines of a TLS port that requires a client certificate.
@@ -141,10 +139,17 @@ fn secure_port_config(certs: &Certs, secure_port: u16) -> String {
 }
 
 impl TlsZk {
-    pub fn start(certs: &Certs) -> TlsZk {
+    pub fn start() -> TlsZk {
         let secure_port = free_port();
-        let zk = Zk::start_with(free_port(), &secure_port_config(certs, secure_port));
-        TlsZk { zk, secure_port }
+        let mut certs = None;
+        let zk = Zk::start_with(free_port(), |dir| {
+            let made = Certs::make(&dir.join("certs"));
+            let config = secure_port_config(&made, secure_port);
+            certs = Some(made);
+            config
+        });
+        let certs = certs.expect("the certificates");
+        TlsZk { zk, secure_port, certs }
     }
 
     /// The TLS port, by IP.
@@ -161,6 +166,7 @@ pub struct TlsEnsemble {
 }
 
 impl TlsEnsemble {
+    /// With `certs` (a `TlsZk`'s), which must outlive it.
     pub fn start(certs: &Certs) -> TlsEnsemble {
         let secure_ports = [free_port(), free_port(), free_port()];
         let ensemble = Ensemble::start_configured(500, ["*", "*", "*"], |i| secure_port_config(certs, secure_ports[i]));
