@@ -1,9 +1,9 @@
 //! TLS to ZooKeeper: a ZooKeeper serving TLS with client certificates
 //! required (`ssl.clientAuth=need`) on one port and plaintext on another;
-//! certificates made with openssl. The mirror, PUSH, a lock and a group over
-//! TLS; a wrong CA, no client certificate, a missing or wrong file, TLS to
-//! the plaintext port and plaintext to the TLS port: a clear state and log,
-//! never a crash.
+//! certificates made with openssl. The mirror, the change stream, PUSH, a
+//! lock and a group over TLS, and an ensemble; a wrong CA, no client
+//! certificate, a missing or wrong file, TLS to the plaintext port and
+//! plaintext to the TLS port: a clear state and log, never a crash.
 
 mod common;
 
@@ -87,6 +87,7 @@ fn mirror_push_lock_and_group_over_tls() {
         ("zksync.mirrors", format!("{root}/config")),
         ("zksync.allow", format!("{root}/locks")),
         ("zksync.group", format!("tls-{}", std::process::id())),
+        ("zksync.stream", "changes".to_string()),
     ]);
     let redis = start(&zk.secure_connect_string(), &configs);
     redis.wait_state("connected", SETTLE);
@@ -110,6 +111,9 @@ fn mirror_push_lock_and_group_over_tls() {
     wait_until(SETTLE, "a live change over TLS", || {
         redis.cmd(&["GET", &key]) == Value::BulkString(b"mysql".to_vec())
     });
+    // The change stream: an entry per key change, the live one last.
+    let last = redis.cmd(&["XREVRANGE", "changes", "+", "-", "COUNT", "1"]);
+    assert!(format!("{last:?}").contains("mysql"), "{last:?}");
 
     let lock = format!("{root}/locks/report");
     let mut conn = redis.conn();
