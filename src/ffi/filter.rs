@@ -151,7 +151,7 @@ impl Args {
         usize::try_from(unsafe { (self.count)(self.fctx) }).unwrap_or(0)
     }
 
-    /// Argument `pos`, valid until it is replaced.
+    /// Argument `pos`; borrowed from `self`, so no replacing while it is held.
     fn get(&self, pos: usize) -> Option<&[u8]> {
         let pos = c_int::try_from(pos).ok()?;
         // SAFETY: `fctx` is valid for this call; Redis returns NULL past the end.
@@ -160,7 +160,8 @@ impl Args {
         (!s.is_null()).then(|| RedisString::string_as_slice(s))
     }
 
-    fn replace(&self, pos: usize, with: &str) {
+    /// Frees the argument at `pos`: `&mut` so that no borrowed one outlives it.
+    fn replace(&mut self, pos: usize, with: &str) {
         let Ok(pos) = c_int::try_from(pos) else { return };
         // SAFETY: `fctx` is valid for this call; Redis takes ownership of
         // the new string (created without a context, so not auto-freed).
@@ -180,10 +181,10 @@ impl Args {
 /// # Safety
 /// `fctx` is the filter context of the current call.
 unsafe fn rewrite(fctx: *mut raw::RedisModuleCommandFilterCtx, hooks: &Hooks) {
-    let Some(args) = Args::of(fctx) else { return };
+    let Some(mut args) = Args::of(fctx) else { return };
     let Some(name) = args.get(0) else { return };
     if (hooks.secrets.may_hold)(name) {
-        hide_secrets(&args, &hooks.secrets);
+        hide_secrets(&mut args, &hooks.secrets);
     }
     if !(hooks.fencing.engaged)() {
         return;
@@ -195,7 +196,7 @@ unsafe fn rewrite(fctx: *mut raw::RedisModuleCommandFilterCtx, hooks: &Hooks) {
     }
 }
 
-fn hide_secrets(args: &Args, secrets: &Secrets) {
+fn hide_secrets(args: &mut Args, secrets: &Secrets) {
     let placeholders: Vec<(usize, String)> = {
         let all: Vec<&[u8]> = (0..args.len()).map_while(|pos| args.get(pos)).collect();
         (secrets.positions)(&all)
@@ -203,7 +204,6 @@ fn hide_secrets(args: &Args, secrets: &Secrets) {
             .filter_map(|pos| all.get(pos).map(|secret| (pos, (secrets.hide)(secret))))
             .collect()
     };
-    // The borrowed arguments are gone: replacing frees them.
     for (pos, placeholder) in placeholders {
         args.replace(pos, &placeholder);
     }
