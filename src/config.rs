@@ -5,14 +5,18 @@
 //! value is refused with the reason and the old value stays in force.
 
 use crate::path;
+use crate::secret;
 use crate::text::quote;
+use crate::tls::{self, Pem, TlsFiles};
 use redis_module::enum_configuration;
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 pub const DEFAULT_PREFIX: &str = "zk:";
+/// What Redis puts before every config name of this module.
+pub const MODULE_PREFIX: &str = "zksync.";
 
 /// How Redis treats a config beyond its value (mapped to Redis's flags in
 /// `ffi/config.rs`).
@@ -84,13 +88,51 @@ impl Checked {
     }
 
     /// Stores `text` if it holds no control characters and its parser
-    /// accepts it; else says why (quoted: the reason may echo the value).
+    /// accepts it; else says why (quoted: the reason may echo the value,
+    /// except a sensitive one's). A sensitive config is given the secret a
+    /// placeholder stands for.
     pub fn set(&self, text: &str) -> Result<(), String> {
+        let text = match self.flag {
+            Flag::Sensitive => secret::reveal(text)?,
+            _ => Cow::Borrowed(text),
+        };
         if text.chars().any(char::is_control) {
-            return Err(format!("value '{}' holds control characters", quote(text)));
+            return Err(match self.flag {
+                Flag::Sensitive => "the value holds control characters".to_string(),
+                _ => format!("value '{}' holds control characters", quote(&text)),
+            });
         }
-        (self.check)(text).map_err(|e| quote(&e))?;
-        *self.text.lock().unwrap_or_else(|e| e.into_inner()) = Cow::Owned(text.to_string());
+        (self.check)(&text).map_err(|e| quote(&e))?;
+        *self.text.lock().unwrap_or_else(|e| e.into_inner()) = Cow::Owned(text.into_owned());
+        Ok(())
+    }
+}
+
+/// A yes/no config, stored once its check accepts it.
+pub struct Switch {
+    pub name: &'static str,
+    pub default: bool,
+    value: AtomicBool,
+    check: fn(bool) -> Result<(), String>,
+}
+
+impl Switch {
+    const fn new(name: &'static str, default: bool, check: fn(bool) -> Result<(), String>) -> Self {
+        Switch {
+            name,
+            default,
+            value: AtomicBool::new(default),
+            check,
+        }
+    }
+
+    pub fn get(&self) -> bool {
+        self.value.load(Ordering::Relaxed)
+    }
+
+    pub fn set(&self, on: bool) -> Result<(), String> {
+        (self.check)(on)?;
+        self.value.store(on, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -108,6 +150,7 @@ enum_configuration! {
 pub enum Config {
     Number(&'static Number),
     Text(&'static Checked),
+    Switch(&'static Switch),
     /// Redis's enum config: its names are `FailoverMode`'s variants.
     Failover {
         name: &'static str,
@@ -122,6 +165,7 @@ impl Config {
         match self {
             Config::Number(number) => number.name,
             Config::Text(text) => text.name,
+            Config::Switch(switch) => switch.name,
             Config::Failover { name, .. } => name,
         }
     }
@@ -133,7 +177,19 @@ pub static FAILOVER_MAX_LAG: Number = Number::new("failover-max-lag", 1_048_576,
 pub static LOAD_INTERVAL_MS: Number = Number::new("load-interval", 1000, 100, 3_600_000, Flag::Plain);
 pub static STALL_TIMEOUT_MS: Number = Number::new("stall-timeout", 5000, 0, 3_600_000, Flag::Plain);
 pub static SERVERS: Checked = Checked::new("servers", "127.0.0.1:2181", Flag::Plain, |s| parse_servers(s).map(drop));
-pub static AUTH: Checked = Checked::new("auth", "", Flag::Sensitive, |s| parse_auth(s).map(drop));
+pub static AUTH: Checked = Checked::new("auth", "", Flag::Sensitive, |s| {
+    one_auth(parse_auth(s)?.is_some(), !AUTH_FILE.get().is_empty())
+});
+/// Its check also reads the file: the auth in it is kept in `FILE_AUTH`.
+pub static AUTH_FILE: Checked = Checked::new("auth-file", "", Flag::Plain, |s| {
+    let auth = Some(s)
+        .filter(|s| !s.is_empty())
+        .map(secret::read_auth_file)
+        .transpose()?;
+    one_auth(!AUTH.get().is_empty(), auth.is_some())?;
+    *FILE_AUTH.lock().unwrap_or_else(|e| e.into_inner()) = auth;
+    Ok(())
+});
 pub static MIRRORS: Checked = Checked::new("mirrors", "", Flag::Plain, |s| {
     stream_clear(&STREAM.get(), &parse_mirrors(s)?, &parse_allow(&ALLOW.get())?)
 });
@@ -146,10 +202,24 @@ pub static STREAM: Checked = Checked::new("stream", "", Flag::Plain, |s| {
     stream_clear(s, &parse_mirrors(&MIRRORS.get())?, &parse_allow(&ALLOW.get())?)
 });
 pub static STREAM_MAXLEN: Number = Number::new("stream-maxlen", 100_000, 0, i64::MAX, Flag::Plain);
+// The files come before the switch: at load, Redis sets them in this order.
+pub static TLS_CA_CERT_FILE: Checked = Checked::new("tls-ca-cert-file", "", Flag::Plain, |s| {
+    tls::check("tls-ca-cert-file", s, Pem::Certificates)?;
+    tls::ca_needed(TLS.get(), s)
+});
+pub static TLS_CERT_FILE: Checked = Checked::new("tls-cert-file", "", Flag::Plain, |s| {
+    tls::check("tls-cert-file", s, Pem::Certificates)
+});
+pub static TLS_KEY_FILE: Checked = Checked::new("tls-key-file", "", Flag::Plain, |s| {
+    tls::check("tls-key-file", s, Pem::PrivateKey)
+});
+pub static TLS: Switch = Switch::new("tls", false, |on| tls::ca_needed(on, &TLS_CA_CERT_FILE.get()));
 pub static FAILOVER: Mutex<FailoverMode> = Mutex::new(FailoverMode::auto);
+/// The auth read from `zksync.auth-file` when it was set.
+static FILE_AUTH: Mutex<Option<Auth>> = Mutex::new(None);
 
-/// Every config, in the order Redis registers them.
-pub static CONFIGS: [Config; 13] = [
+/// Every config, in the order Redis registers them (and, at load, sets them).
+pub static CONFIGS: [Config; 18] = [
     Config::Number(&SESSION_TIMEOUT_MS),
     Config::Number(&FAILOVER_MAX_LAG),
     Config::Number(&LOAD_INTERVAL_MS),
@@ -157,11 +227,16 @@ pub static CONFIGS: [Config; 13] = [
     Config::Number(&STALL_TIMEOUT_MS),
     Config::Text(&SERVERS),
     Config::Text(&AUTH),
+    Config::Text(&AUTH_FILE),
     Config::Text(&MIRRORS),
     Config::Text(&GROUP),
     Config::Text(&ANNOUNCE),
     Config::Text(&ALLOW),
     Config::Text(&STREAM),
+    Config::Text(&TLS_CA_CERT_FILE),
+    Config::Text(&TLS_CERT_FILE),
+    Config::Text(&TLS_KEY_FILE),
+    Config::Switch(&TLS),
     Config::Failover {
         name: "failover",
         default: FailoverMode::auto,
@@ -210,6 +285,8 @@ pub struct Connection {
     pub servers: ConnectString,
     pub session_timeout: Duration,
     pub auth: Option<Auth>,
+    /// `None` for plaintext.
+    pub tls: Option<TlsFiles>,
 }
 
 /// The group this server joins (`zksync.group`, `zksync.announce`).
@@ -238,7 +315,14 @@ impl Settings {
             connection: Connection {
                 servers: parse_servers(&SERVERS.get()).unwrap_or_default(),
                 session_timeout: Duration::from_millis(timeout_ms),
-                auth: parse_auth(&AUTH.get()).unwrap_or(None),
+                auth: parse_auth(&AUTH.get())
+                    .unwrap_or(None)
+                    .or_else(|| FILE_AUTH.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+                tls: TLS.get().then(|| TlsFiles {
+                    ca: TLS_CA_CERT_FILE.get(),
+                    cert: TLS_CERT_FILE.get(),
+                    key: TLS_KEY_FILE.get(),
+                }),
             },
             mirrors: parse_mirrors(&MIRRORS.get()).unwrap_or_default(),
             group: Some(GROUP.get()).filter(|name| !name.is_empty()).map(|name| GroupSpec {
@@ -348,6 +432,25 @@ pub fn parse_auth(text: &str) -> Result<Option<Auth>, String> {
             credentials: credentials.as_bytes().to_vec(),
         })),
         _ => Err("zksync.auth must be scheme:credentials, e.g. digest:user:secret".to_string()),
+    }
+}
+
+/// Whether `name` (as given to CONFIG SET, any case) is a sensitive config of zksync.
+pub fn is_sensitive(name: &[u8]) -> bool {
+    let (head, short) = name.split_at(MODULE_PREFIX.len().min(name.len()));
+    head.eq_ignore_ascii_case(MODULE_PREFIX.as_bytes())
+        && CONFIGS.iter().any(|config| {
+            matches!(config, Config::Text(text)
+                if text.flag == Flag::Sensitive && text.name.as_bytes().eq_ignore_ascii_case(short))
+        })
+}
+
+/// `zksync.auth` and `zksync.auth-file` are not both set: which would win
+/// would be a guess.
+fn one_auth(auth: bool, file: bool) -> Result<(), String> {
+    match auth && file {
+        false => Ok(()),
+        true => Err("zksync.auth and zksync.auth-file are both set: empty one of them first".to_string()),
     }
 }
 
@@ -463,13 +566,25 @@ mod tests {
             [
                 ("servers", "127.0.0.1:2181", Flag::Plain),
                 ("auth", "", Flag::Sensitive),
+                ("auth-file", "", Flag::Plain),
                 ("mirrors", "", Flag::Plain),
                 ("group", "", Flag::Plain),
                 ("announce", "", Flag::Plain),
                 ("allow", "", Flag::Plain),
                 ("stream", "", Flag::Plain),
+                ("tls-ca-cert-file", "", Flag::Plain),
+                ("tls-cert-file", "", Flag::Plain),
+                ("tls-key-file", "", Flag::Plain),
             ]
         );
+        let switches: Vec<_> = CONFIGS
+            .iter()
+            .filter_map(|c| match c {
+                Config::Switch(s) => Some((s.name, s.default)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(switches, [("tls", false)]);
         let Some(Config::Failover {
             name, default, flag, ..
         }) = CONFIGS.last()
@@ -491,6 +606,10 @@ mod tests {
                 Config::Text(t) => {
                     assert_eq!((t.check)(t.default), Ok(()), "{}", t.name);
                     assert_eq!(t.get(), t.default, "{}", t.name);
+                }
+                Config::Switch(s) => {
+                    assert_eq!((s.check)(s.default), Ok(()), "{}", s.name);
+                    assert_eq!(s.get(), s.default, "{}", s.name);
                 }
                 Config::Failover { .. } => {}
             }

@@ -20,9 +20,11 @@ mod mirror;
 mod path;
 mod redis;
 mod reply;
+mod secret;
 mod session;
 mod status;
 mod text;
+mod tls;
 
 use config::{Settings, GROUP};
 use redis_module::{redis_module, Context, ContextFlags, InfoContext, RedisResult, RedisString, Status};
@@ -41,8 +43,14 @@ type Allocator = std::alloc::System;
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
     ffi::guard::install_hook();
     let loaded = ffi::guard::catch("module load", || {
-        ffi::config::load(ctx, args, on_config_changed)
-            .and_then(|()| redis::fence::install(ctx, !GROUP.get().is_empty()))
+        ffi::config::load(ctx, args, on_config_changed)?;
+        let hooks = ffi::filter::Hooks {
+            fencing: redis::fence::hooks(),
+            secrets: secret::hooks(),
+        };
+        ffi::filter::init(ctx, hooks)?;
+        redis::fence::install(ctx, !GROUP.get().is_empty());
+        Ok(())
     });
     match loaded.unwrap_or_else(|| Err("internal error, see above".to_string())) {
         Ok(()) => {

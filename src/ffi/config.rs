@@ -2,11 +2,13 @@
 //! table in `config.rs`.
 
 use super::guard;
-use crate::config::{Checked, Config, Flag, Number, CONFIGS};
+use crate::config::{Checked, Config, Flag, Number, Switch, CONFIGS};
+use crate::text::quote;
 use redis_module::configuration::{
-    get_enum_default_config_value, get_i64_default_config_value, get_string_default_config_value,
-    register_enum_configuration, register_i64_configuration, register_string_configuration, ConfigurationContext,
-    ConfigurationFlags, ConfigurationValue,
+    get_bool_default_config_value, get_enum_default_config_value, get_i64_default_config_value,
+    get_string_default_config_value, register_bool_configuration, register_enum_configuration,
+    register_i64_configuration, register_string_configuration, ConfigurationContext, ConfigurationFlags,
+    ConfigurationValue,
 };
 use redis_module::{raw, Context, RedisError, RedisString};
 use std::os::raw::c_int;
@@ -27,6 +29,18 @@ impl ConfigurationValue<RedisString> for Checked {
         guard::catch("CONFIG SET", || Checked::set(self, text))
             .unwrap_or_else(|| Err("internal error, see the Redis log".to_string()))
             .map_err(RedisError::String)
+    }
+}
+
+impl ConfigurationValue<bool> for Switch {
+    fn get(&self, _ctx: &ConfigurationContext) -> bool {
+        Switch::get(self)
+    }
+
+    fn set(&self, _ctx: &ConfigurationContext, value: bool) -> Result<(), RedisError> {
+        guard::catch("CONFIG SET", || Switch::set(self, value))
+            .unwrap_or_else(|| Err("internal error, see the Redis log".to_string()))
+            .map_err(|e| RedisError::String(quote(&e)))
     }
 }
 
@@ -81,6 +95,11 @@ fn register(ctx: &Context, args: &[RedisString], config: &Config, on_change: fn(
         Config::Text(text) => {
             let default = get_string_default_config_value(args, text.name, text.default)?;
             register_string_configuration(ctx, text.name, *text, default, flags(text.flag), changed(on_change));
+        }
+        Config::Switch(switch) => {
+            let default = get_bool_default_config_value(args, switch.name, switch.default)?;
+            let flags = flags(Flag::Plain);
+            register_bool_configuration(ctx, switch.name, *switch, default, flags, changed(on_change));
         }
         Config::Failover {
             name,

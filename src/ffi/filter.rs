@@ -1,17 +1,19 @@
-//! A command filter and the replication-role subscription that goes with
-//! it, registered only while needed (Redis runs every filter on every
-//! command, and walks every subscription on each event it fires). What the
-//! filter rewrites is the caller's decision (`Hooks`).
+//! The command filter, and the replication-role subscription that goes
+//! with fencing. The filter is registered at load, for good: a CONFIG SET
+//! carrying a secret may come at any time. Its first checks (a name
+//! compared, a flag read) are all most commands cost. The role subscription
+//! is held only in a group (Redis walks every subscription on each event it
+//! fires). What the filter rewrites is the caller's decision (`Hooks`).
 
 use super::guard;
 use once_cell::sync::OnceCell;
 use redis_module::{raw, Context, RedisString};
 use std::os::raw::{c_int, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-/// The decisions the filter and the subscription call.
-pub struct Hooks {
-    /// Whether to look at commands now; checked first, on every command.
+/// Fencing: what a command becomes on a master that may not write.
+pub struct Fencing {
+    /// Whether to look at commands now; checked on every command.
     pub engaged: fn() -> bool,
     /// The command to run instead of one named `name` (with its first
     /// argument, a subcommand maybe), if any.
@@ -20,17 +22,41 @@ pub struct Hooks {
     pub role_changed: fn(bool),
 }
 
-static HOOKS: OnceCell<Hooks> = OnceCell::new();
-/// A context of this module that outlives module load, to (un)register at
-/// run time; and the filter while registered. Main thread only.
-static MODULE_CTX: AtomicUsize = AtomicUsize::new(0);
-static FILTER: AtomicUsize = AtomicUsize::new(0);
+/// Secrets: arguments swapped for placeholders before the command runs,
+/// and so before Redis records it (SLOWLOG, MONITOR).
+pub struct Secrets {
+    /// Whether a command named `name` may carry one; checked on every command.
+    pub may_hold: fn(name: &[u8]) -> bool,
+    /// The positions of the secret arguments (the name is at 0).
+    pub positions: fn(args: &[&[u8]]) -> Vec<usize>,
+    /// Keeps a secret and returns its placeholder.
+    pub hide: fn(secret: &[u8]) -> String,
+}
 
-/// Keeps a context of this module for later (un)registering. Module load only.
+pub struct Hooks {
+    pub fencing: Fencing,
+    pub secrets: Secrets,
+}
+
+static HOOKS: OnceCell<Hooks> = OnceCell::new();
+/// A context of this module that outlives module load, to (un)subscribe at
+/// run time. Main thread only.
+static MODULE_CTX: AtomicUsize = AtomicUsize::new(0);
+static SUBSCRIBED: AtomicBool = AtomicBool::new(false);
+
+/// Registers the filter and keeps a context of this module for later
+/// (un)subscribing. Module load only.
 pub fn init(ctx: &Context, hooks: Hooks) -> Result<(), String> {
     // SAFETY: API pointers are set at module load.
-    let detach =
-        unsafe { raw::RedisModule_GetDetachedThreadSafeContext }.ok_or("detached contexts are not available")?;
+    let (detach, register) = unsafe {
+        (
+            raw::RedisModule_GetDetachedThreadSafeContext,
+            raw::RedisModule_RegisterCommandFilter,
+        )
+    };
+    let (Some(detach), Some(register)) = (detach, register) else {
+        return Err("command filters or detached contexts are not available".into());
+    };
     // SAFETY: `ctx` is the module's context during OnLoad; the detached
     // context it gives lives as long as the process.
     let module_ctx = unsafe { detach(ctx.ctx) };
@@ -39,41 +65,35 @@ pub fn init(ctx: &Context, hooks: Hooks) -> Result<(), String> {
     }
     MODULE_CTX.store(module_ctx as usize, Ordering::Relaxed);
     let _ = HOOKS.set(hooks);
+    // SAFETY: as above; `module_ctx` lives as long as the process, and so
+    // does the filter (never unregistered).
+    let filter = unsafe { register(module_ctx, Some(on_command), raw::REDISMODULE_CMDFILTER_NOSELF as c_int) };
+    if filter.is_null() {
+        return Err("cannot register the command filter".into());
+    }
     Ok(())
 }
 
-pub fn registered() -> bool {
-    FILTER.load(Ordering::Relaxed) != 0
-}
-
-/// Registers the filter and the subscription (`true`) or removes them.
-/// Returns whether this server is a replica, once registered. Main thread.
-pub fn register(on: bool) -> Option<bool> {
+/// Subscribes to role changes for fencing (`true`) or unsubscribes.
+/// Returns whether this server is a replica, once subscribed. Main thread.
+pub fn watch_role(on: bool) -> Option<bool> {
     let ctx = MODULE_CTX.load(Ordering::Relaxed) as *mut raw::RedisModuleCtx;
-    let filter = FILTER.load(Ordering::Relaxed) as *mut raw::RedisModuleCommandFilter;
-    if ctx.is_null() || on != filter.is_null() {
+    if ctx.is_null() || SUBSCRIBED.load(Ordering::Relaxed) == on {
         return None;
     }
     let role_changes = raw::RedisModuleEvent {
         id: raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
         dataver: 1,
     };
+    SUBSCRIBED.store(on, Ordering::Relaxed);
     // SAFETY: API pointers are set at module load; `ctx` lives as long as
-    // the process; `filter` is the one registered with it.
+    // the process. Unsubscribing pairs with a subscription: Redis 7.0 would
+    // add an empty one for an event never subscribed.
     unsafe {
         if !on {
-            if let Some(unregister) = raw::RedisModule_UnregisterCommandFilter {
-                unregister(ctx, filter);
-                FILTER.store(0, Ordering::Relaxed);
-                // Paired with the subscription below: Redis 7.0 would add
-                // an empty one for an event never subscribed.
-                raw::subscribe_to_server_event(ctx, role_changes, None);
-            }
+            raw::subscribe_to_server_event(ctx, role_changes, None);
             return None;
         }
-        let register = raw::RedisModule_RegisterCommandFilter?;
-        let filter = register(ctx, Some(on_command), raw::REDISMODULE_CMDFILTER_NOSELF as c_int);
-        FILTER.store(filter as usize, Ordering::Relaxed);
         raw::subscribe_to_server_event(ctx, role_changes, Some(on_role_change));
         let flags = raw::RedisModule_GetContextFlags?;
         Some(flags(ctx) as u32 & raw::REDISMODULE_CTX_FLAGS_SLAVE != 0)
@@ -88,38 +108,103 @@ unsafe extern "C" fn on_role_change(
 ) {
     if let Some(hooks) = HOOKS.get() {
         let replica = subevent == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_REPLICA;
-        guard::catch("a role change", || (hooks.role_changed)(replica));
+        guard::catch("a role change", || (hooks.fencing.role_changed)(replica));
     }
 }
 
 unsafe extern "C" fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
-    let Some(hooks) = HOOKS.get().filter(|hooks| (hooks.engaged)()) else {
+    let Some(hooks) = HOOKS.get() else {
         return;
     };
     // SAFETY: Redis passes a filter context valid for this call.
     guard::catch("the command filter", || unsafe { rewrite(fctx, hooks) });
 }
 
-/// Replaces the command's name if the hooks say so.
+/// The filter context's arguments, as Redis's API gives them.
+struct Args {
+    fctx: *mut raw::RedisModuleCommandFilterCtx,
+    count: unsafe extern "C" fn(*mut raw::RedisModuleCommandFilterCtx) -> c_int,
+    get: unsafe extern "C" fn(*mut raw::RedisModuleCommandFilterCtx, c_int) -> *mut raw::RedisModuleString,
+    replace: unsafe extern "C" fn(*mut raw::RedisModuleCommandFilterCtx, c_int, *mut raw::RedisModuleString) -> c_int,
+    create: unsafe extern "C" fn(
+        *mut raw::RedisModuleCtx,
+        *const std::os::raw::c_char,
+        usize,
+    ) -> *mut raw::RedisModuleString,
+}
+
+impl Args {
+    /// # Safety
+    /// `fctx` is the filter context of the current call.
+    unsafe fn of(fctx: *mut raw::RedisModuleCommandFilterCtx) -> Option<Args> {
+        Some(Args {
+            fctx,
+            count: raw::RedisModule_CommandFilterArgsCount?,
+            get: raw::RedisModule_CommandFilterArgGet?,
+            replace: raw::RedisModule_CommandFilterArgReplace?,
+            create: raw::RedisModule_CreateString?,
+        })
+    }
+
+    fn len(&self) -> usize {
+        // SAFETY: `fctx` is valid for this call (`of`).
+        usize::try_from(unsafe { (self.count)(self.fctx) }).unwrap_or(0)
+    }
+
+    /// Argument `pos`; borrowed from `self`, so no replacing while it is held.
+    fn get(&self, pos: usize) -> Option<&[u8]> {
+        let pos = c_int::try_from(pos).ok()?;
+        // SAFETY: `fctx` is valid for this call; Redis returns NULL past the end.
+        let s = unsafe { (self.get)(self.fctx, pos) };
+        // A non-NULL argument is a live string of this command.
+        (!s.is_null()).then(|| RedisString::string_as_slice(s))
+    }
+
+    /// Frees the argument at `pos`: `&mut` so that no borrowed one outlives it.
+    fn replace(&mut self, pos: usize, with: &str) {
+        let Ok(pos) = c_int::try_from(pos) else { return };
+        // SAFETY: `fctx` is valid for this call; Redis takes ownership of
+        // the new string (created without a context, so not auto-freed).
+        unsafe {
+            (self.replace)(
+                self.fctx,
+                pos,
+                (self.create)(std::ptr::null_mut(), with.as_ptr().cast(), with.len()),
+            )
+        };
+    }
+}
+
+/// Swaps secrets for placeholders, then a fenced command for its
+/// replacement, as the hooks say.
 ///
 /// # Safety
 /// `fctx` is the filter context of the current call.
 unsafe fn rewrite(fctx: *mut raw::RedisModuleCommandFilterCtx, hooks: &Hooks) {
-    let (Some(count), Some(arg), Some(replace), Some(create)) = (
-        raw::RedisModule_CommandFilterArgsCount,
-        raw::RedisModule_CommandFilterArgGet,
-        raw::RedisModule_CommandFilterArgReplace,
-        raw::RedisModule_CreateString,
-    ) else {
+    let Some(mut args) = Args::of(fctx) else { return };
+    let Some(name) = args.get(0) else { return };
+    if (hooks.secrets.may_hold)(name) {
+        hide_secrets(&mut args, &hooks.secrets);
+    }
+    if !(hooks.fencing.engaged)() {
         return;
+    }
+    let Some(name) = args.get(0) else { return };
+    let first = if args.len() > 1 { args.get(1) } else { None };
+    if let Some(with) = (hooks.fencing.replacement)(name, first) {
+        args.replace(0, with);
+    }
+}
+
+fn hide_secrets(args: &mut Args, secrets: &Secrets) {
+    let placeholders: Vec<(usize, String)> = {
+        let all: Vec<&[u8]> = (0..args.len()).map_while(|pos| args.get(pos)).collect();
+        (secrets.positions)(&all)
+            .into_iter()
+            .filter_map(|pos| all.get(pos).map(|secret| (pos, (secrets.hide)(secret))))
+            .collect()
     };
-    let bytes = |pos: c_int| -> Option<&[u8]> {
-        let s = arg(fctx, pos);
-        (!s.is_null()).then(|| RedisString::string_as_slice(s))
-    };
-    let Some(name) = bytes(0) else { return };
-    let first = if count(fctx) > 1 { bytes(1) } else { None };
-    if let Some(with) = (hooks.replacement)(name, first) {
-        replace(fctx, 0, create(std::ptr::null_mut(), with.as_ptr().cast(), with.len()));
+    for (pos, placeholder) in placeholders {
+        args.replace(pos, &placeholder);
     }
 }

@@ -38,15 +38,14 @@ static REPLICA: AtomicBool = AtomicBool::new(false);
 /// Lowercase names of write commands (`container|sub` for subcommands), from COMMAND.
 static WRITES: Lazy<Mutex<(usize, HashSet<Vec<u8>>)>> = Lazy::new(Default::default);
 
-/// This server joined (or left) a group: the filter is registered only in
-/// a group, so that a server that only mirrors pays nothing per command.
-/// Main thread.
+/// This server joined (or left) a group: the role is watched only in a
+/// group, and the filter fences only there. Main thread.
 pub fn set_active(active: bool) {
     ACTIVE.store(active, Ordering::Relaxed);
     if !active {
         revoke();
     }
-    if let Some(replica) = filter::register(active) {
+    if let Some(replica) = filter::watch_role(active) {
         REPLICA.store(replica, Ordering::Relaxed);
     }
 }
@@ -90,21 +89,20 @@ pub fn is_replica() -> bool {
     REPLICA.load(Ordering::Relaxed)
 }
 
-/// Learns the write commands, and registers the filter if in a group.
-/// Module load only.
-pub fn install(ctx: &Context, in_group: bool) -> Result<(), String> {
-    learn_write_commands(ctx);
-    let hooks = filter::Hooks {
+/// What the command filter does for fencing.
+pub fn hooks() -> filter::Fencing {
+    filter::Fencing {
         engaged: fenced,
         replacement,
         role_changed: |replica| REPLICA.store(replica, Ordering::Relaxed),
-    };
-    filter::init(ctx, hooks)?;
-    set_active(in_group);
-    if in_group && !filter::registered() {
-        return Err("cannot register the fencing filter".into());
     }
-    Ok(())
+}
+
+/// Learns the write commands, and watches the role if in a group. Module
+/// load only, once the filter is registered.
+pub fn install(ctx: &Context, in_group: bool) {
+    learn_write_commands(ctx);
+    set_active(in_group);
 }
 
 /// (Re)reads the write commands from COMMAND when their number changed

@@ -7,6 +7,7 @@
 
 mod connected;
 mod detection;
+mod diagnosis;
 mod group;
 mod leadership;
 mod liveness;
@@ -17,7 +18,7 @@ mod peer;
 mod read;
 mod requests;
 
-use crate::config::{Connection, MirrorSpec, Settings};
+use crate::config::{ConnectString, Connection, MirrorSpec, Settings};
 use crate::error::Error;
 use crate::ffi::blocked::Pending;
 use crate::ffi::{guard, log};
@@ -33,13 +34,15 @@ use crate::path;
 use crate::redis::apply::Update;
 use crate::reply::Reply;
 use crate::status::{SessionState, STATUS};
+use crate::tls::{self, TlsFiles};
+use diagnosis::Failure;
 use locks::{Contention, LockEvent};
 use once_cell::sync::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
-use zookeeper_client::{Acl, Acls, Client, Permission};
+use zookeeper_client::{Acl, Acls, Client, Permission, TlsOptions};
 
 pub use requests::Request;
 
@@ -247,17 +250,17 @@ impl Session {
         let mut last_error = String::new();
         loop {
             let began = Instant::now();
-            let attempt = connect_once(self.settings.connection.clone());
+            let attempt = diagnosis::watched(connect_once(self.settings.connection.clone()));
             match self.offline(attempt).await {
                 Offline::Done(Ok(client)) => return Ok((client, began)),
-                Offline::Done(Err(e)) => {
-                    let message = e.to_string();
-                    if message != last_error {
+                Offline::Done(Err(failure)) => {
+                    if failure.why != last_error {
+                        let at = failure.server.map(|s| format!("; at {s}")).unwrap_or_default();
                         log::warning(&format!(
-                            "cannot reach ZooKeeper at {}: {message} (retrying)",
-                            self.settings.connection.servers
+                            "cannot reach ZooKeeper at {}: {}{at} (retrying)",
+                            self.settings.connection.servers, failure.why
                         ));
-                        last_error = message;
+                        last_error = failure.why;
                     }
                 }
                 Offline::Reconnect => {
@@ -386,10 +389,40 @@ fn mntr_reply(reports: Vec<mntr::Report>) -> Reply {
     )
 }
 
-async fn connect_once(connection: Connection) -> Result<Client, zookeeper_client::Error> {
+/// One attempt at a session; `Err` says why, with the client's own report
+/// of its first failure if it made one (a TLS handshake refused...).
+async fn connect_once(connection: Connection) -> Result<Client, Failure> {
     let mut connector = Client::connector().with_session_timeout(connection.session_timeout);
     if let Some(auth) = &connection.auth {
         connector = connector.with_auth(&auth.scheme, &auth.credentials);
     }
-    connector.connect(connection.servers.as_str()).await
+    let connected = match &connection.tls {
+        None => connector.connect(connection.servers.as_str()).await,
+        Some(files) => {
+            let options = tls_options(files, &connection.servers)?;
+            connector
+                .with_tls(options)
+                .secure_connect(connection.servers.as_str())
+                .await
+        }
+    };
+    connected.map_err(|e| Failure::new(&e.to_string(), diagnosis::take().as_deref()))
+}
+
+/// The client's TLS options from the files, read now (a renewed
+/// certificate counts from the next connection).
+fn tls_options(files: &TlsFiles, servers: &ConnectString) -> Result<TlsOptions, String> {
+    for server in servers.servers() {
+        tls::server_name(server)?;
+    }
+    let pem = files.read()?;
+    let options = TlsOptions::new()
+        .with_pem_ca(&pem.ca)
+        .map_err(|e| format!("zksync.tls-ca-cert-file {}: {e}", files.ca))?;
+    match &pem.identity {
+        None => Ok(options),
+        Some((cert, key)) => options
+            .with_pem_identity(cert, key)
+            .map_err(|e| format!("zksync.tls-cert-file/zksync.tls-key-file: {e}")),
+    }
 }

@@ -13,6 +13,7 @@ pub mod curator;
 pub mod netns;
 pub mod proxy;
 pub mod sentinel_client;
+pub mod tls;
 pub mod writer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -221,7 +222,8 @@ fn serving(addr: &str) -> bool {
 fn java(main: &str, cfg: &Path, log: &Path, cleanup: &Path) -> Guarded {
     let args = [
         "-cp",
-        "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar",
+        // Netty's codec and resolver, which its TLS needs, are not on the jar's Class-Path.
+        "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar:/usr/share/java/netty-codec.jar:/usr/share/java/netty-resolver.jar",
         "-Xmx256m",
         "-XX:+UseSerialGC",
         "-XX:TieredStopAtLevel=1",
@@ -248,13 +250,20 @@ impl Zk {
     }
 
     pub fn start_on(port: u16) -> Zk {
+        Zk::start_with(port, |_| String::new())
+    }
+
+    /// With the lines `extra` returns appended to its zoo.cfg; it gets the
+    /// server's dir, removed with it (the files the lines name may go there).
+    pub fn start_with(port: u16, extra: impl FnOnce(&Path) -> String) -> Zk {
         let dir = temp_dir("zk");
         std::fs::create_dir_all(dir.join("data")).unwrap();
+        let extra = extra(&dir);
         std::fs::write(
             dir.join("zoo.cfg"),
             format!(
                 "tickTime=500\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
-                 4lw.commands.whitelist=*\nadmin.enableServer=false\nmaxClientCnxns=0\n",
+                 4lw.commands.whitelist=*\nadmin.enableServer=false\nmaxClientCnxns=0\n{extra}",
                 dir.join("data").display()
             ),
         )
@@ -341,16 +350,26 @@ impl Ensemble {
     /// With `tick_ms` as tickTime: ZooKeeper expires a session between its
     /// timeout and the timeout plus a tick.
     pub fn start_with(tick_ms: u64, whitelists: [&str; 3]) -> Ensemble {
-        Ensemble::start_listening(tick_ms, whitelists, "127.0.0.1")
+        Ensemble::start_configured(tick_ms, whitelists, |_| String::new())
     }
 
     /// Serving clients on every interface: a network namespace reaches it
     /// too (see `connect_string_via`).
     pub fn start_on_every_interface() -> Ensemble {
-        Ensemble::start_listening(500, ["*", "*", "*"], "0.0.0.0")
+        Ensemble::start_listening(500, ["*", "*", "*"], "0.0.0.0", |_| String::new())
     }
 
-    fn start_listening(tick_ms: u64, whitelists: [&str; 3], client_address: &str) -> Ensemble {
+    /// With `extra(i)` lines appended to member i's zoo.cfg.
+    pub fn start_configured(tick_ms: u64, whitelists: [&str; 3], extra: impl Fn(usize) -> String) -> Ensemble {
+        Ensemble::start_listening(tick_ms, whitelists, "127.0.0.1", extra)
+    }
+
+    fn start_listening(
+        tick_ms: u64,
+        whitelists: [&str; 3],
+        client_address: &str,
+        extra: impl Fn(usize) -> String,
+    ) -> Ensemble {
         let client_ports = [free_port(), free_port(), free_port()];
         let peers: Vec<String> = (0..3)
             .map(|i| format!("server.{}=127.0.0.1:{}:{}", i + 1, free_port(), free_port()))
@@ -364,11 +383,12 @@ impl Ensemble {
                 format!(
                     "tickTime={tick_ms}\nmaxSessionTimeout=20000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\n\
                      clientPortAddress={client_address}\n4lw.commands.whitelist={}\nadmin.enableServer=false\n\
-                     maxClientCnxns=0\n{}\n",
+                     maxClientCnxns=0\n{}\n{}",
                     dir.join("data").display(),
                     client_ports[i],
                     whitelists[i],
-                    peers.join("\n")
+                    peers.join("\n"),
+                    extra(i)
                 ),
             )
             .unwrap();
