@@ -26,11 +26,15 @@ const PLACEHOLDER: &str = "(zksync: hidden secret ";
 /// What the command filter does for secrets.
 pub fn hooks() -> crate::ffi::filter::Secrets {
     crate::ffi::filter::Secrets {
+        min_args: SET_ARGS,
         may_hold,
         positions: secret_positions,
         hide,
     }
 }
+
+/// `CONFIG SET name value`: a command with fewer arguments carries no secret.
+const SET_ARGS: usize = 4;
 
 /// Whether a command named `name` may carry a secret (on every command).
 pub fn may_hold(name: &[u8]) -> bool {
@@ -40,7 +44,7 @@ pub fn may_hold(name: &[u8]) -> bool {
 /// The positions of the arguments of `CONFIG SET name value [name value ...]`
 /// that are values of a sensitive zksync config.
 pub fn secret_positions(args: &[&[u8]]) -> Vec<usize> {
-    let is_set = args.len() >= 4 && may_hold(args[0]) && args[1].eq_ignore_ascii_case(b"set");
+    let is_set = args.len() >= SET_ARGS && may_hold(args[0]) && args[1].eq_ignore_ascii_case(b"set");
     if !is_set {
         return Vec::new();
     }

@@ -25,7 +25,10 @@ pub struct Fencing {
 /// Secrets: arguments swapped for placeholders before the command runs,
 /// and so before Redis records it (SLOWLOG, MONITOR).
 pub struct Secrets {
-    /// Whether a command named `name` may carry one; checked on every command.
+    /// A command with fewer arguments carries none: most commands stop at
+    /// this count, before their name is fetched.
+    pub min_args: usize,
+    /// Whether a command named `name` may carry one.
     pub may_hold: fn(name: &[u8]) -> bool,
     /// The positions of the secret arguments (the name is at 0).
     pub positions: fn(args: &[&[u8]]) -> Vec<usize>,
@@ -182,11 +185,16 @@ impl Args {
 /// `fctx` is the filter context of the current call.
 unsafe fn rewrite(fctx: *mut raw::RedisModuleCommandFilterCtx, hooks: &Hooks) {
     let Some(mut args) = Args::of(fctx) else { return };
+    let engaged = (hooks.fencing.engaged)();
+    let may_hold_secrets = args.len() >= hooks.secrets.min_args;
+    if !engaged && !may_hold_secrets {
+        return;
+    }
     let Some(name) = args.get(0) else { return };
-    if (hooks.secrets.may_hold)(name) {
+    if may_hold_secrets && (hooks.secrets.may_hold)(name) {
         hide_secrets(&mut args, &hooks.secrets);
     }
-    if !(hooks.fencing.engaged)() {
+    if !engaged {
         return;
     }
     let Some(name) = args.get(0) else { return };
