@@ -331,8 +331,13 @@ fn keyspace_notifications_follow_zookeeper_writes() {
     assert_eq!(message.get_payload::<String>().unwrap(), "set");
     println!("notification after {:?}", started.elapsed());
 
-    // Through the pattern: the set above, then a create and a delete.
+    // Through the pattern: the set above, then a create and a delete (the
+    // key mirrored in between: a create and a delete read in one burst
+    // never make a key, and so no notification).
     zk.create_all(&format!("{root}/new"), b"x");
+    wait_until(SETTLE, "the new key", || {
+        redis.try_cmd(&["EXISTS", &format!("zk:{root}/new")]).ok() == Some(redis::Value::Int(1))
+    });
     zk.delete_all(&format!("{root}/new"));
     let mut events = Vec::new();
     while events.len() < 3 {
