@@ -82,11 +82,26 @@ impl Group {
     /// master's index and the epoch.
     fn wait_converged(&self, alive: &[usize], timeout: Duration) -> (usize, i64) {
         let mut found = None;
-        wait_until(timeout, "the group to converge on one master", || {
+        let deadline = Instant::now() + timeout;
+        while found.is_none() && Instant::now() < deadline {
             found = self.converged(alive);
-            found.is_some()
-        });
-        found.unwrap()
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        found.unwrap_or_else(|| panic!("the group did not converge on one master: {}", self.describe(alive)))
+    }
+
+    /// Each member's view, for a failure message.
+    fn describe(&self, alive: &[usize]) -> String {
+        let mut out = String::new();
+        for &i in alive {
+            let status = self.members[i].try_cmd(&["ZKSYNC.STATUS"]).map(|v| format!("{v:?}"));
+            let role = self.replication(i).map(|r| {
+                let field = |k: &str| r.get(k).cloned().unwrap_or_default();
+                format!("{} {} {}", field("role"), field("master_port"), field("master_link_status"))
+            });
+            out += &format!("\n  member {i} ({}): leader {:?}; {role:?}; {status:?}", self.id(i), self.leader_seen_by(i));
+        }
+        out
     }
 
     fn converged(&self, alive: &[usize]) -> Option<(usize, i64)> {
