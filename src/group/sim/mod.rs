@@ -49,7 +49,7 @@ pub enum Flaw {
 pub struct Rules {
     /// A rule broken on purpose.
     pub flaw: Option<Flaw>,
-    /// ZKSYNC.FAILOVER asked among the faults.
+    /// ZKSYNC.FAILOVER asked among the faults (the tests' default).
     pub switchovers: bool,
 }
 
@@ -112,7 +112,7 @@ impl std::fmt::Display for Failure {
             (_, true) => writeln!(f, "a scripted scenario: its test replays it")?,
             (Rules { flaw: Some(flaw), .. }, _) => writeln!(f, "a rule broken on purpose: {flaw:?}")?,
             (Rules { switchovers, .. }, _) => {
-                let with = if switchovers { "ZKSYNC_SIM_SWITCHOVERS=1 " } else { "" };
+                let with = if switchovers { "" } else { "ZKSYNC_SIM_SWITCHOVERS=0 " };
                 writeln!(
                     f,
                     "replay: {with}ZKSYNC_SIM_SEED={} cargo test --release --lib sim",

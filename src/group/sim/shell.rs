@@ -509,7 +509,12 @@ impl Shell {
         let Ok(Answer::Data(Some((data, stat)))) = self.call(Op::GetData(layout.epoch())).await else {
             return Vec::new();
         };
-        let epoch = decode_epoch(&data) + 1;
+        let Some(epoch) = takeover.next_epoch(decode_epoch(&data)) else {
+            return vec![
+                Effect::Notice("did not take the leadership: the switchover's leadership has changed".into()),
+                Effect::ReadLeader,
+            ];
+        };
         let (node, change) = takeover.records(&self.id, epoch);
         let mut ops = Vec::new();
         if let Some(moved) = takeover.moved() {
