@@ -97,9 +97,18 @@ impl Group {
             let status = self.members[i].try_cmd(&["ZKSYNC.STATUS"]).map(|v| format!("{v:?}"));
             let role = self.replication(i).map(|r| {
                 let field = |k: &str| r.get(k).cloned().unwrap_or_default();
-                format!("{} {} {}", field("role"), field("master_port"), field("master_link_status"))
+                format!(
+                    "{} {} {}",
+                    field("role"),
+                    field("master_port"),
+                    field("master_link_status")
+                )
             });
-            out += &format!("\n  member {i} ({}): leader {:?}; {role:?}; {status:?}", self.id(i), self.leader_seen_by(i));
+            out += &format!(
+                "\n  member {i} ({}): leader {:?}; {role:?}; {status:?}",
+                self.id(i),
+                self.leader_seen_by(i)
+            );
         }
         out
     }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 /// best one takes over once all have (or at the latest after this).
 pub const SETTLE: Duration = Duration::from_millis(250);
 /// The same role action is not asked again sooner than this.
-const REPEAT: Duration = Duration::from_secs(1);
+pub(super) const REPEAT: Duration = Duration::from_secs(1);
 /// A member that answered the ZKSYNC.FAILOVER it was asked lets the reply
 /// leave before it re-points (which unblocks and disconnects clients).
 pub(super) const REPLY_GRACE: Duration = Duration::from_millis(100);
@@ -109,8 +109,10 @@ pub struct Takeover {
     /// The leader znode to replace (a switchover), with its version.
     pub previous: Option<Leader>,
     pub switchover: Option<Versioned<Switchover>>,
-    /// A forced takeover from a live master promotes Redis only then.
-    pub promote_after: Option<Instant>,
+    /// A forced takeover from a live master promotes Redis only once that
+    /// master's lease, renewed at the latest as the transaction commits,
+    /// has run out.
+    pub outwait_lease: bool,
 }
 
 impl Takeover {
@@ -123,6 +125,16 @@ impl Takeover {
             },
             version: sw.version,
         })
+    }
+
+    /// The epoch to hand out, the counter read at `counter`; none if this
+    /// is a switchover whose leadership changed since it was planned (the
+    /// counter's version check then keeps it unchanged until the commit).
+    pub fn next_epoch(&self, counter: u64) -> Option<u64> {
+        match &self.switchover {
+            Some(sw) if sw.value.epoch != Some(counter) => None,
+            _ => Some(counter + 1),
+        }
     }
 
     /// The leader znode and the history entry that `me` writes for `epoch`.
@@ -215,8 +227,8 @@ pub(super) enum Part {
 pub(super) struct Lead {
     /// When the last lease check was sent.
     pub(super) renewed: Option<Instant>,
-    /// Writes paused for a switchover: the lease ended with the pause.
-    pub(super) paused: bool,
+    /// Writes paused for a switchover until then: the lease ends with the pause.
+    pub(super) paused: Option<Instant>,
     /// A forced takeover promotes Redis only once the old master's lease ran out.
     promote_after: Option<Instant>,
 }
@@ -307,7 +319,7 @@ impl Election {
     pub fn new_session(&mut self) -> Effects {
         let mut out = vec![Effect::Lease(LeaseChange::Revoke)];
         if let Part::Leading(lead) = &self.part {
-            if lead.paused {
+            if lead.paused.is_some() {
                 out.push(Effect::Role(Action::Unpause));
             }
             self.part = Part::Following { demoted: true };
@@ -497,7 +509,9 @@ impl Election {
         let handing_over = matches!(self.owner, Some(Owner::HandingOver));
         match &mut self.part {
             Part::Leading(lead)
-                if !lead.paused && !handing_over && lease::renewal_due(lead.renewed, f.now, f.session_timeout) =>
+                if lead.paused.is_none()
+                    && !handing_over
+                    && lease::renewal_due(lead.renewed, f.now, f.session_timeout) =>
             {
                 lead.renewed = Some(f.now);
                 vec![Effect::CheckLease { sent: f.now }]
@@ -567,7 +581,7 @@ impl Election {
             reason,
             previous: None,
             switchover: None,
-            promote_after: None,
+            outwait_lease: false,
         })]
     }
 
@@ -582,8 +596,8 @@ impl Election {
         }
         self.part = Part::Leading(Lead {
             renewed: Some(sent),
-            paused: false,
-            promote_after: takeover.promote_after,
+            paused: None,
+            promote_after: takeover.outwait_lease.then(|| lease::expiry(f.now, f.session_timeout)),
         });
         let mut out = vec![
             Effect::Lease(LeaseChange::Renew(sent)),

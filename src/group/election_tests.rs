@@ -325,7 +325,7 @@ fn leading(w: &mut World) -> Election {
         reason: Reason::Bootstrap,
         previous: None,
         switchover: None,
-        promote_after: None,
+        outwait_lease: false,
     };
     let node = leader(ME, SESSION, 1).node;
     let out = e.took(take, node, w.now, &w.facts());
@@ -374,6 +374,7 @@ fn requested(from: Option<&str>, to: &str, force: bool) -> Versioned<Switchover>
             stage: Stage::Requested,
             master_offset: 0,
             shutdown: false,
+            epoch: Some(1),
         },
         version: 0,
     }
@@ -474,12 +475,172 @@ fn a_forced_switchover_waits_out_a_live_masters_lease() {
         panic!("forced: at once: {out:?}")
     };
     assert_eq!(take.reason, Reason::Forced);
-    assert_eq!(take.promote_after, Some(w.now + Duration::from_millis(4000)));
-    // Leading, it promotes only once the old lease is over.
+    assert!(take.outwait_lease);
+    // Leading, it promotes only once the old lease is over, counted from
+    // the commit (the old master may have renewed until then).
+    w.later(30);
     let out = e.took(take.clone(), leader(PEER, SESSION, 2).node, w.now, &w.facts());
     assert!(!roles(&out).contains(&&Action::Promote));
-    w.later(4000);
+    w.later(3999);
+    assert!(roles(&e.reconcile(&w.facts())).is_empty());
+    w.later(1);
     assert_eq!(roles(&e.reconcile(&w.facts())), [&Action::Promote]);
+}
+
+/// A switchover planned against epoch `planned`, from `from` (force: `from` may be none).
+fn planned(from: Option<&str>, force: bool, stage: Stage, planned: Option<u64>) -> Versioned<Switchover> {
+    let mut sw = at(requested(from, PEER, force), stage, 100);
+    sw.value.epoch = planned;
+    sw
+}
+
+#[test]
+fn a_switchover_is_carried_out_only_against_the_leadership_it_was_planned_for() {
+    // (the switchover, the leader seen (id, epoch), the epoch counter, a
+    // takeover that waits out a lease (Some(wait)) or none, why)
+    let cases = [
+        (
+            planned(Some(ME), false, Stage::Paused, Some(1)),
+            Some((ME, 1)),
+            1,
+            Some(false),
+            "as planned",
+        ),
+        (
+            planned(Some(ME), false, Stage::Paused, Some(1)),
+            Some((THIRD, 2)),
+            2,
+            None,
+            "another master elected since",
+        ),
+        (
+            planned(Some(ME), false, Stage::Paused, Some(1)),
+            None,
+            2,
+            None,
+            "one elected and gone since",
+        ),
+        (
+            planned(Some(ME), false, Stage::Paused, Some(1)),
+            Some((ME, 1)),
+            2,
+            None,
+            "the counter moved on",
+        ),
+        (
+            planned(Some(ME), false, Stage::Paused, Some(1)),
+            None,
+            1,
+            Some(false),
+            "the old master gone, none since",
+        ),
+        (
+            planned(Some(ME), false, Stage::Paused, None),
+            Some((ME, 1)),
+            1,
+            None,
+            "an older version's znode",
+        ),
+        (
+            planned(Some(ME), true, Stage::Requested, Some(1)),
+            Some((ME, 1)),
+            1,
+            Some(true),
+            "forced from a live master",
+        ),
+        (
+            planned(Some(ME), true, Stage::Requested, Some(1)),
+            Some((THIRD, 2)),
+            2,
+            None,
+            "forced, another master since",
+        ),
+        (
+            planned(None, true, Stage::Requested, Some(1)),
+            None,
+            1,
+            Some(false),
+            "forced with no master",
+        ),
+        (
+            planned(None, true, Stage::Requested, Some(1)),
+            Some((THIRD, 2)),
+            2,
+            None,
+            "forced, a master elected since",
+        ),
+        (
+            planned(None, true, Stage::Requested, Some(2)),
+            Some((THIRD, 2)),
+            2,
+            Some(true),
+            "forced, a master elected as planned",
+        ),
+        (
+            planned(None, true, Stage::Requested, None),
+            None,
+            1,
+            None,
+            "forced, an older version's znode",
+        ),
+    ];
+    for (sw, seen, counter, want, why) in cases {
+        let mut w = World::new();
+        w.me = Some(PEER);
+        w.sample = Some(sample(Role::Replica, 100, seen.map(|(id, _)| id)));
+        let mut e = Election::default();
+        e.observe_leader(Some(leader(ME, OTHER, 1)), Some(1), &w.facts());
+        let seen = seen.map(|(id, epoch)| leader(id, OTHER, epoch));
+        e.observe_leader(seen, Some(counter), &w.facts());
+        e.switchover_read(Some(sw.clone()), &w.facts());
+        let out = e.acted(&Action::Sample, &w.facts());
+        let take = takeover(&out);
+        assert_eq!(take.map(|t| t.outwait_lease), want, "{why}: {out:?}");
+        if let Some(take) = take {
+            assert_eq!(take.next_epoch(counter), Some(counter + 1), "{why}");
+        }
+    }
+}
+
+#[test]
+fn a_master_pauses_only_for_a_switchover_of_its_own_leadership() {
+    // (the epoch the switchover was planned against, pauses)
+    let cases = [(Some(1), true), (Some(0), false), (Some(2), false), (None, false)];
+    for (epoch, pauses) in cases {
+        let mut w = World::new();
+        let mut e = leading(&mut w);
+        let sw = planned(Some(ME), false, Stage::Requested, epoch);
+        let out = e.switchover_read(Some(sw), &w.facts());
+        assert_eq!(roles(&out).contains(&&Action::Pause(5000)), pauses, "{epoch:?}");
+    }
+}
+
+#[test]
+fn the_takeover_transaction_requires_the_counter_a_switchover_was_planned_at() {
+    let takeover = |sw: Option<Versioned<Switchover>>| Takeover {
+        reason: Reason::Switchover,
+        previous: None,
+        switchover: sw,
+        outwait_lease: false,
+    };
+    // (takeover, the counter read, the epoch it hands out)
+    let cases = [
+        (takeover(None), 7, Some(8)),
+        (
+            takeover(Some(planned(Some(ME), false, Stage::Paused, Some(7)))),
+            7,
+            Some(8),
+        ),
+        (
+            takeover(Some(planned(Some(ME), false, Stage::Paused, Some(7)))),
+            8,
+            None,
+        ),
+        (takeover(Some(planned(Some(ME), false, Stage::Paused, None))), 7, None),
+    ];
+    for (take, counter, want) in cases {
+        assert_eq!(take.next_epoch(counter), want, "{counter} {:?}", take.switchover);
+    }
 }
 
 /// `ME` asked for a switchover from `PEER` to `THIRD`.
@@ -567,6 +728,18 @@ fn a_failover_is_planned_only_when_it_can_happen() {
         (&led, Some(THIRD), false, Err("already the master")),
         (&led, Some("x:1"), false, Err("not a member")),
     ];
+    let mut counted = Election::default();
+    counted.observe_leader(None, Some(3), &w.facts());
+    // (election, force, the epoch it is stamped with)
+    let stamped = [
+        (&no_leader, true, Some(0)),
+        (&counted, true, Some(3)),
+        (&led, false, Some(1)),
+    ];
+    for (e, force, epoch) in stamped {
+        let sw = e.plan(&request(None, force), &w.facts()).map(|sw| sw.epoch);
+        assert_eq!(sw.ok(), Some(epoch), "the leadership planned against");
+    }
     for (e, to, force, want) in cases {
         let got = e.plan(&request(to, force), &w.facts());
         match (got, want) {
@@ -595,8 +768,8 @@ fn a_master_shutting_down_hands_over_to_the_best_replica() {
         panic!("{out:?}")
     };
     assert_eq!(
-        (sw.to.as_str(), sw.stage, sw.shutdown, sw.master_offset),
-        (PEER, Stage::Paused, true, 100)
+        (sw.to.as_str(), sw.stage, sw.shutdown, sw.master_offset, sw.epoch),
+        (PEER, Stage::Paused, true, 100, Some(1))
     );
     let sw = sw.clone();
     assert!(matches!(
@@ -693,5 +866,37 @@ fn a_member_without_data_is_not_elected_behind_the_groups_recorded_offset() {
         e.elect(&w.facts());
         w.all_published();
         assert_eq!(takeover(&e.elect(&w.facts())).is_some(), elected, "recorded {recorded}");
+    }
+}
+
+#[test]
+fn a_paused_master_rolls_back_a_switchover_no_one_finishes_once_its_pause_is_over() {
+    // (the stage, ms after the pause, this master asked for it, rolls back)
+    let cases = [
+        (Stage::Requested, 4999, false, false),
+        (Stage::Requested, 5000, false, true),
+        (Stage::Paused, 5000, false, true),
+        (Stage::Moved, 5000, false, false),
+        (Stage::Paused, 5000, true, false),
+    ];
+    for (stage, ms, asked, want) in cases {
+        let mut w = World::new();
+        let mut e = leading(&mut w);
+        e.switchover_read(Some(requested(Some(ME), PEER, false)), &w.facts());
+        let sw = at(requested(Some(ME), PEER, false), stage, 100);
+        e.switchover_read(Some(sw.clone()), &w.facts());
+        if asked {
+            e.asked(w.now + Duration::from_millis(9000));
+        }
+        w.later(ms);
+        let out = e.tick(&w.facts());
+        let rollback = Effect::RollBack(Some(sw.version));
+        assert_eq!(out.contains(&rollback), want, "{stage:?} {ms} {asked}: {out:?}");
+        if want {
+            w.later(20);
+            assert!(!e.tick(&w.facts()).contains(&rollback), "again only a second later");
+            let out = e.rolled_back(Rollback::Done, &w.facts());
+            assert_eq!(roles(&out), [&Action::Unpause], "resumes");
+        }
     }
 }

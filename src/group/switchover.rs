@@ -5,15 +5,18 @@
 //! ```text
 //! Requested ──master paused──▶ Paused ──target caught up, took over──▶ Moved ──target is master──▶ Done
 //!     │ FORCE: the target takes over at once ─────────────────────────▶ Moved
-//!     └── deadline passed before Moved: the starter deletes it (rolled back)
+//!     └── deadline passed before Moved: the starter deletes it (rolled back),
+//!         or the paused master does once its pause is over
 //! ```
+//!
+//! Each stage is acted on only while the epoch it was planned against is
+//! the current one: a switchover never outlives its leadership.
 
-use super::election::{Action, Effect, Effects, Election, Facts, LeaseChange, Owner, Part, Takeover};
+use super::election::{Action, Effect, Effects, Election, Facts, Lead, LeaseChange, Owner, Part, Takeover, REPEAT};
 use super::leader::Reason;
 use super::load::Role;
 use super::rank::{best_target, can_lead};
 use crate::error::Error;
-use crate::lease;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -48,6 +51,11 @@ pub struct Switchover {
     /// Started by the master itself as it shuts down.
     #[serde(default)]
     pub shutdown: bool,
+    /// The epoch of the leadership it was planned against (with no master,
+    /// the last one handed out). Absent from an older version's znode: such
+    /// a switchover is not acted on, and its starter rolls it back.
+    #[serde(default)]
+    pub epoch: Option<u64>,
 }
 
 impl Switchover {
@@ -100,15 +108,15 @@ impl Election {
             return out;
         }
         let mut out = Vec::new();
-        let to_pause = sw.from.as_deref() == Some(me) && !sw.force && sw.stage == Stage::Requested;
+        let to_pause =
+            sw.from.as_deref() == Some(me) && !sw.force && sw.stage == Stage::Requested && self.planned_now(&sw);
         if let (true, Part::Leading(lead)) = (to_pause, &mut self.part) {
-            if !lead.paused {
+            if lead.paused.is_none() {
                 // The lease ends with the pause: once it is over, this master
                 // writes again only after ZooKeeper confirms it still leads.
-                lead.paused = true;
-                out.push(Effect::Lease(LeaseChange::Cap(
-                    f.now + Duration::from_millis(sw.timeout_ms),
-                )));
+                let end = f.now + Duration::from_millis(sw.timeout_ms);
+                lead.paused = Some(end);
+                out.push(Effect::Lease(LeaseChange::Cap(end)));
                 out.push(Effect::Role(Action::Pause(sw.timeout_ms)));
             }
         }
@@ -152,12 +160,15 @@ impl Election {
             return Vec::new();
         }
         let leading = self.leading();
-        let takeover = |reason, promote_after| {
+        // Only against the leadership it was planned for: another member
+        // elected since never paused, and a FORCE must wait out its lease.
+        let current = self.planned_now(&sw.value);
+        let takeover = |reason, outwait_lease| {
             Effect::Take(Takeover {
                 reason,
                 previous: self.leader().cloned(),
                 switchover: Some(sw.clone()),
-                promote_after,
+                outwait_lease,
             })
         };
         match sw.value.stage {
@@ -167,29 +178,36 @@ impl Election {
                     version: sw.version,
                 })]
             }
-            Stage::Requested if sw.value.force => {
-                // A live old master may write until its lease runs out.
-                let live = sw.value.from.is_some() && self.leader().is_some();
-                let promote_after = live.then(|| lease::expiry(f.now, f.session_timeout));
-                vec![takeover(Reason::Forced, promote_after)]
+            Stage::Requested if sw.value.force && current => {
+                // The master leading now, whoever was planned, may write
+                // until its lease runs out.
+                vec![takeover(Reason::Forced, self.leader().is_some())]
             }
-            Stage::Paused if !leading && sample.figures.repl_offset >= sw.value.master_offset => {
+            Stage::Paused if current && !leading && sample.figures.repl_offset >= sw.value.master_offset => {
                 let reason = if sw.value.shutdown {
                     Reason::Shutdown
                 } else {
                     Reason::Switchover
                 };
-                vec![takeover(reason, None)]
+                vec![takeover(reason, false)]
             }
             _ => Vec::new(),
         }
+    }
+
+    /// Whether `sw` was planned against the leadership seen now: its epoch
+    /// is the current leader's, or with none the last one handed out.
+    pub(super) fn planned_now(&self, sw: &Switchover) -> bool {
+        let leader = self.leader().map(|l| l.node.epoch);
+        sw.epoch
+            .is_some_and(|planned| planned == self.epoch() && leader.is_none_or(|epoch| epoch == planned))
     }
 
     /// The switchover's share of the 20 ms tick: the target polls its
     /// offset; the member that asked rolls back at the deadline.
     pub(super) fn switchover_tick(&mut self, f: &Facts) -> Effects {
         let Some(me) = f.me else { return Vec::new() };
-        let mut out = Vec::new();
+        let mut out = self.pause_over(f);
         if let Some(sw) = self.switchover.as_ref().map(|sw| &sw.value) {
             let waiting =
                 matches!(sw.stage, Stage::Paused | Stage::Moved) || (sw.force && sw.stage == Stage::Requested);
@@ -213,6 +231,23 @@ impl Election {
             out.push(Effect::RollBack(self.switchover.as_ref().map(|sw| sw.version)));
         }
         out
+    }
+
+    /// A paused master whose pause is over while the leadership has not
+    /// moved rolls the switchover back itself (again every second while
+    /// that fails): its starter may not know it created it (the create's
+    /// answer was lost with the connection), and it would stay fenced.
+    fn pause_over(&mut self, f: &Facts) -> Effects {
+        let (Part::Leading(Lead { paused: Some(end), .. }), Some(sw), None) =
+            (&mut self.part, &self.switchover, &self.owner)
+        else {
+            return Vec::new();
+        };
+        if f.now < *end || !matches!(sw.value.stage, Stage::Requested | Stage::Paused) {
+            return Vec::new();
+        }
+        *end = f.now + REPEAT;
+        vec![Effect::RollBack(Some(sw.version))]
     }
 
     /// The deadline's rollback went as `rollback` says.
@@ -266,8 +301,8 @@ impl Election {
     /// (it ended with the pause) and unpauses.
     fn resume_writes(&mut self, f: &Facts) -> Effects {
         match &mut self.part {
-            Part::Leading(lead) if lead.paused => {
-                lead.paused = false;
+            Part::Leading(lead) if lead.paused.is_some() => {
+                lead.paused = None;
                 lead.renewed = None;
                 let mut out = self.renew(f);
                 out.push(Effect::Role(Action::Unpause));
@@ -316,6 +351,7 @@ impl Election {
             stage: Stage::Requested,
             master_offset: 0,
             shutdown: false,
+            epoch: Some(self.leader().map_or(self.epoch(), |l| l.node.epoch)),
         })
     }
 
@@ -347,6 +383,7 @@ impl Election {
                 stage: Stage::Paused,
                 master_offset: sample.figures.repl_offset,
                 shutdown: true,
+                epoch: self.leader().map(|l| l.node.epoch),
             }),
         ]
     }
@@ -370,4 +407,30 @@ impl Election {
 
 fn abandoned() -> Error {
     Error::Failover("the switchover was abandoned; nothing changed".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::leader::{decode, encode};
+
+    #[test]
+    fn the_epoch_planned_against_is_recorded_and_absent_from_older_znodes() {
+        let old = br#"{"from":"a:1","to":"b:1","force":false,"timeout_ms":5000,"stage":"paused","master_offset":9}"#;
+        // (znode, the epoch read)
+        let cases: [(&[u8], Option<u64>); 2] = [
+            (old, None),
+            (
+                br#"{"from":null,"to":"b:1","force":true,"timeout_ms":200,"stage":"requested","epoch":4}"#,
+                Some(4),
+            ),
+        ];
+        for (data, epoch) in cases {
+            let sw = decode::<Switchover>(data).map(|sw| sw.epoch);
+            assert_eq!(sw, Ok(epoch), "{}", String::from_utf8_lossy(data));
+        }
+        let sw = decode::<Switchover>(old).map(|sw| Switchover { epoch: Some(7), ..sw });
+        let sw = sw.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(decode::<Switchover>(&encode(&sw)), Ok(sw));
+    }
 }

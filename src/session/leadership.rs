@@ -223,7 +223,12 @@ impl Session {
                 return Vec::new();
             }
         };
-        let epoch = decode_epoch(&data) + 1;
+        let Some(epoch) = takeover.next_epoch(decode_epoch(&data)) else {
+            return vec![
+                Effect::Notice("did not take the leadership: the switchover's leadership has changed".into()),
+                Effect::ReadLeader,
+            ];
+        };
         let (node, change) = takeover.records(&me, epoch);
         let ephemeral = CreateMode::Ephemeral.with_acls(self.acls());
         let persistent = CreateMode::Persistent.with_acls(self.acls());

@@ -4,12 +4,15 @@
 //! simulated ZooKeeper (`zk.rs`) over a simulated network (`world.rs`),
 //! all driven by one seeded scheduler. Faults come from the seed: ZooKeeper
 //! frozen or crashed, a member cut from ZooKeeper (one way or both), a
-//! process killed and restarted empty or stopped and continued, slow links,
-//! a member joining late.
+//! process killed and restarted empty or stopped and continued, a main
+//! thread stalled while the session thread runs on, slow links, a member
+//! joining late, ZKSYNC.FAILOVER. Detection is modelled: a killed
+//! process's port refuses, a stopped or stalled one's does not.
 //!
 //! After every event it checks the group's invariant: at no instant of the
-//! simulated clock do two live members hold an unexpired lease (what lets a
-//! master accept writes). Once every fault has healed, a master must exist
+//! simulated clock do two members accept writes (a live Redis master, not
+//! paused, its main thread running, holding an unexpired lease: a stalled
+//! master whose lease was revoked is fenced when it runs again). Once every fault has healed, a master must exist
 //! within a bound. A failing seed prints itself and its trace, and replays
 //! exactly: `ZKSYNC_SIM_SEED=<seed> cargo test --release --lib sim`.
 //! `ZKSYNC_SIM_SEEDS=<n>` runs more seeds.
@@ -42,6 +45,11 @@ pub enum Flaw {
     /// The takeover replaces whatever leader znode exists, and sets the
     /// epoch without its version check.
     UncheckedTakeover,
+    /// One member's refusal is taken for the majority's.
+    OneRefusalSuffices,
+    /// A port that does not refuse but does not answer (a stopped process)
+    /// is taken for a dead one.
+    SilenceIsDeath,
 }
 
 /// Which rules a run exercises.
@@ -49,8 +57,12 @@ pub enum Flaw {
 pub struct Rules {
     /// A rule broken on purpose.
     pub flaw: Option<Flaw>,
-    /// ZKSYNC.FAILOVER asked among the faults.
+    /// ZKSYNC.FAILOVER asked among the faults (the tests' default).
     pub switchovers: bool,
+    /// Detection (the tests' default): replicas ask a master's port when
+    /// their link drops, refusals remove a dead master's leadership, a
+    /// stalled main thread gives it up; stalls among the faults.
+    pub detection: bool,
 }
 
 /// One run's settings, drawn from the seed.
@@ -61,6 +73,8 @@ pub struct Config {
     pub load_interval: Duration,
     /// Each message takes up to this long (more on a slow link).
     pub max_delay: Duration,
+    /// `zksync.stall-timeout` (zero: never, as without detection).
+    pub stall_timeout: Duration,
     pub rules: Rules,
 }
 
@@ -68,13 +82,18 @@ impl Config {
     fn draw(rng: &mut Rng, rules: Rules) -> Config {
         let ms = Duration::from_millis;
         let session_timeout = ms(*rng.pick(&[1000, 2000, 2000, 4000]));
-        Config {
+        let mut cfg = Config {
             members: *rng.pick(&[2, 3, 3, 4]),
             session_timeout,
             load_interval: ms(*rng.pick(&[200, 500, 1000])),
             max_delay: ms(rng.between(1, 20)),
+            stall_timeout: Duration::ZERO,
             rules,
+        };
+        if rules.detection {
+            cfg.stall_timeout = ms(*rng.pick(&[300, 1000, 2000, 5000]));
         }
+        cfg
     }
 }
 
@@ -88,6 +107,8 @@ pub struct Report {
     pub recovery: Option<Duration>,
     pub last_master: Option<usize>,
     pub takeovers: u64,
+    /// Leaderships removed: a dead master's, or a stalled master's own.
+    pub removals: u64,
     /// A live member's data wiped by a master further behind than the
     /// rules allow (see `World::unpublished`).
     pub lost: Option<(Duration, usize, i64)>,
@@ -114,8 +135,19 @@ impl std::fmt::Display for Failure {
         match (self.rules, self.scripted) {
             (_, true) => writeln!(f, "a scripted scenario: its test replays it")?,
             (Rules { flaw: Some(flaw), .. }, _) => writeln!(f, "a rule broken on purpose: {flaw:?}")?,
-            (Rules { switchovers, .. }, _) => {
-                let with = if switchovers { "ZKSYNC_SIM_SWITCHOVERS=1 " } else { "" };
+            (
+                Rules {
+                    switchovers, detection, ..
+                },
+                _,
+            ) => {
+                let mut with = String::new();
+                if !switchovers {
+                    with += "ZKSYNC_SIM_SWITCHOVERS=0 ";
+                }
+                if !detection {
+                    with += "ZKSYNC_SIM_DETECTION=0 ";
+                }
                 writeln!(
                     f,
                     "replay: {with}ZKSYNC_SIM_SEED={} cargo test --release --lib sim",
@@ -148,17 +180,18 @@ fn plan(rng: &mut Rng, cfg: &Config) -> (Vec<(Duration, Fault)>, Duration, usize
         };
         let m = rng.between(0, cfg.members as u64 - 1) as usize;
         let way = *rng.pick(&[Way::Both, Way::Both, Way::ToZk, Way::ToMember]);
-        let kinds = if cfg.rules.switchovers { 5 } else { 4 };
-        let (begin, heal) = match rng.between(0, kinds) {
-            0 => (Fault::ZkDown { freeze: rng.chance(50) }, Fault::ZkUp),
-            1 => (Fault::Cut(m, way), Fault::Uncut(m)),
-            2 => (Fault::Kill(m), Fault::Start(m)),
-            3 => (Fault::Stop(m), Fault::Cont(m)),
-            4 => (
+        let kinds = kinds(cfg);
+        let (begin, heal) = match kinds[rng.between(0, kinds.len() as u64 - 1) as usize] {
+            Kind::ZkDown => (Fault::ZkDown { freeze: rng.chance(50) }, Fault::ZkUp),
+            Kind::Cut => (Fault::Cut(m, way), Fault::Uncut(m)),
+            Kind::Kill => (Fault::Kill(m), Fault::Start(m)),
+            Kind::Stop => (Fault::Stop(m), Fault::Cont(m)),
+            Kind::Slow => (
                 Fault::Slow(m, ms(rng.between(longest / 30, longest / 3))),
                 Fault::Fast(m),
             ),
-            _ => (failover(rng, cfg, m), Fault::Fast(m)),
+            Kind::Failover => (failover(rng, cfg, m), Fault::Fast(m)),
+            Kind::Stall => (Fault::Stall(m), Fault::Unstall(m)),
         };
         faults.push((start, begin));
         faults.push((end, heal));
@@ -176,8 +209,36 @@ fn plan(rng: &mut Rng, cfg: &Config) -> (Vec<(Duration, Fault)>, Duration, usize
     faults.push((healed, Fault::ZkUp));
     for m in 0..cfg.members {
         faults.extend([Fault::Uncut(m), Fault::Fast(m), Fault::Cont(m), Fault::Start(m)].map(|f| (healed, f)));
+        if cfg.rules.detection {
+            faults.push((healed, Fault::Unstall(m)));
+        }
     }
     (faults, healed, count)
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    ZkDown,
+    Cut,
+    Kill,
+    Stop,
+    Slow,
+    Failover,
+    Stall,
+}
+
+/// The kinds of fault a run draws from. Not a firewall rejecting a
+/// member's connections (`Fault::Reject`): the detection rule trusts a
+/// refusal, unless outvoted, so that one is scripted only.
+fn kinds(cfg: &Config) -> Vec<Kind> {
+    let mut kinds = vec![Kind::ZkDown, Kind::Cut, Kind::Kill, Kind::Stop, Kind::Slow];
+    if cfg.rules.switchovers {
+        kinds.push(Kind::Failover);
+    }
+    if cfg.rules.detection {
+        kinds.push(Kind::Stall);
+    }
+    kinds
 }
 
 /// ZKSYNC.FAILOVER asked of member `m`: to the best replica or another
@@ -286,6 +347,7 @@ pub fn simulate(seed: u64, rng: Rng, scenario: Scenario, verbose: bool) -> Resul
         recovery: recovered,
         last_master: master(&w),
         takeovers: w.takeovers,
+        removals: w.removals,
         lost: w.lost,
         behind: w.behind,
     })

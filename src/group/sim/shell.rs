@@ -1,12 +1,13 @@
 //! A member's session thread against the simulated ZooKeeper: the same
 //! steps, in the same order, as the real one (`session/connected.rs`,
-//! `session/group.rs`, `session/leadership.rs`), with the real election,
-//! publisher and table. An `await` is where the real thread awaits
+//! `session/group.rs`, `session/leadership.rs`, `session/detection.rs`),
+//! with the real election, publisher, table and detection rules. An `await` is where the real thread awaits
 //! ZooKeeper: inputs that arrive meanwhile wait, as they do in its loop.
 
 use super::world::{Input, World, ZkState};
 use super::zk::{Answer, Op, Stat, ZkErr};
 use super::Flaw;
+use crate::group::detection::{self, Refusal};
 use crate::group::election::{
     left_by_previous_run, Effect, Effects, Election, Facts, Leader, LeaseCheck, Policy, Takeover,
 };
@@ -18,7 +19,7 @@ use crate::group::switchover::{Request, Rollback, Switchover, Versioned};
 use crate::group::view::Member;
 use serde::de::DeserializeOwned;
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -49,6 +50,10 @@ struct Shell {
     publisher: Publisher,
     table: Table,
     members: Vec<Member>,
+    /// Each member's word that the master's port refused it, by member id.
+    refusals: BTreeMap<String, Refusal>,
+    /// The main thread is stalled, as last found.
+    stalled: bool,
 }
 
 /// The session thread of member `m` (`Session::run`): sessions one after
@@ -64,6 +69,8 @@ pub async fn run(world: Shared, m: usize) {
         publisher: Publisher::default(),
         table: Table::default(),
         members: Vec::new(),
+        refusals: BTreeMap::new(),
+        stalled: false,
     };
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -167,6 +174,7 @@ impl Shell {
                 Input::State(ZkState::Expired) => break,
                 Input::Watch(paths) => self.group_events(paths).await,
                 Input::Tick => {
+                    self.watch_stall().await;
                     self.step(|e, f| e.tick(f)).await;
                     self.settle().await;
                 }
@@ -174,6 +182,8 @@ impl Shell {
                 Input::Sample(sample) => self.sampled(sample).await,
                 Input::Acted(action, sample) => self.acted(action, sample).await,
                 Input::Failover(request) => self.failover(request).await,
+                Input::MasterLinkDown => self.master_link_down(),
+                Input::Refused(refusal) => self.refused(refusal).await,
             }
         }
         self.log("session expired".into());
@@ -203,6 +213,7 @@ impl Shell {
         self.execute(effects).await;
         let effects = self.read_switchover().await;
         self.execute(effects).await;
+        self.read_refusals().await;
     }
 
     async fn sampled(&mut self, sample: Sample) {
@@ -236,9 +247,13 @@ impl Shell {
             let effects = self.read_switchover().await;
             self.execute(effects).await;
         }
+        let refused = paths.iter().any(|p| layout.is_refusal(p));
         let members: Vec<String> = paths.into_iter().filter(|p| layout.member_id(p).is_some()).collect();
         if !members.is_empty() {
             self.member_events(members).await;
+        }
+        if refused {
+            self.read_refusals().await;
         }
         self.settle().await;
     }
@@ -432,6 +447,7 @@ impl Shell {
                 let path = self.world.borrow().layout.switchover();
                 let _ = self.call(delete(&path, None)).await;
             }
+            Effect::RemoveLeader { epoch } => self.remove_leader(epoch).await,
             other => {
                 // A shutdown's hand-over is not simulated.
                 let mut w = self.world.borrow_mut();
@@ -525,7 +541,12 @@ impl Shell {
         let Ok(Answer::Data(Some((data, stat)))) = self.call(Op::GetData(layout.epoch())).await else {
             return Vec::new();
         };
-        let epoch = decode_epoch(&data) + 1;
+        let Some(epoch) = takeover.next_epoch(decode_epoch(&data)) else {
+            return vec![
+                Effect::Notice("did not take the leadership: the switchover's leadership has changed".into()),
+                Effect::ReadLeader,
+            ];
+        };
         let (node, change) = takeover.records(&self.id, epoch);
         let mut ops = Vec::new();
         if let Some(moved) = takeover.moved() {
@@ -563,6 +584,107 @@ impl Shell {
                 Effect::ReadLeader,
             ],
         }
+    }
+}
+
+/// Detection (`session/detection.rs`).
+impl Shell {
+    /// The replication link dropped: the master's port is asked, in the background.
+    fn master_link_down(&mut self) {
+        let Some(leader) = self.election.leader().map(|l| l.node.clone()) else {
+            return;
+        };
+        if leader.id == self.id || self.publisher.sample().is_none() {
+            return;
+        }
+        let refusal = Refusal {
+            leader: leader.id,
+            epoch: leader.epoch,
+        };
+        self.world.borrow_mut().probe_master(self.m, refusal);
+    }
+
+    /// The master's port refused: said for the others, while it is the master of that epoch.
+    async fn refused(&mut self, refusal: Refusal) {
+        let current = self
+            .election
+            .leader()
+            .is_some_and(|l| l.node.id == refusal.leader && l.node.epoch == refusal.epoch);
+        if !current || self.publisher.sample().is_none() {
+            return;
+        }
+        let path = self.world.borrow().layout.refusal(&self.id);
+        let data = leader::encode(&refusal);
+        if let Err(ZkErr::NodeExists) = self.call(create(&path, &data, true)).await {
+            let _ = self.call(set(&path, &data, None)).await;
+        }
+        self.read_refusals().await;
+    }
+
+    /// Every member's refusal; a master confirmed dead loses its leadership.
+    async fn read_refusals(&mut self) {
+        let layout = self.world.borrow().layout.clone();
+        let Ok(Answer::Children(children)) = self.call(Op::Children(layout.refused())).await else {
+            return;
+        };
+        self.refusals = children
+            .into_iter()
+            .filter_map(|(path, data, _)| {
+                let id = path.rsplit('/').next()?.to_string();
+                leader::decode::<Refusal>(&data).ok().map(|r| (id, r))
+            })
+            .collect();
+        let one_suffices = self.world.borrow().cfg.rules.flaw == Some(Flaw::OneRefusalSuffices);
+        let dead = self.election.leader().is_some_and(|l| match one_suffices {
+            // Broken on purpose: any other member's word is enough.
+            true => self
+                .refusals
+                .iter()
+                .any(|(by, r)| *by != l.node.id && r.leader == l.node.id && r.epoch == l.node.epoch),
+            false => detection::dead(&l.node, &self.members, &self.refusals),
+        });
+        if dead {
+            self.step(|e, f| e.leader_dead(f)).await;
+        }
+    }
+
+    /// Deletes the leader znode of `epoch`, with the epoch counter's version checked.
+    async fn remove_leader(&mut self, epoch: u64) {
+        let layout = self.world.borrow().layout.clone();
+        let Ok(Answer::Data(Some((data, stat)))) = self.call(Op::GetData(layout.epoch())).await else {
+            return;
+        };
+        if decode_epoch(&data) != epoch {
+            return;
+        }
+        let check = Op::Check {
+            path: layout.epoch(),
+            version: stat.version,
+        };
+        let removed = self.call(Op::Multi(vec![check, delete(&layout.leader(), None)])).await;
+        self.log(format!("removing the leadership of epoch {epoch}: {removed:?}"));
+        self.world.borrow_mut().removals += u64::from(removed.is_ok());
+    }
+
+    /// At the tick: the main thread's beat, older than the stall timeout, is a stall.
+    async fn watch_stall(&mut self) {
+        let (beat, now, timeout) = {
+            let w = self.world.borrow();
+            (w.beat(self.m), w.instant(), w.cfg.stall_timeout)
+        };
+        let stalled = detection::stalled(beat, now, timeout);
+        if stalled == self.stalled {
+            return;
+        }
+        self.stalled = stalled;
+        self.publisher.set_stalled(stalled);
+        self.log(format!(
+            "main thread {}",
+            if stalled { "stalled" } else { "runs again" }
+        ));
+        let stalled_for = now.saturating_duration_since(beat);
+        self.step(|e, _| e.stall(stalled, stalled_for)).await;
+        self.publish().await;
     }
 }
 

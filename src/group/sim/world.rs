@@ -2,12 +2,15 @@
 //! the network between each member and ZooKeeper (delays, silent cuts one
 //! way or both), the ZooKeeper server (up, frozen, crashed), each member's
 //! zookeeper-client (connection, pings, read timeout, reconnects, expiry),
-//! its Redis (role, offset, pause), its role thread, its main thread's
-//! samples, its lease, and its process (killed, restarted empty, stopped).
+//! its Redis (role, offset, pause, replication link), its role thread, its
+//! main thread's samples and beat (stalled or not), its lease, its port (a
+//! dead process's refuses), and its process (killed, restarted empty,
+//! stopped).
 
 use super::rng::Rng;
 use super::zk::{Answer, Op, Zk, ZkErr};
 use super::{Config, Flaw};
+use crate::group::detection::Refusal;
 use crate::group::election::{Action, LeaseChange};
 use crate::group::layout::Layout;
 use crate::group::load::{Figures, Role, Sample};
@@ -25,6 +28,12 @@ pub const MAX_LAG: i64 = 1 << 20;
 const WRITES: i64 = MAX_LAG / 4;
 /// The session thread's clock (`connected.rs`).
 const SHELL_TICK: Duration = Duration::from_millis(20);
+/// A replica's `repl-timeout`: short, so that a silent master's replicas
+/// drop their links (and ask its port) within a run.
+const REPL_TIMEOUT: Duration = Duration::from_millis(1000);
+/// The session's probes of a master's port (`session/detection.rs`).
+const PROBE_EVERY: Duration = Duration::from_millis(50);
+const PROBES: u32 = 10;
 
 /// A connection's state, as the session thread's state watcher sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +54,10 @@ pub enum Input {
     Acted(Action, Sample),
     /// ZKSYNC.FAILOVER asked of this member.
     Failover(Request),
+    /// The replication link to the master dropped (a server event).
+    MasterLinkDown,
+    /// A probe of the master's port was refused.
+    Refused(Refusal),
 }
 
 #[derive(Clone, Debug)]
@@ -85,6 +98,14 @@ pub enum Fault {
     Start(usize),
     Slow(usize, Duration),
     Fast(usize),
+    /// The main thread stops running (a long script) while the session
+    /// thread runs on, and runs again.
+    Stall(usize),
+    Unstall(usize),
+    /// A firewall on the member's host rejects its connections to the
+    /// other members' Redis ports (its replication link drops), and is lifted.
+    Reject(usize),
+    Unreject(usize),
     /// ZKSYNC.FAILOVER [TO member] TIMEOUT t [FORCE], asked of a member.
     Failover {
         at: usize,
@@ -110,6 +131,12 @@ enum Event {
     ShellTick(usize, u32),
     LoadTick(usize, u32),
     RoleDone(usize, u32, Action),
+    /// The main thread's serverCron beats again after a SIGCONT.
+    Beat(usize, u32),
+    /// The replication link to the master dropped.
+    LinkDown(usize, u32),
+    /// A probe of the master's port; so many left after this one.
+    Probe(usize, u32, Refusal, u32),
     ZkTick,
     Fault(Fault),
 }
@@ -191,6 +218,16 @@ pub struct Proc {
     /// Stopped (SIGSTOP): what reaches it waits for SIGCONT.
     pub stopped: bool,
     waiting: Vec<Event>,
+    /// The main thread runs no command and beats no more since then.
+    pub stalled: Option<Duration>,
+    /// Its last beat, while it beats no more (stopped or stalled).
+    unbeat: Option<Duration>,
+    /// What waits for the main thread to run again.
+    main_waiting: Vec<Event>,
+    /// The replication link to its master is up.
+    link_up: bool,
+    /// Its connections to the other members' ports are rejected.
+    rejecting: bool,
     /// Cut towards ZooKeeper, towards the member.
     cut: [bool; 2],
     max_delay: Duration,
@@ -237,17 +274,22 @@ pub struct World {
     pub written: i64,
     /// Leaderships taken (elections, switchovers).
     pub takeovers: u64,
+    /// Leaderships removed (detection).
+    pub removals: u64,
 }
 
 impl World {
     pub fn new(cfg: Config, rng: Rng, verbose: bool) -> World {
         let layout = Layout::new("g");
-        let dirs = [
+        let mut dirs = vec![
             "/zksync".to_string(),
             layout.dir().to_string(),
             layout.members(),
             layout.history(),
         ];
+        if cfg.rules.detection {
+            dirs.push(layout.refused());
+        }
         // The clock starts after the leases' own base, so deadlines compare right.
         let _ = Deadline::none().live(Instant::now());
         let procs = (0..cfg.members).map(|m| Proc::new(m, cfg.max_delay)).collect();
@@ -273,6 +315,7 @@ impl World {
             behind: 0,
             written: 0,
             takeovers: 0,
+            removals: 0,
         };
         world.at(ZK_TICK, Event::ZkTick);
         world
@@ -321,11 +364,20 @@ impl World {
             | Event::ClientTick(m, _)
             | Event::ShellTick(m, _)
             | Event::LoadTick(m, _)
-            | Event::RoleDone(m, ..) => Some(*m),
+            | Event::RoleDone(m, ..)
+            | Event::Beat(m, _)
+            | Event::LinkDown(m, _)
+            | Event::Probe(m, ..) => Some(*m),
             _ => None,
         };
         if let Some(m) = target.filter(|&m| self.procs[m].stopped) {
             self.procs[m].waiting.push(event);
+            return None;
+        }
+        // The role thread's actions and server events need the main thread.
+        let main = matches!(event, Event::RoleDone(..) | Event::Beat(..) | Event::LinkDown(..));
+        if let Some(m) = target.filter(|&m| main && self.procs[m].stalled.is_some()) {
+            self.procs[m].main_waiting.push(event);
             return None;
         }
         match event {
@@ -338,6 +390,11 @@ impl World {
             }
             Event::LoadTick(m, gen) if self.current(m, gen) => self.load_tick(m, gen),
             Event::RoleDone(m, gen, action) if self.current(m, gen) => self.role_done(m, action),
+            Event::Beat(m, gen) if self.current(m, gen) => self.procs[m].unbeat = None,
+            Event::LinkDown(m, gen) if self.current(m, gen) => {
+                self.procs[m].inbox.control.push_back(Input::MasterLinkDown);
+            }
+            Event::Probe(m, gen, refusal, left) if self.current(m, gen) => self.probe(m, gen, refusal, left),
             Event::ZkTick => self.zk_tick(),
             Event::Fault(fault) => return Some(self.fault(fault)),
             _ => {}
@@ -724,6 +781,11 @@ impl World {
         }
     }
 
+    /// When the main thread last beat.
+    pub fn beat(&self, m: usize) -> Instant {
+        self.base + self.procs[m].unbeat.unwrap_or(self.now)
+    }
+
     /// What the election decided of the lease, as `fence::change` applies it.
     pub fn lease(&mut self, m: usize, change: LeaseChange) {
         let timeout = self.cfg.session_timeout;
@@ -774,7 +836,12 @@ impl World {
             Action::Follow { addr, .. } => {
                 let master = self.procs.iter().position(|p| p.id == *addr);
                 if let Some(master) = master.filter(|&o| self.procs[m].role != RedisRole::Replica(o)) {
+                    if self.procs[m].role == RedisRole::Master {
+                        // A master turned replica disconnects its own replicas.
+                        self.links_drop(m);
+                    }
                     self.procs[m].role = RedisRole::Replica(master);
+                    self.procs[m].link_up = false;
                     let theirs = self.procs[master].offset;
                     self.log(
                         Some(m),
@@ -826,23 +893,40 @@ impl World {
         }
     }
 
-    /// A live Redis master holding its lease.
+    /// A live Redis master holding its lease, its main thread not stalled
+    /// (a stopped one counts: it writes the moment it is continued).
     pub fn accepts_writes(&self, m: usize, now: Instant) -> bool {
         let p = &self.procs[m];
         let paused = p.paused_until.is_some_and(|until| self.now < until);
-        p.alive && p.role == RedisRole::Master && p.lease.live(now) && !paused
+        p.alive && p.stalled.is_none() && p.role == RedisRole::Master && p.lease.live(now) && !paused
     }
 
     /// A master its replicas sync from: live, running, not fenced.
     fn streams(&self, m: usize, now: Instant) -> bool {
         let p = &self.procs[m];
-        p.alive && !p.stopped && p.role == RedisRole::Master && p.lease.live(now)
+        p.alive && !p.stopped && p.stalled.is_none() && p.role == RedisRole::Master && p.lease.live(now)
+    }
+
+    /// Whether `m`'s replication link to `of` drops now: `of` is gone, or
+    /// silent past the repl-timeout, or `m` rejects connections to it.
+    fn link_drops(&self, m: usize, of: usize) -> bool {
+        let master = &self.procs[of];
+        let silent = master.unbeat.is_some_and(|t| self.now.saturating_sub(t) > REPL_TIMEOUT);
+        !master.alive || silent || self.procs[m].rejecting
     }
 
     /// Every load interval: clients write to a master that holds its lease,
     /// replicas catch up with a live master, the main thread samples.
     fn load_tick(&mut self, m: usize, gen: u32) {
         let now = self.instant();
+        if self.procs[m].stalled.is_some() {
+            // The session thread's load timer runs on; the main thread does not.
+            self.procs[m].inbox.load_timer = true;
+            return self.at(self.cfg.load_interval, Event::LoadTick(m, gen));
+        }
+        if let RedisRole::Replica(of) = self.procs[m].role {
+            self.link_check(m, of);
+        }
         match self.procs[m].role {
             RedisRole::Master if self.accepts_writes(m, now) => {
                 self.procs[m].offset += WRITES;
@@ -851,7 +935,7 @@ impl World {
             // A fenced master refuses its replicas' PSYNC: a master restarted
             // empty at their master's address does not wipe them. A paused one
             // still streams; a stopped one does not.
-            RedisRole::Replica(of) if self.streams(of, now) => self.sync(m, of),
+            RedisRole::Replica(of) if self.streams(of, now) && !self.procs[m].rejecting => self.sync(m, of),
             _ => {}
         }
         let sample = self.sample(m);
@@ -859,6 +943,69 @@ impl World {
         inbox.control.push_back(Input::Sample(sample));
         inbox.load_timer = true;
         self.at(self.cfg.load_interval, Event::LoadTick(m, gen));
+    }
+}
+
+/// The replication links and the probes of a master's port (detection).
+impl World {
+    fn detection(&self) -> bool {
+        self.cfg.rules.detection
+    }
+
+    /// At a replica's load tick: its link to `of` drops, or comes up once
+    /// the master streams to it.
+    fn link_check(&mut self, m: usize, of: usize) {
+        let now = self.instant();
+        if !self.detection() {
+            return;
+        }
+        if self.procs[m].link_up && self.link_drops(m, of) {
+            self.link_down(m);
+        } else if !self.procs[m].link_up && self.streams(of, now) && !self.procs[m].rejecting {
+            self.procs[m].link_up = true;
+        }
+    }
+
+    fn link_down(&mut self, m: usize) {
+        self.procs[m].link_up = false;
+        let delay = Duration::from_micros(self.rng.between(100, 2000));
+        let gen = self.procs[m].gen;
+        self.at(delay, Event::LinkDown(m, gen));
+    }
+
+    /// The links of `master`'s replicas drop at once (it died or was demoted).
+    fn links_drop(&mut self, master: usize) {
+        if !self.detection() {
+            return;
+        }
+        for r in 0..self.procs.len() {
+            let p = &self.procs[r];
+            if p.alive && p.link_up && p.role == RedisRole::Replica(master) {
+                self.link_down(r);
+            }
+        }
+    }
+
+    /// The session thread asks the master's port, `PROBES` times at most.
+    pub fn probe_master(&mut self, m: usize, refusal: Refusal) {
+        let gen = self.procs[m].gen;
+        self.at(Duration::ZERO, Event::Probe(m, gen, refusal, PROBES - 1));
+    }
+
+    /// A connection to a dead process's port is refused; a stopped or
+    /// stalled one's is accepted by the kernel; a rejecting firewall refuses.
+    fn probe(&mut self, m: usize, gen: u32, refusal: Refusal, left: u32) {
+        let target = self.procs.iter().position(|p| p.id == refusal.leader);
+        let silent = |p: &Proc| p.stopped || p.stalled.is_some();
+        let flawed = self.cfg.rules.flaw == Some(Flaw::SilenceIsDeath);
+        let refused = self.procs[m].rejecting
+            || target.is_some_and(|t| !self.procs[t].alive || (flawed && silent(&self.procs[t])));
+        if refused {
+            self.log(Some(m), format!("{} refuses a connection", refusal.leader));
+            self.procs[m].inbox.control.push_back(Input::Refused(refusal));
+        } else if left > 0 {
+            self.at(PROBE_EVERY, Event::Probe(m, gen, refusal, left - 1));
+        }
     }
 }
 
@@ -873,7 +1020,11 @@ impl World {
                 self.procs[m].cut = [way != Way::ToMember, way != Way::ToZk];
             }
             Fault::Uncut(m) => self.uncut(m),
-            Fault::Stop(m) => self.procs[m].stopped = true,
+            Fault::Stop(m) => {
+                let p = &mut self.procs[m];
+                p.stopped = true;
+                p.unbeat.get_or_insert(self.now);
+            }
             Fault::Cont(m) => self.cont(m),
             Fault::Kill(m) => self.kill(m),
             Fault::Start(m) => self.start(m),
@@ -889,15 +1040,57 @@ impl World {
                 }
             }
             Fault::Fast(m) => self.procs[m].max_delay = self.cfg.max_delay,
+            Fault::Stall(m) => self.stall(m),
+            Fault::Unstall(m) => self.unstall(m),
+            Fault::Reject(m) => self.reject(m),
+            Fault::Unreject(m) => self.procs[m].rejecting = false,
         }
         fault
     }
 
+    fn stall(&mut self, m: usize) {
+        let p = &mut self.procs[m];
+        if !p.alive || p.stalled.is_some() {
+            return;
+        }
+        p.stalled = Some(self.now);
+        p.unbeat.get_or_insert(self.now);
+    }
+
+    /// The main thread runs again: it beats, and what waited for it runs.
+    fn unstall(&mut self, m: usize) {
+        let p = &mut self.procs[m];
+        if p.stalled.take().is_none() {
+            return;
+        }
+        if !p.stopped {
+            p.unbeat = None;
+        }
+        for event in std::mem::take(&mut p.main_waiting) {
+            self.at(Duration::ZERO, event);
+        }
+    }
+
+    fn reject(&mut self, m: usize) {
+        self.procs[m].rejecting = true;
+        if self.procs[m].alive && self.procs[m].link_up && self.detection() {
+            self.link_down(m);
+        }
+    }
+
     /// What waited for a stopped process reaches it now, in order.
     fn cont(&mut self, m: usize) {
-        self.procs[m].stopped = false;
+        let was = std::mem::replace(&mut self.procs[m].stopped, false);
         for event in std::mem::take(&mut self.procs[m].waiting) {
             self.at(Duration::ZERO, event);
+        }
+        if was && self.detection() {
+            // The main thread beats at its next serverCron, racing the session thread's tick.
+            let delay = Duration::from_millis(self.rng.between(0, 100));
+            let gen = self.procs[m].gen;
+            self.at(delay, Event::Beat(m, gen));
+        } else if self.procs[m].stalled.is_none() {
+            self.procs[m].unbeat = None;
         }
     }
 
@@ -920,9 +1113,15 @@ impl World {
         p.alive = false;
         p.stopped = false;
         p.waiting.clear();
+        p.stalled = None;
+        p.unbeat = None;
+        p.main_waiting.clear();
+        p.link_up = false;
         p.lease.revoke();
         p.client = Client::new();
         p.inbox = Inbox::default();
+        // Its replicas' links are reset at once.
+        self.links_drop(m);
     }
 
     /// A fresh process: an empty Redis, a master until told otherwise.
@@ -959,6 +1158,11 @@ impl Proc {
             role_free_at: Duration::ZERO,
             stopped: false,
             waiting: Vec::new(),
+            stalled: None,
+            unbeat: None,
+            main_waiting: Vec::new(),
+            link_up: false,
+            rejecting: false,
             cut: [false; 2],
             max_delay,
             last_delivery: [Duration::ZERO; 2],

@@ -43,6 +43,11 @@ pub enum Op {
         path: String,
         version: Option<i32>,
     },
+    /// Fails unless the znode is at this version (in a multi).
+    Check {
+        path: String,
+        version: i32,
+    },
     Multi(Vec<Op>),
 }
 
@@ -205,6 +210,11 @@ impl Zk {
                 Ok(Answer::Done)
             }
             Op::Delete { path, version } => self.delete(path, *version, now_ms, changed),
+            Op::Check { path, version } => match self.nodes.get(path) {
+                Some(node) if node.stat.version == *version => Ok(Answer::Done),
+                Some(_) => Err(ZkErr::BadVersion),
+                None => Err(ZkErr::NoNode),
+            },
             Op::Multi(_) => Err(ZkErr::BadVersion),
         }
     }
