@@ -104,6 +104,7 @@ async fn judge(client: Client, since: Instant, expired: oneshot::Sender<Duration
                 if result.is_ok() {
                     answered = answered.max(sent);
                     STATUS.confirm(lease::expiry(sent, timeout));
+                    said_suspended = false;
                 }
                 next_ping = sent + timeout / 6;
             }
@@ -115,9 +116,11 @@ async fn judge(client: Client, since: Instant, expired: oneshot::Sender<Duration
                 let silence = answered.elapsed();
                 match lease::standing(answered, Instant::now(), timeout) {
                     Standing::Confirmed => {}
+                    // `Status::state` reads the lapsed confirmation as
+                    // `suspended` by itself: the stored state stays the
+                    // client's, so the next answer is `connected` again.
                     Standing::Suspended if !said_suspended => {
                         said_suspended = true;
-                        STATUS.set_state(SessionState::Suspended);
                         log::warning(&format!(
                             "no answer from ZooKeeper for {} ms (2/3 of the session timeout); the session is suspended",
                             silence.as_millis()
