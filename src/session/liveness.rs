@@ -67,74 +67,121 @@ struct Ping {
     answer: Answer,
 }
 
+/// What the judge knows of the session.
+struct Judge {
+    client: Client,
+    timeout: Duration,
+    /// When the last request ZooKeeper answered was sent.
+    answered: Instant,
+    ping: Option<Ping>,
+    next_ping: Instant,
+    /// This silence was logged (or the client said it first).
+    said_suspended: bool,
+}
+
 async fn judge(client: Client, since: Instant, expired: oneshot::Sender<Duration>) {
-    let timeout = client.session_timeout();
     let mut states = client.state_watcher();
-    let mut answered = since;
-    let mut ping: Option<Ping> = None;
-    let mut next_ping = Instant::now();
-    let mut said_suspended = false;
+    let mut judge = Judge {
+        timeout: client.session_timeout(),
+        client,
+        answered: since,
+        ping: None,
+        next_ping: Instant::now(),
+        said_suspended: false,
+    };
     loop {
-        let verdict_at = match lease::standing(answered, Instant::now(), timeout) {
-            Standing::Confirmed => lease::expiry(answered, timeout),
-            Standing::Suspended | Standing::Expired => answered + timeout,
-        };
+        let (idle, next_ping, verdict_at) = (judge.ping.is_none(), judge.next_ping, judge.verdict_at());
         tokio::select! {
             biased;
-            state = states.changed() => match state {
-                ZkState::Disconnected => {
-                    // No lock is vouched for until its znode is checked on
-                    // the next connection (`Session::locks_reconnected`).
-                    VOUCHED.revoke();
-                    STATUS.set_state(SessionState::Suspended);
-                    said_suspended = true;
+            state = states.changed() => {
+                if !judge.state_changed(state) {
+                    return;
                 }
-                ZkState::SyncConnected | ZkState::ConnectedReadOnly => {
-                    STATUS.set_state(SessionState::Connected);
-                    said_suspended = false;
-                    // Confirm the session on the new connection at once.
-                    ping = None;
-                    next_ping = Instant::now();
-                }
-                // The session loop ends the session.
-                _ => return,
-            },
-            result = answer(&mut ping) => {
-                let sent = ping.take().map_or(answered, |p| p.sent);
-                if result.is_ok() {
-                    answered = answered.max(sent);
-                    STATUS.confirm(lease::expiry(sent, timeout));
-                    said_suspended = false;
-                }
-                next_ping = sent + timeout / 6;
             }
-            _ = tokio::time::sleep_until(next_ping.into()), if ping.is_none() => {
-                let sent = Instant::now();
-                ping = Some(Ping { sent, answer: Box::pin(client.check_stat("/")) });
-            }
+            result = answer(&mut judge.ping) => judge.answered(result.is_ok()),
+            _ = tokio::time::sleep_until(next_ping.into()), if idle => judge.send_ping(),
             _ = tokio::time::sleep_until(verdict_at.into()) => {
-                let silence = answered.elapsed();
-                match lease::standing(answered, Instant::now(), timeout) {
-                    Standing::Confirmed => {}
-                    // `Status::state` reads the lapsed confirmation as
-                    // `suspended` by itself: the stored state stays the
-                    // client's, so the next answer is `connected` again.
-                    Standing::Suspended if !said_suspended => {
-                        said_suspended = true;
-                        log::warning(&format!(
-                            "no answer from ZooKeeper for {} ms (2/3 of the session timeout); the session is suspended",
-                            silence.as_millis()
-                        ));
-                    }
-                    Standing::Suspended => {}
-                    Standing::Expired => {
-                        STATUS.set_state(SessionState::Expired);
-                        let _ = expired.send(silence);
-                        return;
-                    }
+                if let Some(silence) = judge.verdict() {
+                    STATUS.set_state(SessionState::Expired);
+                    let _ = expired.send(silence);
+                    return;
                 }
             }
         }
+    }
+}
+
+impl Judge {
+    /// The client's state changed; `false` once the session is over (the
+    /// session loop ends it).
+    fn state_changed(&mut self, state: ZkState) -> bool {
+        match state {
+            ZkState::Disconnected => {
+                // No lock is vouched for until its znode is checked on
+                // the next connection (`Session::locks_reconnected`).
+                VOUCHED.revoke();
+                STATUS.set_state(SessionState::Suspended);
+                self.said_suspended = true;
+            }
+            ZkState::SyncConnected | ZkState::ConnectedReadOnly => {
+                STATUS.set_state(SessionState::Connected);
+                self.said_suspended = false;
+                // Confirm the session on the new connection at once.
+                self.ping = None;
+                self.next_ping = Instant::now();
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    fn send_ping(&mut self) {
+        let answer = Box::pin(self.client.check_stat("/"));
+        self.ping = Some(Ping {
+            sent: Instant::now(),
+            answer,
+        });
+    }
+
+    /// The request in flight was answered (`ok`) or failed.
+    fn answered(&mut self, ok: bool) {
+        let sent = self.ping.take().map_or(self.answered, |p| p.sent);
+        if ok {
+            self.answered = self.answered.max(sent);
+            STATUS.confirm(lease::expiry(sent, self.timeout));
+            self.said_suspended = false;
+        }
+        self.next_ping = sent + self.timeout / 6;
+    }
+
+    /// When the silence since the last answer next changes the session's standing.
+    fn verdict_at(&self) -> Instant {
+        match lease::standing(self.answered, Instant::now(), self.timeout) {
+            Standing::Confirmed => lease::expiry(self.answered, self.timeout),
+            Standing::Suspended | Standing::Expired => self.answered + self.timeout,
+        }
+    }
+
+    /// The silence's verdict: `Some` (how long) once the whole timeout
+    /// passed, and the session is taken as expired.
+    fn verdict(&mut self) -> Option<Duration> {
+        let silence = self.answered.elapsed();
+        match lease::standing(self.answered, Instant::now(), self.timeout) {
+            Standing::Confirmed => {}
+            // `Status::state` reads the lapsed confirmation as `suspended`
+            // by itself: the stored state stays the client's, so the next
+            // answer is `connected` again.
+            Standing::Suspended if !self.said_suspended => {
+                self.said_suspended = true;
+                log::warning(&format!(
+                    "no answer from ZooKeeper for {} ms (2/3 of the session timeout); the session is suspended",
+                    silence.as_millis()
+                ));
+            }
+            Standing::Suspended => {}
+            Standing::Expired => return Some(silence),
+        }
+        None
     }
 }
 
