@@ -47,6 +47,7 @@ impl World {
             policy: Policy {
                 manual: self.manual,
                 max_lag: 1 << 20,
+                failsafe: false,
             },
         }
     }

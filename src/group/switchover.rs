@@ -117,6 +117,7 @@ impl Election {
                 let end = f.now + Duration::from_millis(sw.timeout_ms);
                 lead.paused = Some(end);
                 out.push(Effect::Lease(LeaseChange::Cap(end)));
+                out.extend(self.give_up_failsafe());
                 out.push(Effect::Role(Action::Pause(sw.timeout_ms)));
             }
         }
@@ -373,7 +374,8 @@ impl Election {
         let Some(to) = best_target(f.members) else {
             return Vec::new();
         };
-        vec![
+        let mut out: Effects = self.give_up_failsafe().into_iter().collect();
+        out.extend([
             Effect::Lease(LeaseChange::Revoke),
             Effect::HandOver(Switchover {
                 from: f.me.map(str::to_string),
@@ -385,7 +387,8 @@ impl Election {
                 shutdown: true,
                 epoch: self.leader().map(|l| l.node.epoch),
             }),
-        ]
+        ]);
+        out
     }
 
     /// The hand-over's switchover znode was created (or not).

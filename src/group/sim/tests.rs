@@ -22,6 +22,7 @@ fn rules() -> Rules {
         flaw: None,
         switchovers: std::env::var("ZKSYNC_SIM_SWITCHOVERS").map_or(true, |v| v != "0"),
         detection: std::env::var("ZKSYNC_SIM_DETECTION").map_or(true, |v| v != "0"),
+        failsafe: std::env::var("ZKSYNC_SIM_FAILSAFE").map_or(true, |v| v != "0"),
     }
 }
 
@@ -36,6 +37,7 @@ fn sim_one_writer_at_every_instant_and_a_master_after_every_heal() {
     let started = Instant::now();
     let (mut events, mut worst, mut faults, mut takeovers, mut removals) = (0, Duration::ZERO, 0, 0, 0);
     let (mut lost, mut parked, mut behind) = (Vec::new(), 0, 0);
+    let (mut failsafe_lost, mut failsafe_leases, mut worst_gap) = (Vec::new(), 0, Duration::ZERO);
     let n = seeds();
     for seed in 0..n {
         let report = run(seed, rules(), false).unwrap_or_else(|failure| panic!("{failure}"));
@@ -46,6 +48,9 @@ fn sim_one_writer_at_every_instant_and_a_master_after_every_heal() {
         worst = worst.max(report.recovery.unwrap_or_default());
         parked += usize::from(report.recovery.is_none());
         lost.extend(report.lost.map(|l| (seed, l)));
+        failsafe_lost.extend(report.failsafe_lost.map(|l| (seed, l.1)));
+        failsafe_leases += report.failsafe_leases;
+        worst_gap = worst_gap.max(report.unwritable);
         behind += report.behind;
     }
     let took = started.elapsed();
@@ -56,6 +61,12 @@ fn sim_one_writer_at_every_instant_and_a_master_after_every_heal() {
         n as f64 / took.as_secs_f64()
     );
     println!("sim: {behind} members followed a master further behind than the max lag, within what it wrote unseen");
+    println!(
+        "sim: {failsafe_leases} failsafe leases extended; longest time without a writer {worst_gap:?}; \
+         finding: {} seeds wiped a member of what a failsafe master wrote unrecorded (seed, member): {:?}",
+        failsafe_lost.len(),
+        failsafe_lost.iter().take(10).collect::<Vec<_>>()
+    );
     let first: Vec<_> = lost.iter().take(10).collect();
     assert!(
         lost.is_empty(),
@@ -78,10 +89,15 @@ const CATCH_WITHIN: u64 = 5000;
 /// switchovers, and with detection only for a detection rule.
 fn caught(flaw: Flaw) -> Box<Failure> {
     let detection = flaw == Flaw::SilenceIsDeath;
+    let failsafe = matches!(
+        flaw,
+        Flaw::GrantAnyEpoch | Flaw::LeaseFromAllButOne | Flaw::RestartStandsAtOnce
+    );
     let rules = Rules {
         flaw: Some(flaw),
         switchovers: false,
         detection,
+        failsafe,
     };
     for seed in 0..CATCH_WITHIN {
         if let Err(failure) = run(seed, rules, false) {
@@ -204,6 +220,7 @@ fn sim_the_seeds_that_found_stale_switchovers_pass() {
         flaw: None,
         switchovers: true,
         detection: false,
+        failsafe: false,
     };
     for seed in [93, 2258, 3182] {
         if let Err(failure) = run(seed, rules, false) {
@@ -225,6 +242,7 @@ fn simulate_detection(faults: Vec<(u64, Fault)>, flaw: Option<Flaw>) -> Result<R
         flaw,
         switchovers: false,
         detection: true,
+        failsafe: false,
     };
     let healed = s(faults.first().map_or(0, |(at, _)| *at));
     let mut timed = vec![
