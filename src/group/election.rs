@@ -205,6 +205,11 @@ pub enum Effect {
         list: List,
         leader_version: i32,
     },
+    /// Write the released list at this version, then read it again.
+    ReleaseFailsafeList {
+        list: List,
+        version: i32,
+    },
     /// Ask these members for a failsafe grant, each answer reported with `sent`.
     AskGrants {
         ask: Ask,
@@ -594,6 +599,7 @@ impl Election {
                     return vec![Effect::Take(Takeover::reclaim())];
                 }
                 Standing::Barred(_) => return Vec::new(),
+                Standing::Release(list, version) => return vec![Effect::ReleaseFailsafeList { list, version }],
                 Standing::Free => {}
             }
         }

@@ -23,16 +23,20 @@ pub(super) struct Failsafe {
     confirmed: Option<Instant>,
     /// A takeover of this member's is under way: it grants nothing meanwhile.
     taking: bool,
+    /// This member released the list of this epoch: it grants no more at it.
+    sealed: Option<u64>,
 }
 
 /// What the failsafe rules say of standing for election.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Standing {
     Free,
     Barred(Bar),
     /// This member wrote on grants through the vacancy: it takes its
     /// leadership back before anyone else may stand.
     Reclaim,
+    /// Release the list in force, at its version (see `failsafe::to_release`).
+    Release(List, i32),
 }
 
 fn grant_time(f: &Facts) -> Duration {
@@ -65,9 +69,16 @@ impl Failsafe {
         if self.claim.as_ref().is_some_and(|c| c.live(f.now)) {
             return Standing::Reclaim;
         }
-        let Some((list, _)) = &self.read else {
+        let Some((list, version)) = &self.read else {
             return Standing::Barred(Bar::Unread);
         };
+        if let Some(l) = list
+            .as_ref()
+            .filter(|l| failsafe::to_release(me, &self.grants, Some(l), epoch, f.now))
+        {
+            self.sealed = Some(self.sealed.map_or(l.epoch, |s| s.max(l.epoch)));
+            return Standing::Release(l.released(), *version);
+        }
         match failsafe::bar(me, &self.grants, list.as_ref(), epoch, f.now) {
             Some(bar) => Standing::Barred(bar),
             None => Standing::Free,
@@ -157,6 +168,11 @@ impl Election {
 /// until the real one is built (the expectation then fails, so this goes).
 #[cfg_attr(not(test), expect(dead_code, reason = "the grant shell is not built yet"))]
 impl Election {
+    /// This member asks for grants, or may: its clock needs to run.
+    pub fn failsafe_claimed(&self) -> bool {
+        self.failsafe.claim.is_some()
+    }
+
     /// The failsafe's clock, which runs whether or not ZooKeeper answers:
     /// a master asks for grants once ZooKeeper stops confirming its lease;
     /// a claim out of grants and leadership ends.
@@ -205,7 +221,7 @@ impl Election {
             return Err(Refusal::Standing);
         }
         let followed = self.failsafe.followed.as_ref().map(|(id, e)| (id.as_str(), *e));
-        failsafe::answer(ask, followed, self.epoch)?;
+        failsafe::answer(ask, followed, self.epoch, self.failsafe.sealed)?;
         Ok(self.failsafe.grants.give(f.now, grant_time(f)))
     }
 

@@ -60,6 +60,11 @@ pub struct List {
     pub epoch: u64,
     pub master: String,
     pub members: BTreeSet<String>,
+    /// A listed member that holds no grant sealed this epoch (it grants no
+    /// more at it), so its master can no longer write on grants and the
+    /// list bars no one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub released: bool,
 }
 
 impl List {
@@ -71,6 +76,14 @@ impl List {
             epoch,
             master: me.to_string(),
             members: ids,
+            released: false,
+        }
+    }
+
+    pub fn released(&self) -> List {
+        List {
+            released: true,
+            ..self.clone()
         }
     }
 
@@ -105,16 +118,22 @@ pub enum Refusal {
     Newer(u64),
     /// It is taking the leadership itself.
     Standing,
+    /// It released the list of this epoch: it grants no more at it.
+    Sealed,
     /// `zksync.failsafe no` here.
     Off,
 }
 
 /// Whether to grant `ask`: this member follows that master at that epoch
 /// (`followed`, kept through a vacancy: the master it granted to may be
-/// about to take its leadership back), and has seen no newer epoch.
-pub fn answer(ask: &Ask, followed: Option<(&str, u64)>, seen: u64) -> Result<(), Refusal> {
+/// about to take its leadership back), has seen no newer epoch and has not
+/// sealed this one.
+pub fn answer(ask: &Ask, followed: Option<(&str, u64)>, seen: u64, sealed: Option<u64>) -> Result<(), Refusal> {
     if seen > ask.epoch {
         return Err(Refusal::Newer(seen));
+    }
+    if sealed.is_some_and(|e| e >= ask.epoch) {
+        return Err(Refusal::Sealed);
     }
     match followed {
         Some((id, epoch)) if id == ask.master && epoch == ask.epoch => Ok(()),
@@ -176,11 +195,23 @@ pub fn bar(me: &str, grants: &Grants, list: Option<&List>, seen: u64, now: Insta
     }
     // A list naming no member but its master gives it no failsafe (no one
     // confirms it), so it bars no one.
-    let in_force = list.filter(|l| l.epoch >= seen && l.others().next().is_some());
+    let in_force = list.filter(|l| l.epoch >= seen && !l.released && l.others().next().is_some());
     match in_force {
         Some(l) if !l.members.contains(me) => Some(Bar::NotListed),
         _ => None,
     }
+}
+
+/// Whether listed member `me` is to release the list in force: it holds no
+/// grant (any it gave has run out, so the master's lease from it too) and
+/// the group has no leader. Once it has, it grants no more at that epoch,
+/// so the master can never again hold grants from every listed member, and
+/// members the list leaves out may stand (or the group could wait forever
+/// on a list whose eligible members are gone).
+pub fn to_release(me: &str, grants: &Grants, list: Option<&List>, seen: u64, now: Instant) -> bool {
+    let Some(l) = list else { return false };
+    let in_force = l.epoch >= seen && !l.released && l.others().next().is_some();
+    in_force && l.master != me && l.members.contains(me) && grants.holds(now).is_none()
 }
 
 /// One round of asks, sent at `sent`, and who has not granted it yet.

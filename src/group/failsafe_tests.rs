@@ -38,7 +38,15 @@ fn a_member_grants_only_the_master_it_follows_at_that_epoch() {
         (None, 0, Err(Refusal::NotFollowing)),
     ];
     for (followed, seen, want) in cases {
-        assert_eq!(answer(&ask, followed, seen), want, "{followed:?} seen {seen}");
+        assert_eq!(answer(&ask, followed, seen, None), want, "{followed:?} seen {seen}");
+    }
+    let sealed = [
+        (Some(4), Ok(())),
+        (Some(5), Err(Refusal::Sealed)),
+        (Some(6), Err(Refusal::Sealed)),
+    ];
+    for (sealed, want) in sealed {
+        assert_eq!(answer(&ask, Some((A, 5)), 5, sealed), want, "sealed {sealed:?}");
     }
 }
 
@@ -52,9 +60,10 @@ fn who_may_stand() {
     granted.give(t + ms(2500), grant);
     let l5 = list(5, A, &[B]);
     let alone = list(5, A, &[]);
+    let released = l5.released();
     #[rustfmt::skip]
     type Case<'a> = (&'a str, &'a Grants, Option<&'a List>, u64, Duration, Option<Bar>);
-    let cases: [Case; 11] = [
+    let cases: [Case; 12] = [
         (B, &fresh, Some(&l5), 5, ms(0), Some(Bar::Starting)),
         (B, &fresh, Some(&l5), 5, ms(1999), Some(Bar::Starting)),
         (B, &fresh, Some(&l5), 5, ms(2000), None),
@@ -67,6 +76,7 @@ fn who_may_stand() {
         (N, &fresh, None, 5, ms(3000), None),
         // A master alone on its list has no failsafe.
         (N, &fresh, Some(&alone), 5, ms(3000), None),
+        (N, &fresh, Some(&released), 5, ms(3000), None),
         (N, &Grants::default(), None, 0, ms(0), Some(Bar::Starting)),
     ];
     for (me, grants, list, seen, at, want) in cases {
@@ -153,4 +163,35 @@ fn the_grant_outlives_the_lease_it_proves() {
     let grant = ms(3000);
     let lease = lease_end(Instant::now(), grant) - Instant::now();
     assert!(lease.mul_f64(1.2) < grant.div_f64(1.2) + ms(1), "{lease:?}");
+}
+
+#[test]
+fn a_listed_member_without_a_grant_releases_the_list_of_a_vacancy() {
+    let t = Instant::now();
+    let grant = ms(2000);
+    let mut free = Grants::default();
+    free.started(t, grant);
+    let mut granted = free.clone();
+    granted.give(t + ms(2500), grant);
+    let l5 = list(5, A, &[B, C]);
+    let released = l5.released();
+    #[rustfmt::skip]
+    let cases = [
+        (B, &free, Some(&l5), 5, ms(2000), true),
+        (B, &free, Some(&l5), 5, ms(1999), false),
+        (B, &granted, Some(&l5), 5, ms(4499), false),
+        (B, &granted, Some(&l5), 5, ms(4500), true),
+        (A, &free, Some(&l5), 5, ms(3000), false),
+        (N, &free, Some(&l5), 5, ms(3000), false),
+        (B, &free, Some(&l5), 6, ms(3000), false),
+        (B, &free, Some(&released), 5, ms(3000), false),
+        (B, &free, None, 5, ms(3000), false),
+    ];
+    for (me, grants, list, seen, at, want) in cases {
+        assert_eq!(
+            to_release(me, grants, list, seen, t + at),
+            want,
+            "{me} seen {seen} at {at:?}"
+        );
+    }
 }

@@ -480,6 +480,16 @@ impl Shell {
             }
             Effect::RemoveLeader { epoch } => self.remove_leader(epoch).await,
             Effect::WriteFailsafeList { list, leader_version } => self.write_failsafe_list(list, leader_version).await,
+            Effect::ReleaseFailsafeList { list, version } => {
+                let path = self.world.borrow().layout.failsafe();
+                let released = self.call(set(&path, &list.encode(), Some(version))).await;
+                self.log(format!(
+                    "failsafe list of epoch {} released: {}",
+                    list.epoch,
+                    released.is_ok()
+                ));
+                self.read_failsafe_list().await;
+            }
             effect @ (Effect::AskGrants { .. } | Effect::FailsafeLease(_)) => return self.failsafe_effect(effect),
             other => {
                 // A shutdown's hand-over is not simulated.
@@ -790,7 +800,7 @@ impl Shell {
     /// answer to one of its asks. No ZooKeeper request is made.
     fn failsafe(&mut self, input: Input) {
         let effects = match input {
-            Input::FailsafeTick if self.failsafe_on() => self.decide(|e, f| e.failsafe_tick(f)),
+            Input::FailsafeTick if self.election.failsafe_claimed() => self.decide(|e, f| e.failsafe_tick(f)),
             Input::GrantAsked { from, gen, ask, sent } => {
                 let answer = self.grant(&ask);
                 self.world.borrow_mut().answer_grant(self.m, from, gen, sent, answer);
