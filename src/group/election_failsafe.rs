@@ -121,10 +121,16 @@ impl Election {
         let (true, Seen::Held(leader), Some(me), true) = (self.leads_freely(), &self.seen, f.me, self.current) else {
             return Vec::new();
         };
-        let list = List::of(leader.node.epoch, me, f.members.iter().map(|m| m.id.as_str()));
-        if self.failsafe.written.as_ref() == Some(&list) {
+        let ids = f.members.iter().map(|m| m.id.as_str());
+        if self
+            .failsafe
+            .written
+            .as_ref()
+            .is_some_and(|w| w.is_of(leader.node.epoch, me, ids.clone()))
+        {
             return Vec::new();
         }
+        let list = List::of(leader.node.epoch, me, ids);
         if let Some(claim) = self.failsafe.claim.as_mut().filter(|c| c.epoch == list.epoch) {
             // Until the write is confirmed, either list may be the one read.
             claim.widen(&list);

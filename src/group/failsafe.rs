@@ -80,6 +80,19 @@ impl List {
         }
     }
 
+    /// Whether this is the list that master `me` of `epoch` keeps for
+    /// `members` (without building that one).
+    pub fn is_of<'a>(&self, epoch: u64, me: &str, members: impl Iterator<Item = &'a str> + Clone) -> bool {
+        let others = members.clone().filter(|id| *id != me).count();
+        let listed = |id: &str| self.members.contains(id);
+        self.epoch == epoch
+            && self.master == me
+            && !self.released
+            && self.members.len() == others + 1
+            && listed(me)
+            && members.into_iter().all(listed)
+    }
+
     pub fn released(&self) -> List {
         List {
             released: true,

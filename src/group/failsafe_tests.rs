@@ -18,8 +18,24 @@ fn the_list_names_the_master_and_every_member_it_knows() {
     let l = list(4, A, &[B, C, A]);
     assert_eq!(l.members.iter().map(String::as_str).collect::<Vec<_>>(), [A, B, C]);
     assert_eq!(l.others().map(String::as_str).collect::<Vec<_>>(), [B, C]);
-    assert_eq!(List::decode(&l.encode()), Some(l));
+    assert_eq!(List::decode(&l.encode()).as_ref(), Some(&l));
     assert_eq!(List::decode(b""), None, "an empty znode: no list yet");
+    let cases = [
+        (4, A, &[B, C][..], true),
+        (4, A, &[C, B, A][..], true),
+        (4, A, &[B][..], false),
+        (4, A, &[B, C, N][..], false),
+        (5, A, &[B, C][..], false),
+        (4, B, &[A, C][..], false),
+    ];
+    for (epoch, me, members, want) in cases {
+        assert_eq!(
+            l.is_of(epoch, me, members.iter().copied()),
+            want,
+            "{epoch} {me} {members:?}"
+        );
+    }
+    assert!(!l.released().is_of(4, A, [B, C].into_iter()));
 }
 
 #[test]
