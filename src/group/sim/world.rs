@@ -812,22 +812,25 @@ impl World {
     /// The next input, as `tokio::select!` would pick among the ready ones.
     pub fn next_input(&mut self, m: usize, connected: bool) -> Option<Input> {
         let inbox = &self.procs[m].inbox;
-        let mut ready = Vec::with_capacity(5);
-        if connected {
-            ready.extend([
-                (inbox.state.is_some(), 0),
-                (!inbox.watches.is_empty(), 1),
-                (inbox.load_timer, 3),
-                (inbox.tick, 4),
-            ]);
+        let candidates = [
+            (connected && inbox.state.is_some(), 0),
+            (connected && !inbox.watches.is_empty(), 1),
+            (connected && inbox.load_timer, 3),
+            (connected && inbox.tick, 4),
+            (!inbox.control.is_empty(), 2),
+            (!inbox.failsafe.is_empty() || inbox.failsafe_tick, 5),
+        ];
+        // On the stack: this runs at every poll of every session thread.
+        let mut ready = [0u8; 6];
+        let mut count = 0;
+        for (_, kind) in candidates.iter().filter(|(r, _)| *r) {
+            ready[count] = *kind;
+            count += 1;
         }
-        ready.push((!inbox.control.is_empty(), 2));
-        ready.push((!inbox.failsafe.is_empty() || inbox.failsafe_tick, 5));
-        let ready: Vec<u8> = ready.into_iter().filter(|(r, _)| *r).map(|(_, k)| k).collect();
-        if ready.is_empty() {
+        if count == 0 {
             return None;
         }
-        let kind = *self.rng.pick(&ready);
+        let kind = *self.rng.pick(&ready[..count]);
         let inbox = &mut self.procs[m].inbox;
         match kind {
             0 => inbox.state.take().map(Input::State),
