@@ -121,7 +121,7 @@ pub struct Takeover {
 
 impl Takeover {
     /// The failsafe master takes its leadership back once ZooKeeper answers.
-    fn reclaim() -> Takeover {
+    pub(super) fn reclaim() -> Takeover {
         Takeover {
             reason: Reason::Failsafe,
             previous: None,
@@ -592,16 +592,8 @@ impl Election {
         let (true, false, Some(me), Seen::Vacant(_)) = (self.current, self.stalled, f.me, &self.seen) else {
             return Vec::new();
         };
-        if f.policy.failsafe {
-            match self.failsafe.standing(me, self.epoch, f) {
-                Standing::Reclaim => {
-                    self.failsafe.taking(true);
-                    return vec![Effect::Take(Takeover::reclaim())];
-                }
-                Standing::Barred(_) => return Vec::new(),
-                Standing::Release(list, version) => return vec![Effect::ReleaseFailsafeList { list, version }],
-                Standing::Free => {}
-            }
+        if let Some(out) = self.failsafe_gate(me, f) {
+            return out;
         }
         let Seen::Vacant(vacancy) = &mut self.seen else {
             return Vec::new();
@@ -802,7 +794,7 @@ fn switch_message(group: &str, node: &LeaderNode) -> Option<String> {
 
 #[path = "election_failsafe.rs"]
 mod failsafe_part;
-use failsafe_part::{Failsafe, Standing};
+use failsafe_part::Failsafe;
 
 #[cfg(test)]
 #[path = "election_tests.rs"]

@@ -2,7 +2,7 @@
 //! list the master keeps in ZooKeeper, its rounds of asks and its failsafe
 //! lease, the grants this member gives, and whether it may stand.
 
-use super::{Effect, Effects, Election, Facts, FailsafeLease, Leader, Owner, Part, Seen};
+use super::{Effect, Effects, Election, Facts, FailsafeLease, Leader, Owner, Part, Seen, Takeover};
 use crate::group::failsafe::{self, Ask, Bar, Claim, Grants, List, Refusal};
 use std::time::{Duration, Instant};
 
@@ -110,6 +110,37 @@ impl Election {
         match superseded {
             true => self.failsafe.give_up().into_iter().collect(),
             false => Vec::new(),
+        }
+    }
+
+    /// A takeover by hand (ZKSYNC.FAILOVER FORCE) obeys the same bars as an
+    /// election: a member that the master in failsafe does not ask, or that
+    /// granted it, taking over while it writes would make two writers.
+    pub(in crate::group) fn failsafe_bars(&mut self, me: &str, f: &Facts) -> Option<Bar> {
+        if !f.policy.failsafe {
+            return None;
+        }
+        self.failsafe.grants.started(f.now, grant_time(f));
+        let Some((list, _)) = &self.failsafe.read else {
+            return Some(Bar::Unread);
+        };
+        failsafe::bar(me, &self.failsafe.grants, list.as_ref(), self.epoch, f.now)
+    }
+
+    /// What failsafe makes of this member's standing in a vacancy: nothing
+    /// (`None`: the election goes on), or what to do instead.
+    pub(super) fn failsafe_gate(&mut self, me: &str, f: &Facts) -> Option<Effects> {
+        if !f.policy.failsafe {
+            return None;
+        }
+        match self.failsafe.standing(me, self.epoch, f) {
+            Standing::Free => None,
+            Standing::Barred(_) => Some(Vec::new()),
+            Standing::Reclaim => {
+                self.failsafe.taking(true);
+                Some(vec![Effect::Take(Takeover::reclaim())])
+            }
+            Standing::Release(list, version) => Some(vec![Effect::ReleaseFailsafeList { list, version }]),
         }
     }
 

@@ -154,6 +154,7 @@ impl Election {
     /// The target's part: once caught up (or forced), take the leadership;
     /// once master, say so.
     fn progress(&mut self, f: &Facts) -> Effects {
+        let barred = f.me.is_some_and(|me| self.failsafe_bars(me, f).is_some());
         let (Some(me), Some(sample), Some(sw)) = (f.me, f.sample, &self.switchover) else {
             return Vec::new();
         };
@@ -179,7 +180,7 @@ impl Election {
                     version: sw.version,
                 })]
             }
-            Stage::Requested if sw.value.force && current => {
+            Stage::Requested if sw.value.force && current && !barred => {
                 // The master leading now, whoever was planned, may write
                 // until its lease runs out.
                 vec![takeover(Reason::Forced, self.leader().is_some())]

@@ -209,27 +209,7 @@ fn plan(rng: &mut Rng, cfg: &Config) -> (Vec<(Duration, Fault)>, Duration, usize
         let way = *rng.pick(&[Way::Both, Way::Both, Way::ToZk, Way::ToMember]);
         let kinds = kinds(cfg);
         let kind = kinds[rng.between(0, kinds.len() as u64 - 1) as usize];
-        let end = match kind {
-            // Several session timeouts, the members connected to each other.
-            Kind::ZkOutage => start + cfg.session_timeout * rng.between(2, 6) as u32,
-            _ => end,
-        };
-        let (begin, heal) = match kind {
-            Kind::ZkDown | Kind::ZkOutage => (Fault::ZkDown { freeze: rng.chance(50) }, Fault::ZkUp),
-            Kind::Part => {
-                let other = (m + rng.between(1, cfg.members as u64 - 1) as usize) % cfg.members;
-                (Fault::Part(m, other, rng.chance(50)), Fault::Unpart(m, other))
-            }
-            Kind::Cut => (Fault::Cut(m, way), Fault::Uncut(m)),
-            Kind::Kill => (Fault::Kill(m), Fault::Start(m)),
-            Kind::Stop => (Fault::Stop(m), Fault::Cont(m)),
-            Kind::Slow => (
-                Fault::Slow(m, ms(rng.between(longest / 30, longest / 3))),
-                Fault::Fast(m),
-            ),
-            Kind::Failover => (failover(rng, cfg, m), Fault::Fast(m)),
-            Kind::Stall => (Fault::Stall(m), Fault::Unstall(m)),
-        };
+        let (begin, heal, end) = fault(rng, cfg, (kind, m, way), start, end);
         faults.push((start, begin));
         faults.push((end, heal));
     }
@@ -252,6 +232,42 @@ fn plan(rng: &mut Rng, cfg: &Config) -> (Vec<(Duration, Fault)>, Duration, usize
         }
     }
     (faults, healed, count)
+}
+
+/// A fault of `kind` on member `m` (`way`: for a cut) from `start`, its
+/// heal, and when that is due (`end`, unless the kind has a length of its
+/// own).
+fn fault(
+    rng: &mut Rng,
+    cfg: &Config,
+    (kind, m, way): (Kind, usize, Way),
+    start: Duration,
+    end: Duration,
+) -> (Fault, Fault, Duration) {
+    let ms = |v: u64| Duration::from_millis(v);
+    let longest = 3 * cfg.session_timeout.as_millis() as u64;
+    let end = match kind {
+        // Several session timeouts, the members connected to each other.
+        Kind::ZkOutage => start + cfg.session_timeout * rng.between(2, 6) as u32,
+        _ => end,
+    };
+    let (begin, heal) = match kind {
+        Kind::ZkDown | Kind::ZkOutage => (Fault::ZkDown { freeze: rng.chance(50) }, Fault::ZkUp),
+        Kind::Part => {
+            let other = (m + rng.between(1, cfg.members as u64 - 1) as usize) % cfg.members;
+            (Fault::Part(m, other, rng.chance(50)), Fault::Unpart(m, other))
+        }
+        Kind::Cut => (Fault::Cut(m, way), Fault::Uncut(m)),
+        Kind::Kill => (Fault::Kill(m), Fault::Start(m)),
+        Kind::Stop => (Fault::Stop(m), Fault::Cont(m)),
+        Kind::Slow => (
+            Fault::Slow(m, ms(rng.between(longest / 30, longest / 3))),
+            Fault::Fast(m),
+        ),
+        Kind::Failover => (failover(rng, cfg, m), Fault::Fast(m)),
+        Kind::Stall => (Fault::Stall(m), Fault::Unstall(m)),
+    };
+    (begin, heal, end)
 }
 
 #[derive(Clone, Copy)]

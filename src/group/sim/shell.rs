@@ -480,16 +480,7 @@ impl Shell {
             }
             Effect::RemoveLeader { epoch } => self.remove_leader(epoch).await,
             Effect::WriteFailsafeList { list, leader_version } => self.write_failsafe_list(list, leader_version).await,
-            Effect::ReleaseFailsafeList { list, version } => {
-                let path = self.world.borrow().layout.failsafe();
-                let released = self.call(set(&path, &list.encode(), Some(version))).await;
-                self.log(format!(
-                    "failsafe list of epoch {} released: {}",
-                    list.epoch,
-                    released.is_ok()
-                ));
-                self.read_failsafe_list().await;
-            }
+            Effect::ReleaseFailsafeList { list, version } => self.release_failsafe_list(list, version).await,
             effect @ (Effect::AskGrants { .. } | Effect::FailsafeLease(_)) => return self.failsafe_effect(effect),
             other => {
                 // A shutdown's hand-over is not simulated.
@@ -794,6 +785,18 @@ impl Shell {
         let written = self.call(Op::Multi(vec![check, write])).await.is_ok();
         self.log(format!("failsafe list {:?} written: {written}", list.members));
         self.election.failsafe_list_written(list, written);
+    }
+
+    /// At the version read, then read again.
+    async fn release_failsafe_list(&mut self, list: List, version: i32) {
+        let path = self.world.borrow().layout.failsafe();
+        let released = self.call(set(&path, &list.encode(), Some(version))).await;
+        self.log(format!(
+            "failsafe list of epoch {} released: {}",
+            list.epoch,
+            released.is_ok()
+        ));
+        self.read_failsafe_list().await;
     }
 
     /// An input of the failsafe's: its tick, an ask of this member, an
