@@ -467,3 +467,20 @@ fn sim_finding_writes_on_grants_are_not_in_the_recorded_offset() {
     let report = run(1243, rules, false).unwrap_or_else(|f| panic!("{f}"));
     assert!(report.failsafe_lost.is_some(), "closed? {report:?}");
 }
+
+/// Once a finding, now a rule: ZKSYNC.FAILOVER FORCE obeys the failsafe
+/// bars. The master m0, cut from ZooKeeper, wrote on grants; its session
+/// expired; FORCE was asked with no leader znode to outwait, and the best
+/// replica, which held m0's grant, promoted at once: two writers.
+#[test]
+fn sim_the_seed_that_found_a_forced_takeover_during_failsafe_passes() {
+    let rules = Rules {
+        flaw: None,
+        switchovers: true,
+        detection: true,
+        failsafe: true,
+    };
+    if let Err(failure) = run(2591, rules, false) {
+        panic!("{failure}");
+    }
+}
