@@ -15,11 +15,14 @@
 //! grant, and none stands.
 //!
 //! A member not on the list is not asked, so it must not stand while the
-//! list may still be in force: the list is of the newest epoch this member
-//! knows. Once a newer epoch exists, the list's master cannot gather grants
-//! (its successor, listed, refuses them), and its last ones ran out before
-//! the successor could stand. A takeover also checks the list's version, so
-//! a list read before the master rewrote it is never acted on.
+//! list may still be in force: it is of the newest epoch this member knows,
+//! names members besides its master, and was not released. Once a newer
+//! epoch exists, the list's master cannot gather grants (its successor,
+//! listed, refuses them), and its last ones ran out before the successor
+//! could stand. A listed member whose grants ran out releases the list of
+//! a vacancy and grants no more at that epoch (`to_release`): the master
+//! can no longer hold every grant. A takeover also checks the list's
+//! version, so a list read before it changed is never acted on.
 //!
 //! A process that starts cannot know whether it granted before it died: it
 //! does not stand for one grant time (`Grants::started`).
