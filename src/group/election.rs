@@ -9,6 +9,7 @@
 //! - The master keeps a lease on it (`renew`, see `lease`).
 //! - A switchover moves through the stages of its znode (`switchover`).
 
+use super::failsafe::{Ask, List};
 use super::leader::{Change, LeaderNode, Reason};
 use super::load::{Role, Sample};
 use super::rank::rank;
@@ -73,12 +74,15 @@ pub struct Facts<'a> {
     pub policy: Policy,
 }
 
-/// `zksync.failover` and `zksync.failover-max-lag`.
+/// `zksync.failover`, `zksync.failover-max-lag` and `zksync.failsafe`.
 #[derive(Clone, Copy, Debug)]
 pub struct Policy {
     /// No election after the first: only ZKSYNC.FAILOVER FORCE.
     pub manual: bool,
     pub max_lag: i64,
+    /// The master writes through a ZooKeeper outage on its members' grants
+    /// (`failsafe`); off, everything is as before failsafe.
+    pub failsafe: bool,
 }
 
 /// What the lease becomes.
@@ -116,6 +120,16 @@ pub struct Takeover {
 }
 
 impl Takeover {
+    /// The failsafe master takes its leadership back once ZooKeeper answers.
+    pub(super) fn reclaim() -> Takeover {
+        Takeover {
+            reason: Reason::Failsafe,
+            previous: None,
+            switchover: None,
+            outwait_lease: false,
+        }
+    }
+
     /// The switchover as the transaction leaves it: moved on, at the version read.
     pub fn moved(&self) -> Option<Versioned<Switchover>> {
         self.switchover.as_ref().map(|sw| Versioned {
@@ -185,11 +199,38 @@ pub enum Effect {
     ReadSwitchover,
     /// Answer the ZKSYNC.FAILOVER this member was asked.
     Answer(Result<(), Error>),
+    /// Write the failsafe list, in one transaction with a check that the
+    /// leader znode is still at this version (this master's), then report.
+    WriteFailsafeList {
+        list: List,
+        leader_version: i32,
+    },
+    /// Write the released list at this version, then read it again.
+    ReleaseFailsafeList {
+        list: List,
+        version: i32,
+    },
+    /// Ask these members for a failsafe grant, each answer reported with `sent`.
+    AskGrants {
+        ask: Ask,
+        sent: Instant,
+        to: Vec<String>,
+    },
+    /// The failsafe lease (a second deadline the fence honours).
+    FailsafeLease(FailsafeLease),
     Notice(String),
     Warning(String),
 }
 
 pub type Effects = Vec<Effect>;
+
+/// What the failsafe lease becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailsafeLease {
+    /// Runs until then at least (a round granted by every listed member).
+    Extend(Instant),
+    Revoke,
+}
 
 /// What this member knows of the leadership.
 #[derive(Debug)]
@@ -271,6 +312,7 @@ pub struct Election {
     dead: Option<(String, u64)>,
     /// This server's main thread is stalled: it neither leads nor stands.
     stalled: bool,
+    failsafe: Failsafe,
 }
 
 impl Default for Election {
@@ -290,6 +332,7 @@ impl Default for Election {
             hold_follow_until: None,
             dead: None,
             stalled: false,
+            failsafe: Failsafe::default(),
         }
     }
 }
@@ -327,6 +370,7 @@ impl Election {
         self.current = false;
         self.switchover = None;
         self.requested = None;
+        self.failsafe.new_session();
         if let Some(Owner::Asked { .. }) = self.owner.take() {
             out.push(Effect::Answer(Err(Error::Failover(
                 "the ZooKeeper session was lost before the switchover finished; see ZKSYNC.LEADER".into(),
@@ -342,6 +386,7 @@ impl Election {
         self.epoch = self.epoch.max(counter.unwrap_or(0));
         self.current = true;
         let was_leading = self.leading();
+        out.extend(self.failsafe_observed(leader.as_ref(), f));
         match leader {
             Some(leader) => {
                 self.epoch = self.epoch.max(leader.node.epoch);
@@ -500,6 +545,7 @@ impl Election {
     pub fn tick(&mut self, f: &Facts) -> Effects {
         let mut out = self.renew(f);
         out.extend(self.switchover_tick(f));
+        out.extend(self.keep_list(f));
         out
     }
 
@@ -523,11 +569,18 @@ impl Election {
     /// The lease check sent at `sent` was answered (or not).
     pub fn lease_checked(&mut self, sent: Instant, check: LeaseCheck) -> Effects {
         match check {
-            LeaseCheck::Owned => vec![Effect::Lease(LeaseChange::Renew(sent))],
-            LeaseCheck::Lost => vec![
-                Effect::Warning("this server no longer holds the group's leadership".into()),
-                Effect::ReadLeader,
-            ],
+            LeaseCheck::Owned => {
+                self.failsafe.confirmed(sent);
+                vec![Effect::Lease(LeaseChange::Renew(sent))]
+            }
+            LeaseCheck::Lost => {
+                let mut out = vec![Effect::Warning(
+                    "this server no longer holds the group's leadership".into(),
+                )];
+                out.extend(self.failsafe.give_up());
+                out.push(Effect::ReadLeader);
+                out
+            }
             // No answer: the lease lapses on its own.
             LeaseCheck::Unanswered => Vec::new(),
         }
@@ -536,7 +589,13 @@ impl Election {
     /// One step of an election while the group has no leader.
     pub fn elect(&mut self, f: &Facts) -> Effects {
         let members: Vec<Member> = self.candidates(f.members).cloned().collect();
-        let (true, false, Some(me), Seen::Vacant(vacancy)) = (self.current, self.stalled, f.me, &mut self.seen) else {
+        let (true, false, Some(me), Seen::Vacant(_)) = (self.current, self.stalled, f.me, &self.seen) else {
+            return Vec::new();
+        };
+        if let Some(out) = self.failsafe_gate(me, f) {
+            return out;
+        }
+        let Seen::Vacant(vacancy) = &mut self.seen else {
             return Vec::new();
         };
         if self.epoch > 0 && f.policy.manual {
@@ -577,6 +636,7 @@ impl Election {
         } else {
             Reason::Election
         };
+        self.failsafe.taking(true);
         vec![Effect::Take(Takeover {
             reason,
             previous: None,
@@ -594,12 +654,15 @@ impl Election {
                 value: moved.value,
             });
         }
+        self.failsafe.taking(false);
+        self.failsafe.confirmed(sent);
+        let mut out: Effects = self.failsafe.give_up().into_iter().collect();
         self.part = Part::Leading(Lead {
             renewed: Some(sent),
             paused: None,
             promote_after: takeover.outwait_lease.then(|| lease::expiry(f.now, f.session_timeout)),
         });
-        let mut out = vec![
+        out.extend([
             Effect::Lease(LeaseChange::Renew(sent)),
             Effect::Notice(format!(
                 "took the leadership of group {} (epoch {}, {})",
@@ -607,7 +670,7 @@ impl Election {
                 node.epoch,
                 takeover.reason.name()
             )),
-        ];
+        ]);
         let leader = Leader {
             node,
             owner: f.session,
@@ -657,15 +720,17 @@ impl Election {
         };
         let epoch = leader.node.epoch;
         self.part = Part::Following { demoted: true };
-        vec![
-            Effect::Lease(LeaseChange::Revoke),
+        let mut out = vec![Effect::Lease(LeaseChange::Revoke)];
+        out.extend(self.failsafe.give_up());
+        out.extend([
             Effect::Warning(format!(
                 "the main thread has not run for {} ms (zksync.stall-timeout): writes are fenced and the \
                  leadership is given up (epoch {epoch})",
                 stalled_for.as_millis()
             )),
             Effect::RemoveLeader { epoch },
-        ]
+        ]);
+        out
     }
 
     /// Leaving the group: a leader gives its znode up at once.
@@ -674,6 +739,7 @@ impl Election {
             return Vec::new();
         }
         let mut out = vec![Effect::DeleteLeader, Effect::Lease(LeaseChange::Revoke)];
+        out.extend(self.failsafe.give_up());
         if let Some(Owner::Asked { .. }) = self.owner {
             out.push(Effect::Answer(Err(Error::ZkDown("the request was abandoned".into()))));
         }
@@ -725,6 +791,10 @@ fn switch_message(group: &str, node: &LeaderNode) -> Option<String> {
     let (new_host, new_port) = super::split_addr(&node.addr)?;
     Some(format!("{group} {old_host} {old_port} {new_host} {new_port}"))
 }
+
+#[path = "election_failsafe.rs"]
+mod failsafe_part;
+use failsafe_part::Failsafe;
 
 #[cfg(test)]
 #[path = "election_tests.rs"]

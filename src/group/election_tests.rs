@@ -19,6 +19,7 @@ struct World {
     sample: Option<Sample>,
     members: Vec<Member>,
     manual: bool,
+    failsafe: bool,
 }
 
 impl World {
@@ -32,6 +33,7 @@ impl World {
                 member(PEER, Role::Replica, 50, 100, Status::Alive),
             ],
             manual: false,
+            failsafe: false,
         }
     }
 
@@ -47,6 +49,7 @@ impl World {
             policy: Policy {
                 manual: self.manual,
                 max_lag: 1 << 20,
+                failsafe: self.failsafe,
             },
         }
     }
@@ -898,5 +901,176 @@ fn a_paused_master_rolls_back_a_switchover_no_one_finishes_once_its_pause_is_ove
             let out = e.rolled_back(Rollback::Done, &w.facts());
             assert_eq!(roles(&out), [&Action::Unpause], "resumes");
         }
+    }
+}
+
+/// Failsafe, step by step (session timeout 6 s: a grant lasts 6 s, a lease
+/// from a round 4 s; asks from 2 s without a confirmation).
+mod failsafe {
+    use super::*;
+    use crate::group::failsafe::{Ask, List, Refusal};
+
+    fn world() -> World {
+        let mut w = World::new();
+        w.failsafe = true;
+        w
+    }
+
+    fn ask(master: &str, epoch: u64) -> Ask {
+        Ask {
+            master: master.into(),
+            epoch,
+        }
+    }
+
+    fn written(out: &[Effect]) -> Option<&List> {
+        out.iter().find_map(|e| match e {
+            Effect::WriteFailsafeList { list, .. } => Some(list),
+            _ => None,
+        })
+    }
+
+    fn asked(out: &[Effect]) -> Option<(Instant, Vec<String>)> {
+        out.iter().find_map(|e| match e {
+            Effect::AskGrants { sent, to, .. } => Some((*sent, to.clone())),
+            _ => None,
+        })
+    }
+
+    /// A master that has written its list, its lease confirmed now.
+    fn master(w: &mut World) -> Election {
+        w.sample = Some(sample(Role::Master, 100, None));
+        let mut e = Election::default();
+        e.observe_leader(Some(leader(ME, SESSION, 3)), Some(3), &w.facts());
+        let list = written(&e.tick(&w.facts())).cloned().expect("the list is written");
+        assert_eq!(list, List::of(3, ME, [ME, PEER]));
+        e.failsafe_list_written(list, true);
+        e.lease_checked(w.now, LeaseCheck::Owned);
+        e
+    }
+
+    #[test]
+    fn the_master_asks_once_zookeeper_stops_confirming_and_writes_on_every_grant() {
+        let mut w = world();
+        let mut e = master(&mut w);
+        w.later(1999);
+        assert_eq!(
+            asked(&e.failsafe_tick(&w.facts())),
+            None,
+            "ZooKeeper confirmed it lately"
+        );
+        assert_eq!(written(&e.tick(&w.facts())), None, "the list is unchanged");
+        w.later(1);
+        let (sent, to) = asked(&e.failsafe_tick(&w.facts())).expect("asks");
+        assert_eq!(to, [PEER]);
+        assert_eq!(asked(&e.failsafe_tick(&w.facts())), None, "one round a sixth");
+        w.later(5);
+        let out = e.grant_answered(PEER, sent, true, &w.facts());
+        let until = sent + Duration::from_millis(4000);
+        assert_eq!(out, [Effect::FailsafeLease(FailsafeLease::Extend(until))]);
+        // Its session expires: the failsafe lease is not the ZooKeeper lease.
+        let out = e.new_session();
+        assert!(!out.contains(&Effect::FailsafeLease(FailsafeLease::Revoke)), "{out:?}");
+    }
+
+    #[test]
+    fn the_failsafe_master_takes_its_leadership_back_before_anyone() {
+        let mut w = world();
+        let mut e = master(&mut w);
+        w.later(2000);
+        let (sent, _) = asked(&e.failsafe_tick(&w.facts())).expect("asks");
+        e.grant_answered(PEER, sent, true, &w.facts());
+        e.new_session();
+        w.later(1000);
+        e.observe_leader(None, Some(3), &w.facts());
+        e.failsafe_list_read(Some(List::of(3, ME, [ME, PEER])), 4);
+        let out = e.elect(&w.facts());
+        assert_eq!(takeover(&out).map(|t| t.reason), Some(Reason::Failsafe), "{out:?}");
+    }
+
+    #[test]
+    fn a_member_grants_the_master_it_follows_and_stands_only_once_it_released() {
+        let mut w = world();
+        let mut e = Election::default();
+        e.observe_leader(Some(leader(PEER, OTHER, 3)), Some(3), &w.facts());
+        let list = List::of(3, PEER, [ME, PEER]);
+        e.failsafe_list_read(Some(list.clone()), 1);
+        let cases = [
+            (ask(PEER, 3), Ok(())),
+            (ask(PEER, 2), Err(Refusal::Newer(3))),
+            (ask(THIRD, 3), Err(Refusal::NotFollowing)),
+        ];
+        for (a, want) in cases {
+            assert_eq!(e.grant_asked(&a, &w.facts()).map(|_| ()), want, "{a:?}");
+        }
+        e.observe_leader(None, Some(3), &w.facts());
+        w.all_published();
+        for _ in 0..3 {
+            w.later(1000);
+            assert_eq!(takeover(&e.elect(&w.facts())), None, "it holds a grant");
+        }
+        assert_eq!(e.grant_asked(&ask(PEER, 3), &w.facts()).map(|_| ()), Ok(()), "renewed");
+        w.later(6000);
+        let out = e.elect(&w.facts());
+        let released = Effect::ReleaseFailsafeList {
+            list: list.released(),
+            version: 1,
+        };
+        assert_eq!(out, [released]);
+        let sealed = e.grant_asked(&ask(PEER, 3), &w.facts()).map(|_| ());
+        assert_eq!(sealed, Err(Refusal::Sealed));
+        e.failsafe_list_read(Some(list.released()), 2);
+        let mut took = None;
+        for _ in 0..3 {
+            took = took.or(takeover(&e.elect(&w.facts())).cloned());
+            w.later(300);
+        }
+        assert_eq!(took.map(|t| t.reason), Some(Reason::Election));
+    }
+
+    #[test]
+    fn a_member_left_off_the_list_does_not_stand_nor_grant_while_taking() {
+        let mut w = world();
+        let mut e = Election::default();
+        e.observe_leader(Some(leader(PEER, OTHER, 3)), Some(3), &w.facts());
+        e.failsafe_list_read(Some(List::of(3, PEER, [PEER, THIRD])), 1);
+        e.observe_leader(None, Some(3), &w.facts());
+        w.all_published();
+        for _ in 0..10 {
+            w.later(1000);
+            assert_eq!(takeover(&e.elect(&w.facts())), None, "not listed");
+        }
+        // The list of a newer epoch's master (or none): it may stand.
+        e.failsafe_list_read(None, 2);
+        let mut took = None;
+        for _ in 0..3 {
+            took = took.or(takeover(&e.elect(&w.facts())).cloned());
+            w.later(300);
+        }
+        assert!(took.is_some());
+        let refused = e.grant_asked(&ask(PEER, 3), &w.facts()).map(|_| ());
+        assert_eq!(refused, Err(Refusal::Standing), "taking the leadership itself");
+    }
+
+    #[test]
+    fn with_failsafe_off_nothing_changes() {
+        let mut w = World::new();
+        w.sample = Some(sample(Role::Master, 100, None));
+        let mut e = Election::default();
+        e.observe_leader(Some(leader(ME, SESSION, 3)), Some(3), &w.facts());
+        for _ in 0..10 {
+            w.later(1000);
+            let mut out = e.tick(&w.facts());
+            out.extend(e.failsafe_tick(&w.facts()));
+            let failsafe = |e: &Effect| {
+                matches!(
+                    e,
+                    Effect::WriteFailsafeList { .. } | Effect::AskGrants { .. } | Effect::FailsafeLease(_)
+                )
+            };
+            assert!(!out.iter().any(failsafe), "{out:?}");
+        }
+        let refused = e.grant_asked(&ask(PEER, 3), &w.facts()).map(|_| ());
+        assert_eq!(refused, Err(Refusal::Off));
     }
 }

@@ -13,6 +13,8 @@
 //!   member that started it;
 //! - `/zksync/<group>/refused/<id>`: ephemeral, a member's word that the
 //!   master's port refused it (see `detection::Refusal`);
+//! - `/zksync/<group>/failsafe`: persistent, the members the master listed
+//!   for failsafe (see `failsafe::List`), checked by every takeover;
 //! - `/zksync/<group>/offset`: persistent, the replication offset the
 //!   master last published, so that a member that comes back without data
 //!   after every session expired knows how far behind it is.
@@ -71,6 +73,12 @@ impl Layout {
 
     pub fn offset(&self) -> String {
         format!("{}/offset", self.dir)
+    }
+
+    /// The failsafe list, kept by the master (see `failsafe::List`).
+    #[cfg_attr(not(test), expect(dead_code, reason = "the grant shell is not built yet"))]
+    pub fn failsafe(&self) -> String {
+        format!("{}/failsafe", self.dir)
     }
 
     pub fn refused(&self) -> String {

@@ -28,6 +28,9 @@ pub enum Reason {
     Shutdown,
     /// ZKSYNC.FAILOVER FORCE.
     Forced,
+    /// The master that wrote through a ZooKeeper outage on its members'
+    /// grants took its leadership back (a new epoch: its znode had gone).
+    Failsafe,
 }
 
 impl Reason {
@@ -38,6 +41,7 @@ impl Reason {
             Reason::Switchover => "switchover",
             Reason::Shutdown => "shutdown",
             Reason::Forced => "forced",
+            Reason::Failsafe => "failsafe",
         }
     }
 }

@@ -11,6 +11,8 @@
 //! - `rank`: who may become master; `election`: who leads and what this
 //!   member does about it; `switchover`: the stages of a coordinated change
 //!   (the master's lease arithmetic is `crate::lease`);
+//! - `failsafe`: the master keeps writing through a ZooKeeper outage while
+//!   every listed member grants it;
 //! - `detection`: a dead master's process and a stalled main thread, found
 //!   in well under the session timeout;
 //! - `sim` (tests): these rules under seeded faults against a simulated ZooKeeper.
@@ -18,6 +20,7 @@
 pub mod detection;
 pub mod discovery;
 pub mod election;
+pub mod failsafe;
 pub mod layout;
 pub mod leader;
 pub mod load;

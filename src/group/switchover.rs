@@ -117,6 +117,7 @@ impl Election {
                 let end = f.now + Duration::from_millis(sw.timeout_ms);
                 lead.paused = Some(end);
                 out.push(Effect::Lease(LeaseChange::Cap(end)));
+                out.extend(self.give_up_failsafe());
                 out.push(Effect::Role(Action::Pause(sw.timeout_ms)));
             }
         }
@@ -153,6 +154,7 @@ impl Election {
     /// The target's part: once caught up (or forced), take the leadership;
     /// once master, say so.
     fn progress(&mut self, f: &Facts) -> Effects {
+        let barred = f.me.is_some_and(|me| self.failsafe_bars(me, f).is_some());
         let (Some(me), Some(sample), Some(sw)) = (f.me, f.sample, &self.switchover) else {
             return Vec::new();
         };
@@ -178,7 +180,7 @@ impl Election {
                     version: sw.version,
                 })]
             }
-            Stage::Requested if sw.value.force && current => {
+            Stage::Requested if sw.value.force && current && !barred => {
                 // The master leading now, whoever was planned, may write
                 // until its lease runs out.
                 vec![takeover(Reason::Forced, self.leader().is_some())]
@@ -373,7 +375,8 @@ impl Election {
         let Some(to) = best_target(f.members) else {
             return Vec::new();
         };
-        vec![
+        let mut out: Effects = self.give_up_failsafe().into_iter().collect();
+        out.extend([
             Effect::Lease(LeaseChange::Revoke),
             Effect::HandOver(Switchover {
                 from: f.me.map(str::to_string),
@@ -385,7 +388,8 @@ impl Election {
                 shutdown: true,
                 epoch: self.leader().map(|l| l.node.epoch),
             }),
-        ]
+        ]);
+        out
     }
 
     /// The hand-over's switchover znode was created (or not).

@@ -321,5 +321,7 @@ fn policy() -> Policy {
     Policy {
         manual: *FAILOVER.lock().unwrap_or_else(|e| e.into_inner()) == FailoverMode::manual,
         max_lag: FAILOVER_MAX_LAG.load(Ordering::Relaxed),
+        // The shell that asks members for grants is not built yet.
+        failsafe: false,
     }
 }

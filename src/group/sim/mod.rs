@@ -50,6 +50,13 @@ pub enum Flaw {
     /// A port that does not refuse but does not answer (a stopped process)
     /// is taken for a dead one.
     SilenceIsDeath,
+    /// A member grants whichever master asks, at whatever epoch.
+    GrantAnyEpoch,
+    /// A master counts one member's grant without hearing from it: its
+    /// failsafe lease rests on all members but one.
+    LeaseFromAllButOne,
+    /// A process that starts stands at once, as if it had granted nothing.
+    RestartStandsAtOnce,
 }
 
 /// Which rules a run exercises.
@@ -63,6 +70,10 @@ pub struct Rules {
     /// their link drops, refusals remove a dead master's leadership, a
     /// stalled main thread gives it up; stalls among the faults.
     pub detection: bool,
+    /// `zksync.failsafe yes` (the tests' default): the master writes through
+    /// a ZooKeeper outage on its members' grants; partitions between
+    /// members and long ZooKeeper outages among the faults.
+    pub failsafe: bool,
 }
 
 /// One run's settings, drawn from the seed.
@@ -114,6 +125,16 @@ pub struct Report {
     pub lost: Option<(Duration, usize, i64)>,
     /// Members that followed a master further behind than the max lag alone.
     pub behind: u64,
+    /// The longest time without a member accepting writes, once one had.
+    pub unwritable: Duration,
+    /// The members that accepted writes, in turn (one entry per change).
+    pub writers: Vec<usize>,
+    /// Failsafe leases extended.
+    pub failsafe_leases: u64,
+    /// A member's data wiped by a master further behind than `lost` allows,
+    /// within what masters wrote on failsafe leases, which ZooKeeper's
+    /// record of the offset never saw (a finding: see the tests).
+    pub failsafe_lost: Option<(Duration, usize, i64)>,
 }
 
 /// Why a run failed, with the tail of its trace.
@@ -137,7 +158,10 @@ impl std::fmt::Display for Failure {
             (Rules { flaw: Some(flaw), .. }, _) => writeln!(f, "a rule broken on purpose: {flaw:?}")?,
             (
                 Rules {
-                    switchovers, detection, ..
+                    switchovers,
+                    detection,
+                    failsafe,
+                    ..
                 },
                 _,
             ) => {
@@ -147,6 +171,9 @@ impl std::fmt::Display for Failure {
                 }
                 if !detection {
                     with += "ZKSYNC_SIM_DETECTION=0 ";
+                }
+                if !failsafe {
+                    with += "ZKSYNC_SIM_FAILSAFE=0 ";
                 }
                 writeln!(
                     f,
@@ -181,18 +208,8 @@ fn plan(rng: &mut Rng, cfg: &Config) -> (Vec<(Duration, Fault)>, Duration, usize
         let m = rng.between(0, cfg.members as u64 - 1) as usize;
         let way = *rng.pick(&[Way::Both, Way::Both, Way::ToZk, Way::ToMember]);
         let kinds = kinds(cfg);
-        let (begin, heal) = match kinds[rng.between(0, kinds.len() as u64 - 1) as usize] {
-            Kind::ZkDown => (Fault::ZkDown { freeze: rng.chance(50) }, Fault::ZkUp),
-            Kind::Cut => (Fault::Cut(m, way), Fault::Uncut(m)),
-            Kind::Kill => (Fault::Kill(m), Fault::Start(m)),
-            Kind::Stop => (Fault::Stop(m), Fault::Cont(m)),
-            Kind::Slow => (
-                Fault::Slow(m, ms(rng.between(longest / 30, longest / 3))),
-                Fault::Fast(m),
-            ),
-            Kind::Failover => (failover(rng, cfg, m), Fault::Fast(m)),
-            Kind::Stall => (Fault::Stall(m), Fault::Unstall(m)),
-        };
+        let kind = kinds[rng.between(0, kinds.len() as u64 - 1) as usize];
+        let (begin, heal, end) = fault(rng, cfg, (kind, m, way), start, end);
         faults.push((start, begin));
         faults.push((end, heal));
     }
@@ -209,6 +226,7 @@ fn plan(rng: &mut Rng, cfg: &Config) -> (Vec<(Duration, Fault)>, Duration, usize
     faults.push((healed, Fault::ZkUp));
     for m in 0..cfg.members {
         faults.extend([Fault::Uncut(m), Fault::Fast(m), Fault::Cont(m), Fault::Start(m)].map(|f| (healed, f)));
+        faults.extend((0..m).map(|o| (healed, Fault::Unpart(o, m))));
         if cfg.rules.detection {
             faults.push((healed, Fault::Unstall(m)));
         }
@@ -216,9 +234,49 @@ fn plan(rng: &mut Rng, cfg: &Config) -> (Vec<(Duration, Fault)>, Duration, usize
     (faults, healed, count)
 }
 
+/// A fault of `kind` on member `m` (`way`: for a cut) from `start`, its
+/// heal, and when that is due (`end`, unless the kind has a length of its
+/// own).
+fn fault(
+    rng: &mut Rng,
+    cfg: &Config,
+    (kind, m, way): (Kind, usize, Way),
+    start: Duration,
+    end: Duration,
+) -> (Fault, Fault, Duration) {
+    let ms = |v: u64| Duration::from_millis(v);
+    let longest = 3 * cfg.session_timeout.as_millis() as u64;
+    let end = match kind {
+        // Several session timeouts, the members connected to each other.
+        Kind::ZkOutage => start + cfg.session_timeout * rng.between(2, 6) as u32,
+        _ => end,
+    };
+    let (begin, heal) = match kind {
+        Kind::ZkDown | Kind::ZkOutage => (Fault::ZkDown { freeze: rng.chance(50) }, Fault::ZkUp),
+        Kind::Part => {
+            let other = (m + rng.between(1, cfg.members as u64 - 1) as usize) % cfg.members;
+            (Fault::Part(m, other, rng.chance(50)), Fault::Unpart(m, other))
+        }
+        Kind::Cut => (Fault::Cut(m, way), Fault::Uncut(m)),
+        Kind::Kill => (Fault::Kill(m), Fault::Start(m)),
+        Kind::Stop => (Fault::Stop(m), Fault::Cont(m)),
+        Kind::Slow => (
+            Fault::Slow(m, ms(rng.between(longest / 30, longest / 3))),
+            Fault::Fast(m),
+        ),
+        Kind::Failover => (failover(rng, cfg, m), Fault::Fast(m)),
+        Kind::Stall => (Fault::Stall(m), Fault::Unstall(m)),
+    };
+    (begin, heal, end)
+}
+
 #[derive(Clone, Copy)]
 enum Kind {
     ZkDown,
+    /// ZooKeeper down for several session timeouts.
+    ZkOutage,
+    /// Messages between two members dropped, one way or both.
+    Part,
     Cut,
     Kill,
     Stop,
@@ -237,6 +295,9 @@ fn kinds(cfg: &Config) -> Vec<Kind> {
     }
     if cfg.rules.detection {
         kinds.push(Kind::Stall);
+    }
+    if cfg.rules.failsafe {
+        kinds.extend([Kind::ZkOutage, Kind::Part, Kind::Part]);
     }
     kinds
 }
@@ -324,13 +385,15 @@ pub fn simulate(seed: u64, rng: Rng, scenario: Scenario, verbose: bool) -> Resul
     };
     let waker = Waker::from(Arc::new(NoWake));
     let mut cx = Context::from_waker(&waker);
-    let (mut events, mut recovered) = (0, None);
+    let (mut events, mut recovered, mut writes) = (0, None, Writes::default());
     while world.borrow().next_at().is_some_and(|t| t <= end) {
         sim.step(&mut cx);
         events += 1;
         let w = world.borrow();
         check(&w).map_err(|what| failure(seed, &w, what))?;
-        if recovered.is_none() && w.now >= healed && master(&w).is_some() {
+        let writer = master(&w);
+        writes.saw(writer, w.now);
+        if recovered.is_none() && w.now >= healed && writer.is_some() {
             recovered = Some(w.now - healed);
         }
     }
@@ -350,7 +413,35 @@ pub fn simulate(seed: u64, rng: Rng, scenario: Scenario, verbose: bool) -> Resul
         removals: w.removals,
         lost: w.lost,
         behind: w.behind,
+        unwritable: writes.longest,
+        writers: writes.writers,
+        failsafe_leases: w.failsafe_leases,
+        failsafe_lost: w.failsafe_lost,
     })
+}
+
+/// Who accepted writes over a run, and the longest time no one did.
+#[derive(Default)]
+struct Writes {
+    writers: Vec<usize>,
+    /// When a member last accepted writes (as of an event).
+    last: Option<Duration>,
+    longest: Duration,
+}
+
+impl Writes {
+    fn saw(&mut self, writer: Option<usize>, now: Duration) {
+        match (writer, self.last) {
+            (Some(m), _) => {
+                if self.writers.last() != Some(&m) {
+                    self.writers.push(m);
+                }
+                self.last = Some(now);
+            }
+            (None, Some(last)) => self.longest = self.longest.max(now - last),
+            (None, None) => {}
+        }
+    }
 }
 
 fn failure(seed: u64, w: &World, what: String) -> Box<Failure> {

@@ -11,6 +11,7 @@ use crate::group::detection::{self, Refusal};
 use crate::group::election::{
     left_by_previous_run, Effect, Effects, Election, Facts, Leader, LeaseCheck, Policy, Takeover,
 };
+use crate::group::failsafe::{Ask, List};
 use crate::group::layout::HISTORY;
 use crate::group::leader::{self, decode_epoch, decode_offset, LeaderNode};
 use crate::group::load::Sample;
@@ -72,6 +73,13 @@ pub async fn run(world: Shared, m: usize) {
         refusals: BTreeMap::new(),
         stalled: false,
     };
+    if shell.world.borrow().cfg.rules.flaw == Some(Flaw::RestartStandsAtOnce) {
+        // Broken on purpose: a process that starts takes it that it granted nothing.
+        let (now, timeout) = (shell.now(), shell.world.borrow().cfg.session_timeout);
+        shell
+            .election
+            .failsafe_started(now.checked_sub(timeout * 2).unwrap_or(now));
+    }
     let mut backoff = Duration::from_millis(100);
     loop {
         match shell.connect().await {
@@ -138,6 +146,9 @@ impl Shell {
         match input {
             Input::Sample(sample) | Input::Acted(_, sample) => self.take_sample(sample),
             Input::Failover(_) => self.log("FAILOVER answered ZKDOWN".into()),
+            failsafe @ (Input::GrantAsked { .. } | Input::GrantAnswer { .. } | Input::FailsafeTick) => {
+                self.failsafe(failsafe)
+            }
             _ => {}
         }
     }
@@ -147,10 +158,24 @@ impl Shell {
         self.publisher.take_sample(sample, now);
     }
 
-    async fn call(&self, op: Op) -> Result<Answer, ZkErr> {
+    /// A ZooKeeper request; the failsafe is served while it waits (a
+    /// request may wait for a whole session timeout).
+    async fn call(&mut self, op: Op) -> Result<Answer, ZkErr> {
         let req = self.world.borrow_mut().request(self.m, op)?;
-        let (world, m) = (self.world.clone(), self.m);
-        Until(move || world.borrow_mut().reply_to(m, req)).await
+        loop {
+            let (world, m) = (self.world.clone(), self.m);
+            let next = Until(move || {
+                let mut w = world.borrow_mut();
+                match w.reply_to(m, req) {
+                    Some(reply) => Some(Ok(reply)),
+                    None => w.next_failsafe(m).map(Err),
+                }
+            });
+            match next.await {
+                Ok(reply) => return reply,
+                Err(input) => self.failsafe(input),
+            }
+        }
     }
 
     /// `serve`: one session until it expires.
@@ -184,6 +209,7 @@ impl Shell {
                 Input::Failover(request) => self.failover(request).await,
                 Input::MasterLinkDown => self.master_link_down(),
                 Input::Refused(refusal) => self.refused(refusal).await,
+                failsafe => self.failsafe(failsafe),
             }
         }
         self.log("session expired".into());
@@ -191,7 +217,7 @@ impl Shell {
         self.execute(effects).await;
     }
 
-    async fn add_watch(&self) {
+    async fn add_watch(&mut self) {
         let dir = self.world.borrow().layout.dir().to_string();
         let req = self.world.borrow_mut().add_watch(self.m, dir);
         if let Ok(req) = req {
@@ -214,6 +240,7 @@ impl Shell {
         let effects = self.read_switchover().await;
         self.execute(effects).await;
         self.read_refusals().await;
+        self.read_failsafe_list().await;
     }
 
     async fn sampled(&mut self, sample: Sample) {
@@ -246,6 +273,9 @@ impl Shell {
         if paths.contains(&layout.switchover()) {
             let effects = self.read_switchover().await;
             self.execute(effects).await;
+        }
+        if paths.contains(&layout.failsafe()) {
+            self.read_failsafe_list().await;
         }
         let refused = paths.iter().any(|p| layout.is_refusal(p));
         let members: Vec<String> = paths.into_iter().filter(|p| layout.member_id(p).is_some()).collect();
@@ -293,7 +323,7 @@ impl Shell {
     }
 
     /// As `Session::record_offset`: the master records its published offset.
-    async fn record_offset(&self, offset: i64) {
+    async fn record_offset(&mut self, offset: i64) {
         let path = self.world.borrow().layout.offset();
         let data = offset.to_string();
         if let Err(ZkErr::NoNode) = self.call(set(&path, data.as_bytes(), None)).await {
@@ -301,7 +331,7 @@ impl Shell {
         }
     }
 
-    async fn register(&self, path: &str, data: &[u8]) -> Result<(), ZkErr> {
+    async fn register(&mut self, path: &str, data: &[u8]) -> Result<(), ZkErr> {
         for attempt in 1.. {
             match self.call(create(path, data, true)).await {
                 Ok(_) => return Ok(()),
@@ -375,6 +405,7 @@ impl Shell {
             policy: Policy {
                 manual: false,
                 max_lag: super::world::MAX_LAG,
+                failsafe: self.world.borrow().cfg.rules.failsafe,
             },
         };
         decision(&mut self.election, &facts)
@@ -448,6 +479,9 @@ impl Shell {
                 let _ = self.call(delete(&path, None)).await;
             }
             Effect::RemoveLeader { epoch } => self.remove_leader(epoch).await,
+            Effect::WriteFailsafeList { list, leader_version } => self.write_failsafe_list(list, leader_version).await,
+            Effect::ReleaseFailsafeList { list, version } => self.release_failsafe_list(list, version).await,
+            effect @ (Effect::AskGrants { .. } | Effect::FailsafeLease(_)) => return self.failsafe_effect(effect),
             other => {
                 // A shutdown's hand-over is not simulated.
                 let mut w = self.world.borrow_mut();
@@ -502,7 +536,7 @@ impl Shell {
         self.decide(|e, f| e.switchover_read(read, f))
     }
 
-    async fn read_json<T: DeserializeOwned>(&self, path: &str) -> Result<Option<(T, Stat)>, ()> {
+    async fn read_json<T: DeserializeOwned>(&mut self, path: &str) -> Result<Option<(T, Stat)>, ()> {
         match self.call(Op::GetData(path.into())).await {
             Ok(Answer::Data(Some((data, stat)))) => Ok(leader::decode::<T>(&data).ok().map(|v| (v, stat))),
             Ok(_) => Ok(None),
@@ -565,6 +599,13 @@ impl Shell {
             if let Ok(Answer::Stat(Some(_))) = self.call(Op::CheckStat(layout.leader())).await {
                 ops.push(delete(&layout.leader(), None));
             }
+        }
+        if let (true, Some(version)) = (self.failsafe_on(), self.election.failsafe_list_version()) {
+            // The list judged by is the list in force.
+            ops.push(Op::Check {
+                path: layout.failsafe(),
+                version,
+            });
         }
         let version = (!flawed).then_some(stat.version);
         ops.push(set(&layout.epoch(), epoch.to_string().as_bytes(), version));
@@ -716,5 +757,99 @@ fn delete(path: &str, version: Option<i32>) -> Op {
     Op::Delete {
         path: path.into(),
         version,
+    }
+}
+
+/// Failsafe: the list in ZooKeeper, grants asked and answered between
+/// members; served even while ZooKeeper does not answer (`call`, `offline`).
+impl Shell {
+    fn failsafe_on(&self) -> bool {
+        self.world.borrow().cfg.rules.failsafe
+    }
+
+    async fn read_failsafe_list(&mut self) {
+        let path = self.world.borrow().layout.failsafe();
+        if let Ok(Answer::Data(Some((data, stat)))) = self.call(Op::GetData(path)).await {
+            self.election.failsafe_list_read(List::decode(&data), stat.version);
+        }
+    }
+
+    /// In one transaction with a check that this master's leader znode is still there.
+    async fn write_failsafe_list(&mut self, list: List, leader_version: i32) {
+        let layout = self.world.borrow().layout.clone();
+        let check = Op::Check {
+            path: layout.leader(),
+            version: leader_version,
+        };
+        let write = set(&layout.failsafe(), &list.encode(), None);
+        let written = self.call(Op::Multi(vec![check, write])).await.is_ok();
+        self.log(format!("failsafe list {:?} written: {written}", list.members));
+        self.election.failsafe_list_written(list, written);
+    }
+
+    /// At the version read, then read again.
+    async fn release_failsafe_list(&mut self, list: List, version: i32) {
+        let path = self.world.borrow().layout.failsafe();
+        let released = self.call(set(&path, &list.encode(), Some(version))).await;
+        self.log(format!(
+            "failsafe list of epoch {} released: {}",
+            list.epoch,
+            released.is_ok()
+        ));
+        self.read_failsafe_list().await;
+    }
+
+    /// An input of the failsafe's: its tick, an ask of this member, an
+    /// answer to one of its asks. No ZooKeeper request is made.
+    fn failsafe(&mut self, input: Input) {
+        let effects = match input {
+            Input::FailsafeTick if self.election.failsafe_claimed() => self.decide(|e, f| e.failsafe_tick(f)),
+            Input::GrantAsked { from, gen, ask, sent } => {
+                let answer = self.grant(&ask);
+                self.world.borrow_mut().answer_grant(self.m, from, gen, sent, answer);
+                Vec::new()
+            }
+            Input::GrantAnswer { by, sent, granted } => self.decide(|e, f| e.grant_answered(&by, sent, granted, f)),
+            _ => Vec::new(),
+        };
+        let mut queue = VecDeque::from(effects);
+        while let Some(effect) = queue.pop_front() {
+            queue.extend(self.failsafe_effect(effect));
+        }
+    }
+
+    fn grant(&mut self, ask: &Ask) -> bool {
+        if self.world.borrow().cfg.rules.flaw == Some(Flaw::GrantAnyEpoch) {
+            // Broken on purpose: whoever asks, at whatever epoch, is granted.
+            return self.decide(|e, f| e.grant_unchecked(f));
+        }
+        let answer = self.decide(|e, f| e.grant_asked(ask, f));
+        if let Err(refusal) = &answer {
+            self.log(format!(
+                "failsafe grant to {} (epoch {}) refused: {refusal:?}",
+                ask.master, ask.epoch
+            ));
+        }
+        answer.is_ok()
+    }
+
+    fn failsafe_effect(&mut self, effect: Effect) -> Effects {
+        match effect {
+            Effect::AskGrants { ask, sent, to } => {
+                let flawed = self.world.borrow().cfg.rules.flaw == Some(Flaw::LeaseFromAllButOne);
+                let faked = to.first().filter(|_| flawed && to.len() > 1).cloned();
+                self.world.borrow_mut().ask_grants(self.m, &to, &ask, sent);
+                if let Some(by) = faked {
+                    // Broken on purpose: one member's grant is taken for granted.
+                    return self.decide(|e, f| e.grant_answered(&by, sent, true, f));
+                }
+            }
+            Effect::FailsafeLease(change) => self.world.borrow_mut().failsafe_lease(self.m, change),
+            other => {
+                let mut w = self.world.borrow_mut();
+                w.unmodelled.get_or_insert(format!("m{}: {other:?}", self.m));
+            }
+        }
+        Vec::new()
     }
 }

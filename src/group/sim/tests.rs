@@ -22,6 +22,7 @@ fn rules() -> Rules {
         flaw: None,
         switchovers: std::env::var("ZKSYNC_SIM_SWITCHOVERS").map_or(true, |v| v != "0"),
         detection: std::env::var("ZKSYNC_SIM_DETECTION").map_or(true, |v| v != "0"),
+        failsafe: std::env::var("ZKSYNC_SIM_FAILSAFE").map_or(true, |v| v != "0"),
     }
 }
 
@@ -36,6 +37,7 @@ fn sim_one_writer_at_every_instant_and_a_master_after_every_heal() {
     let started = Instant::now();
     let (mut events, mut worst, mut faults, mut takeovers, mut removals) = (0, Duration::ZERO, 0, 0, 0);
     let (mut lost, mut parked, mut behind) = (Vec::new(), 0, 0);
+    let (mut failsafe_lost, mut failsafe_leases, mut worst_gap) = (Vec::new(), 0, Duration::ZERO);
     let n = seeds();
     for seed in 0..n {
         let report = run(seed, rules(), false).unwrap_or_else(|failure| panic!("{failure}"));
@@ -46,6 +48,9 @@ fn sim_one_writer_at_every_instant_and_a_master_after_every_heal() {
         worst = worst.max(report.recovery.unwrap_or_default());
         parked += usize::from(report.recovery.is_none());
         lost.extend(report.lost.map(|l| (seed, l)));
+        failsafe_lost.extend(report.failsafe_lost.map(|l| (seed, l.1)));
+        failsafe_leases += report.failsafe_leases;
+        worst_gap = worst_gap.max(report.unwritable);
         behind += report.behind;
     }
     let took = started.elapsed();
@@ -56,6 +61,12 @@ fn sim_one_writer_at_every_instant_and_a_master_after_every_heal() {
         n as f64 / took.as_secs_f64()
     );
     println!("sim: {behind} members followed a master further behind than the max lag, within what it wrote unseen");
+    println!(
+        "sim: {failsafe_leases} failsafe leases extended; longest time without a writer {worst_gap:?}; \
+         finding: {} seeds wiped a member of what a failsafe master wrote unrecorded (seed, member): {:?}",
+        failsafe_lost.len(),
+        failsafe_lost.iter().take(10).collect::<Vec<_>>()
+    );
     let first: Vec<_> = lost.iter().take(10).collect();
     assert!(
         lost.is_empty(),
@@ -78,10 +89,15 @@ const CATCH_WITHIN: u64 = 5000;
 /// switchovers, and with detection only for a detection rule.
 fn caught(flaw: Flaw) -> Box<Failure> {
     let detection = flaw == Flaw::SilenceIsDeath;
+    let failsafe = matches!(
+        flaw,
+        Flaw::GrantAnyEpoch | Flaw::LeaseFromAllButOne | Flaw::RestartStandsAtOnce
+    );
     let rules = Rules {
         flaw: Some(flaw),
         switchovers: false,
         detection,
+        failsafe,
     };
     for seed in 0..CATCH_WITHIN {
         if let Err(failure) = run(seed, rules, false) {
@@ -204,6 +220,7 @@ fn sim_the_seeds_that_found_stale_switchovers_pass() {
         flaw: None,
         switchovers: true,
         detection: false,
+        failsafe: false,
     };
     for seed in [93, 2258, 3182] {
         if let Err(failure) = run(seed, rules, false) {
@@ -225,6 +242,7 @@ fn simulate_detection(faults: Vec<(u64, Fault)>, flaw: Option<Flaw>) -> Result<R
         flaw,
         switchovers: false,
         detection: true,
+        failsafe: false,
     };
     let healed = s(faults.first().map_or(0, |(at, _)| *at));
     let mut timed = vec![
@@ -301,4 +319,195 @@ fn sim_finding_one_rejected_member_is_a_majority_once_another_is_gone() {
     let failure = simulate_detection(faults, None).expect_err("outvoted: make rejecting firewalls a drawn fault");
     println!("{failure}");
     assert!(failure.what.contains("two members accept writes"), "{failure}");
+}
+
+#[test]
+fn sim_catches_a_grant_to_another_epoch() {
+    let failure = caught(Flaw::GrantAnyEpoch);
+    assert!(failure.what.contains("two members accept writes"), "{failure}");
+}
+
+#[test]
+fn sim_catches_a_failsafe_lease_from_all_members_but_one() {
+    let failure = caught(Flaw::LeaseFromAllButOne);
+    assert!(failure.what.contains("two members accept writes"), "{failure}");
+}
+
+/// A scripted run with failsafe: `faults` at their times (ms) after m0
+/// starts at 0 and the others 100 ms apart (but the `late` ones); the heal
+/// at `healed` ms.
+fn simulate_failsafe(
+    cfg: Config,
+    late: &[usize],
+    faults: Vec<(u64, Fault)>,
+    healed: u64,
+    seed: u64,
+) -> Result<Report, Box<Failure>> {
+    let s = Duration::from_millis;
+    let early = (0..cfg.members).filter(|m| !late.contains(m));
+    let mut timed: Vec<_> = early.map(|m| (s(100 * m as u64), Fault::Start(m))).collect();
+    timed.extend(faults.into_iter().map(|(at, f)| (s(at), f)));
+    for m in 0..cfg.members {
+        timed.extend([Fault::Uncut(m), Fault::Start(m), Fault::ZkUp].map(|f| (s(healed), f)));
+    }
+    let scenario = Scenario {
+        cfg,
+        faults: timed,
+        healed: s(healed),
+    };
+    let verbose = std::env::var("ZKSYNC_SIM_VERBOSE").is_ok_and(|v| v == "1");
+    simulate(seed, Rng::new(seed), scenario, verbose)
+}
+
+fn failsafe_config(members: usize, session_ms: u64, flaw: Option<Flaw>) -> Config {
+    let mut cfg = config(members, session_ms, 1000);
+    cfg.rules = Rules {
+        flaw,
+        switchovers: false,
+        detection: false,
+        failsafe: true,
+    };
+    cfg
+}
+
+/// Two members; the master m0 is cut from ZooKeeper and writes on m1's
+/// grants; once its session has expired, m1 is killed and restarted at
+/// once, little data written so far (an empty m1 is within the max lag).
+fn restart_during_failsafe(flaw: Option<Flaw>) -> Result<Report, Box<Failure>> {
+    let faults = vec![
+        (1500, Fault::Cut(0, Way::Both)),
+        (2700, Fault::Kill(1)),
+        (2720, Fault::Start(1)),
+    ];
+    simulate_failsafe(failsafe_config(2, 1000, flaw), &[], faults, 8000, 1)
+}
+
+#[test]
+fn sim_catches_a_restarted_member_that_stands_at_once() {
+    let failure = restart_during_failsafe(Some(Flaw::RestartStandsAtOnce)).expect_err("caught");
+    println!("{failure}");
+    assert!(failure.what.contains("two members accept writes"), "{failure}");
+}
+
+#[test]
+fn sim_a_restarted_member_waits_out_the_grant_it_may_have_given() {
+    let report = restart_during_failsafe(None).unwrap_or_else(|f| panic!("{f}"));
+    println!("{report:?}");
+}
+
+/// The issue's first question: ZooKeeper down (frozen or crashed) for 2–5
+/// session timeouts, every member reachable from every other. The master
+/// keeps accepting writes throughout, except at most one round of grants
+/// (the ZooKeeper lease is confirmed to 2/3 of the timeout, grants are
+/// asked from 1/3), and it is still the master after: no change of master.
+/// A fourth member joins during the outage and never leads.
+#[test]
+fn sim_a_zookeeper_outage_with_every_member_reachable_changes_nothing() {
+    let mut worst = Duration::ZERO;
+    for seed in 0..60 {
+        let mut rng = Rng::new(seed);
+        let session_ms = *rng.pick(&[1000, 2000, 4000]);
+        let mut cfg = failsafe_config(4, session_ms, None);
+        cfg.max_delay = Duration::from_millis(rng.between(1, 20));
+        let down = 6000 + rng.between(0, 1000);
+        let up = down + session_ms * rng.between(2, 5);
+        let faults = vec![
+            (down, Fault::ZkDown { freeze: rng.chance(50) }),
+            (rng.between(down, up), Fault::Start(3)),
+            (up, Fault::ZkUp),
+        ];
+        let report = simulate_failsafe(cfg, &[3], faults, up + 6000, seed).unwrap_or_else(|f| panic!("{f}"));
+        let one = report.writers.len() == 1 && report.last_master == report.writers.first().copied();
+        assert!(one, "seed {seed}: one master throughout: {report:?}");
+        assert_ne!(
+            report.last_master,
+            Some(3),
+            "seed {seed}: the member that joined in the outage"
+        );
+        assert!(report.failsafe_leases > 0, "seed {seed}: {report:?}");
+        let bound = Duration::from_millis(2 * 20 + 30);
+        assert!(
+            report.unwritable <= bound,
+            "seed {seed}: writes refused too long: {report:?}"
+        );
+        worst = worst.max(report.unwritable);
+    }
+    println!("60 outages: no change of master, at most {worst:?} without a writer");
+}
+
+/// `zksync.failsafe no`: the same outage fences the master from 2/3 of the
+/// session timeout on, as before failsafe.
+#[test]
+fn sim_without_failsafe_a_zookeeper_outage_stops_writes() {
+    let mut cfg = failsafe_config(3, 2000, None);
+    cfg.rules.failsafe = false;
+    let faults = vec![(6000, Fault::ZkDown { freeze: true }), (14_000, Fault::ZkUp)];
+    let report = simulate_failsafe(cfg, &[], faults, 20_000, 0).unwrap_or_else(|f| panic!("{f}"));
+    assert!(report.unwritable >= Duration::from_secs(6), "{report:?}");
+    assert_eq!(report.failsafe_leases, 0);
+}
+
+/// A finding of the simulation, kept replayable: what a master writes on
+/// grants alone never reaches ZooKeeper's record of the offset, so the lag
+/// rule, which counts from that record, cannot see it. In seed 1243, m0 is
+/// cut from ZooKeeper and writes on grants; m1 is killed (so m0 fences),
+/// restarts empty and, ZooKeeper's record stale and m2 slow to publish, is
+/// elected within the max lag of the record; m2 follows it and loses what
+/// m0 wrote on grants. Patroni's failsafe has the same gap (its lag check
+/// counts from the leader's last position in the DCS). Left as it is for
+/// now (see docs/failover.md); when a rule closes it, this test fails.
+#[test]
+fn sim_finding_writes_on_grants_are_not_in_the_recorded_offset() {
+    let rules = Rules {
+        flaw: None,
+        switchovers: true,
+        detection: true,
+        failsafe: true,
+    };
+    let report = run(1243, rules, false).unwrap_or_else(|f| panic!("{f}"));
+    assert!(report.failsafe_lost.is_some(), "closed? {report:?}");
+}
+
+/// Once a finding, now a rule: ZKSYNC.FAILOVER FORCE obeys the failsafe
+/// bars. The master m0, cut from ZooKeeper, wrote on grants; its session
+/// expired; FORCE was asked with no leader znode to outwait, and the best
+/// replica, which held m0's grant, promoted at once: two writers.
+#[test]
+fn sim_the_seed_that_found_a_forced_takeover_during_failsafe_passes() {
+    let rules = Rules {
+        flaw: None,
+        switchovers: true,
+        detection: true,
+        failsafe: true,
+    };
+    if let Err(failure) = run(2591, rules, false) {
+        panic!("{failure}");
+    }
+}
+
+/// A finding outside failsafe, kept replayable (drawn first as seed 17578
+/// of 20,000 with failsafe; here without): m1 is killed and restarted
+/// empty, the master m0 is killed, and ZKSYNC.FAILOVER FORCE TO m1 is asked
+/// of m2. m1 takes over with no data and m2, which holds it, follows and is
+/// wiped. FORCE's contract says it can lose writes, but the data check
+/// counts it. When a rule (or the check) changes, this test fails.
+#[test]
+fn sim_finding_force_to_a_member_restarted_empty_wipes_the_others() {
+    let s = Duration::from_millis;
+    let force = Fault::Failover {
+        at: 2,
+        to: Some(1),
+        timeout: s(5000),
+        force: true,
+    };
+    let faults = vec![
+        (3500, Fault::Kill(1)),
+        (7800, Fault::Start(1)),
+        (7900, Fault::Kill(0)),
+        (8000, force),
+    ];
+    let mut cfg = config(3, 2000, 200);
+    cfg.rules.switchovers = true;
+    let report = simulate_failsafe(cfg, &[], faults, 12_000, 0).unwrap_or_else(|f| panic!("{f}"));
+    assert!(report.lost.is_some(), "{report:?}");
 }

@@ -11,7 +11,8 @@ use super::rng::Rng;
 use super::zk::{Answer, Op, Zk, ZkErr};
 use super::{Config, Flaw};
 use crate::group::detection::Refusal;
-use crate::group::election::{Action, LeaseChange};
+use crate::group::election::{Action, FailsafeLease, LeaseChange};
+use crate::group::failsafe::Ask;
 use crate::group::layout::Layout;
 use crate::group::load::{Figures, Role, Sample};
 use crate::group::switchover::Request;
@@ -58,6 +59,38 @@ pub enum Input {
     MasterLinkDown,
     /// A probe of the master's port was refused.
     Refused(Refusal),
+    /// A master asks for a failsafe grant (the internal command, over the
+    /// Redis protocol): `from`, its process `gen`, its round `sent`.
+    GrantAsked {
+        from: usize,
+        gen: u32,
+        ask: Ask,
+        sent: Instant,
+    },
+    /// A member answered this member's ask of the round `sent`.
+    GrantAnswer {
+        by: String,
+        sent: Instant,
+        granted: bool,
+    },
+    /// The failsafe's clock: it runs whether or not ZooKeeper answers.
+    FailsafeTick,
+}
+
+/// A message between two members' processes.
+#[derive(Debug)]
+enum Peer {
+    Ask {
+        from: usize,
+        gen: u32,
+        ask: Ask,
+        sent: Instant,
+    },
+    Answer {
+        by: String,
+        sent: Instant,
+        granted: bool,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -106,6 +139,9 @@ pub enum Fault {
     /// other members' Redis ports (its replication link drops), and is lifted.
     Reject(usize),
     Unreject(usize),
+    /// Messages from one member to another dropped (`both`: either way).
+    Part(usize, usize, bool),
+    Unpart(usize, usize),
     /// ZKSYNC.FAILOVER [TO member] TIMEOUT t [FORCE], asked of a member.
     Failover {
         at: usize,
@@ -137,6 +173,8 @@ enum Event {
     LinkDown(usize, u32),
     /// A probe of the master's port; so many left after this one.
     Probe(usize, u32, Refusal, u32),
+    /// A message to member `m`'s process of generation `gen`.
+    Peer(usize, u32, Peer),
     ZkTick,
     Fault(Fault),
 }
@@ -194,6 +232,9 @@ struct Inbox {
     control: VecDeque<Input>,
     load_timer: bool,
     tick: bool,
+    /// Grant asks and answers, served even while ZooKeeper does not answer.
+    failsafe: VecDeque<Input>,
+    failsafe_tick: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,6 +253,8 @@ pub struct Proc {
     /// `CLIENT PAUSE WRITE` until then.
     paused_until: Option<Duration>,
     pub lease: Deadline,
+    /// The failsafe lease: grants from every listed member.
+    pub failsafe: Deadline,
     client: Client,
     inbox: Inbox,
     role_free_at: Duration,
@@ -276,6 +319,14 @@ pub struct World {
     pub takeovers: u64,
     /// Leaderships removed (detection).
     pub removals: u64,
+    /// Messages from the first member to the second are dropped.
+    parted: std::collections::BTreeSet<(usize, usize)>,
+    /// Failsafe leases taken (a round granted by every listed member).
+    pub failsafe_leases: u64,
+    /// What masters wrote on a failsafe lease alone, never recorded in ZooKeeper.
+    failsafe_unrecorded: i64,
+    /// As `lost`, within what was written on failsafe leases (a finding).
+    pub failsafe_lost: Option<(Duration, usize, i64)>,
 }
 
 impl World {
@@ -290,6 +341,8 @@ impl World {
         if cfg.rules.detection {
             dirs.push(layout.refused());
         }
+        // Empty: no list yet (the real shell creates it so, with the group).
+        dirs.push(layout.failsafe());
         // The clock starts after the leases' own base, so deadlines compare right.
         let _ = Deadline::none().live(Instant::now());
         let procs = (0..cfg.members).map(|m| Proc::new(m, cfg.max_delay)).collect();
@@ -316,6 +369,10 @@ impl World {
             written: 0,
             takeovers: 0,
             removals: 0,
+            parted: Default::default(),
+            failsafe_leases: 0,
+            failsafe_unrecorded: 0,
+            failsafe_lost: None,
         };
         world.at(ZK_TICK, Event::ZkTick);
         world
@@ -367,7 +424,8 @@ impl World {
             | Event::RoleDone(m, ..)
             | Event::Beat(m, _)
             | Event::LinkDown(m, _)
-            | Event::Probe(m, ..) => Some(*m),
+            | Event::Probe(m, ..)
+            | Event::Peer(m, ..) => Some(*m),
             _ => None,
         };
         if let Some(m) = target.filter(|&m| self.procs[m].stopped) {
@@ -375,7 +433,9 @@ impl World {
             return None;
         }
         // The role thread's actions and server events need the main thread.
-        let main = matches!(event, Event::RoleDone(..) | Event::Beat(..) | Event::LinkDown(..));
+        // A grant is asked by a Redis command: the main thread runs it.
+        let asked = matches!(event, Event::Peer(_, _, Peer::Ask { .. }));
+        let main = asked || matches!(event, Event::RoleDone(..) | Event::Beat(..) | Event::LinkDown(..));
         if let Some(m) = target.filter(|&m| main && self.procs[m].stalled.is_some()) {
             self.procs[m].main_waiting.push(event);
             return None;
@@ -386,6 +446,7 @@ impl World {
             Event::ClientTick(m, gen) if self.current(m, gen) => self.client_tick(m, gen),
             Event::ShellTick(m, gen) if self.current(m, gen) => {
                 self.procs[m].inbox.tick = true;
+                self.procs[m].inbox.failsafe_tick = self.cfg.rules.failsafe;
                 self.at(SHELL_TICK, Event::ShellTick(m, gen));
             }
             Event::LoadTick(m, gen) if self.current(m, gen) => self.load_tick(m, gen),
@@ -395,6 +456,7 @@ impl World {
                 self.procs[m].inbox.control.push_back(Input::MasterLinkDown);
             }
             Event::Probe(m, gen, refusal, left) if self.current(m, gen) => self.probe(m, gen, refusal, left),
+            Event::Peer(m, gen, peer) if self.current(m, gen) => self.peer(m, peer),
             Event::ZkTick => self.zk_tick(),
             Event::Fault(fault) => return Some(self.fault(fault)),
             _ => {}
@@ -750,21 +812,25 @@ impl World {
     /// The next input, as `tokio::select!` would pick among the ready ones.
     pub fn next_input(&mut self, m: usize, connected: bool) -> Option<Input> {
         let inbox = &self.procs[m].inbox;
-        let mut ready = Vec::with_capacity(5);
-        if connected {
-            ready.extend([
-                (inbox.state.is_some(), 0),
-                (!inbox.watches.is_empty(), 1),
-                (inbox.load_timer, 3),
-                (inbox.tick, 4),
-            ]);
+        let candidates = [
+            (connected && inbox.state.is_some(), 0),
+            (connected && !inbox.watches.is_empty(), 1),
+            (connected && inbox.load_timer, 3),
+            (connected && inbox.tick, 4),
+            (!inbox.control.is_empty(), 2),
+            (!inbox.failsafe.is_empty() || inbox.failsafe_tick, 5),
+        ];
+        // On the stack: this runs at every poll of every session thread.
+        let mut ready = [0u8; 6];
+        let mut count = 0;
+        for (_, kind) in candidates.iter().filter(|(r, _)| *r) {
+            ready[count] = *kind;
+            count += 1;
         }
-        ready.push((!inbox.control.is_empty(), 2));
-        let ready: Vec<u8> = ready.into_iter().filter(|(r, _)| *r).map(|(_, k)| k).collect();
-        if ready.is_empty() {
+        if count == 0 {
             return None;
         }
-        let kind = *self.rng.pick(&ready);
+        let kind = *self.rng.pick(&ready[..count]);
         let inbox = &mut self.procs[m].inbox;
         match kind {
             0 => inbox.state.take().map(Input::State),
@@ -774,11 +840,21 @@ impl World {
                 inbox.load_timer = false;
                 Some(Input::LoadTimer)
             }
+            5 => self.next_failsafe(m),
             _ => {
                 inbox.tick = false;
                 Some(Input::Tick)
             }
         }
+    }
+
+    /// The failsafe's next input: an ask or answer, else its tick.
+    pub fn next_failsafe(&mut self, m: usize) -> Option<Input> {
+        let inbox = &mut self.procs[m].inbox;
+        if let Some(input) = inbox.failsafe.pop_front() {
+            return Some(input);
+        }
+        std::mem::take(&mut inbox.failsafe_tick).then_some(Input::FailsafeTick)
     }
 
     /// When the main thread last beat.
@@ -813,6 +889,74 @@ impl World {
         self.procs[m].role_free_at = at;
         let gen = self.procs[m].gen;
         self.at(at - self.now, Event::RoleDone(m, gen, action));
+    }
+}
+
+/// Failsafe: grants asked and answered between members' processes, over
+/// links with delays that may be cut one way or both; the failsafe lease.
+impl World {
+    /// Master `m` asks the members `to` (by id) for a grant.
+    pub fn ask_grants(&mut self, m: usize, to: &[String], ask: &Ask, sent: Instant) {
+        let gen = self.procs[m].gen;
+        for id in to {
+            let Some(t) = self.procs.iter().position(|p| p.id == *id) else {
+                continue;
+            };
+            let peer = Peer::Ask {
+                from: m,
+                gen,
+                ask: ask.clone(),
+                sent,
+            };
+            self.send_peer(m, t, peer);
+        }
+    }
+
+    /// Member `m` answers the ask of master `to` (process `gen`).
+    pub fn answer_grant(&mut self, m: usize, to: usize, gen: u32, sent: Instant, granted: bool) {
+        let by = self.procs[m].id.clone();
+        if self.procs[to].gen == gen {
+            self.send_peer(m, to, Peer::Answer { by, sent, granted });
+        }
+    }
+
+    fn send_peer(&mut self, from: usize, to: usize, peer: Peer) {
+        if self.parted.contains(&(from, to)) || !self.procs[to].alive {
+            return;
+        }
+        let max = self.procs[from].max_delay.max(self.procs[to].max_delay);
+        let delay = Duration::from_micros(self.rng.between(100, (max.as_micros() as u64).max(100)));
+        let gen = self.procs[to].gen;
+        self.at(delay, Event::Peer(to, gen, peer));
+    }
+
+    fn peer(&mut self, m: usize, peer: Peer) {
+        let input = match peer {
+            Peer::Ask { from, gen, ask, sent } => Input::GrantAsked { from, gen, ask, sent },
+            Peer::Answer { by, sent, granted } => Input::GrantAnswer { by, sent, granted },
+        };
+        self.procs[m].inbox.failsafe.push_back(input);
+    }
+
+    /// What the election decided of the failsafe lease (the fence's second deadline).
+    pub fn failsafe_lease(&mut self, m: usize, change: FailsafeLease) {
+        let now = self.instant();
+        let held = self.procs[m].failsafe.live(now);
+        match change {
+            FailsafeLease::Extend(until) => {
+                self.procs[m].failsafe.extend(until);
+                self.failsafe_leases += 1;
+            }
+            FailsafeLease::Revoke => self.procs[m].failsafe.revoke(),
+        }
+        if held != self.procs[m].failsafe.live(now) {
+            let line = if held {
+                "failsafe lease ended"
+            } else {
+                "failsafe lease taken"
+            };
+            self.log(Some(m), line.into());
+        }
     }
 }
 
@@ -863,8 +1007,11 @@ impl World {
         if offset - theirs > MAX_LAG {
             self.behind += 1;
         }
-        if offset - theirs > MAX_LAG + self.unpublished() {
+        let wiped = offset - theirs - MAX_LAG - self.unpublished();
+        if wiped > self.failsafe_unrecorded {
             self.lost.get_or_insert((self.now, m, offset - theirs));
+        } else if wiped > 0 {
+            self.failsafe_lost.get_or_insert((self.now, m, offset - theirs));
         }
         self.procs[m].offset = theirs;
     }
@@ -898,13 +1045,13 @@ impl World {
     pub fn accepts_writes(&self, m: usize, now: Instant) -> bool {
         let p = &self.procs[m];
         let paused = p.paused_until.is_some_and(|until| self.now < until);
-        p.alive && p.stalled.is_none() && p.role == RedisRole::Master && p.lease.live(now) && !paused
+        p.alive && p.stalled.is_none() && p.role == RedisRole::Master && p.leased(now) && !paused
     }
 
     /// A master its replicas sync from: live, running, not fenced.
     fn streams(&self, m: usize, now: Instant) -> bool {
         let p = &self.procs[m];
-        p.alive && !p.stopped && p.stalled.is_none() && p.role == RedisRole::Master && p.lease.live(now)
+        p.alive && !p.stopped && p.stalled.is_none() && p.role == RedisRole::Master && p.leased(now)
     }
 
     /// Whether `m`'s replication link to `of` drops now: `of` is gone, or
@@ -929,6 +1076,10 @@ impl World {
         }
         match self.procs[m].role {
             RedisRole::Master if self.accepts_writes(m, now) => {
+                if !self.procs[m].lease.live(now) {
+                    // Written on grants alone: ZooKeeper's record of the offset cannot follow.
+                    self.failsafe_unrecorded += WRITES;
+                }
                 self.procs[m].offset += WRITES;
                 self.written = self.written.max(self.procs[m].offset);
             }
@@ -1044,6 +1195,16 @@ impl World {
             Fault::Unstall(m) => self.unstall(m),
             Fault::Reject(m) => self.reject(m),
             Fault::Unreject(m) => self.procs[m].rejecting = false,
+            Fault::Part(a, b, both) => {
+                self.parted.insert((a, b));
+                if both {
+                    self.parted.insert((b, a));
+                }
+            }
+            Fault::Unpart(a, b) => {
+                self.parted.remove(&(a, b));
+                self.parted.remove(&(b, a));
+            }
         }
         fault
     }
@@ -1118,6 +1279,7 @@ impl World {
         p.main_waiting.clear();
         p.link_up = false;
         p.lease.revoke();
+        p.failsafe.revoke();
         p.client = Client::new();
         p.inbox = Inbox::default();
         // Its replicas' links are reset at once.
@@ -1144,6 +1306,11 @@ impl World {
 }
 
 impl Proc {
+    /// A live lease: ZooKeeper's or failsafe's.
+    fn leased(&self, now: Instant) -> bool {
+        self.lease.live(now) || self.failsafe.live(now)
+    }
+
     fn new(m: usize, max_delay: Duration) -> Proc {
         Proc {
             id: format!("10.0.0.{}:6379", m + 1),
@@ -1153,6 +1320,7 @@ impl Proc {
             offset: 0,
             paused_until: None,
             lease: Deadline::none(),
+            failsafe: Deadline::none(),
             client: Client::new(),
             inbox: Inbox::default(),
             role_free_at: Duration::ZERO,
