@@ -942,7 +942,9 @@ mod failsafe {
         w.sample = Some(sample(Role::Master, 100, None));
         let mut e = Election::default();
         e.observe_leader(Some(leader(ME, SESSION, 3)), Some(3), &w.facts());
-        let list = written(&e.tick(&w.facts())).cloned().expect("the list is written");
+        let Some(list) = written(&e.tick(&w.facts())).cloned() else {
+            panic!("the list is written")
+        };
         assert_eq!(list, List::of(3, ME, [ME, PEER]));
         e.failsafe_list_written(list, true);
         e.lease_checked(w.now, LeaseCheck::Owned);
@@ -961,7 +963,9 @@ mod failsafe {
         );
         assert_eq!(written(&e.tick(&w.facts())), None, "the list is unchanged");
         w.later(1);
-        let (sent, to) = asked(&e.failsafe_tick(&w.facts())).expect("asks");
+        let Some((sent, to)) = asked(&e.failsafe_tick(&w.facts())) else {
+            panic!("asks")
+        };
         assert_eq!(to, [PEER]);
         assert_eq!(asked(&e.failsafe_tick(&w.facts())), None, "one round a sixth");
         w.later(5);
@@ -978,7 +982,9 @@ mod failsafe {
         let mut w = world();
         let mut e = master(&mut w);
         w.later(2000);
-        let (sent, _) = asked(&e.failsafe_tick(&w.facts())).expect("asks");
+        let Some((sent, _)) = asked(&e.failsafe_tick(&w.facts())) else {
+            panic!("asks")
+        };
         e.grant_answered(PEER, sent, true, &w.facts());
         e.new_session();
         w.later(1000);
