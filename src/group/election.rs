@@ -794,6 +794,7 @@ fn switch_message(group: &str, node: &LeaderNode) -> Option<String> {
 
 #[path = "election_failsafe.rs"]
 mod failsafe_part;
+pub use failsafe_part::Report;
 use failsafe_part::Failsafe;
 
 #[cfg(test)]

@@ -200,11 +200,38 @@ impl Election {
     }
 }
 
+/// What STATUS shows of failsafe on this member.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// The list as last read.
+    pub list: Option<List>,
+    /// The grant this member gave that still runs: to whom, at which
+    /// epoch, until when.
+    pub granted: Option<(String, u64, Instant)>,
+    /// As a master writing on grants: the members that granted them.
+    pub grantors: Vec<String>,
+}
+
 /// What the shell reports: the list written and read, grants asked of this
-/// member and answers to its asks. Only the simulation's shell calls these
-/// until the real one is built (the expectation then fails, so this goes).
-#[cfg_attr(not(test), expect(dead_code, reason = "the grant shell is not built yet"))]
+/// member and answers to its asks.
 impl Election {
+    pub fn failsafe_report(&self, now: Instant) -> Report {
+        let f = &self.failsafe;
+        let granted = match (f.grants.running(now), &f.followed) {
+            (Some(until), Some((master, epoch))) => Some((master.clone(), *epoch, until)),
+            _ => None,
+        };
+        let grantors = match &f.claim {
+            Some(claim) if claim.live(now) => claim.others().cloned().collect(),
+            _ => Vec::new(),
+        };
+        Report {
+            list: f.read.as_ref().and_then(|(list, _)| list.clone()),
+            granted,
+            grantors,
+        }
+    }
+
     /// This member asks for grants, or may: its clock needs to run.
     pub fn failsafe_claimed(&self) -> bool {
         self.failsafe.claim.is_some()
