@@ -235,11 +235,9 @@ impl Failsafe {
             let members: Vec<&str> = l.members.iter().map(String::as_str).collect();
             format!("{}:{}", l.epoch, members.join(","))
         });
-        let granted_ms = self
-            .report
-            .granted
-            .as_ref()
-            .map_or(0, |(_, _, until)| until.saturating_duration_since(now).as_millis() as i64);
+        let granted_ms = self.report.granted.as_ref().map_or(0, |(_, _, until)| {
+            until.saturating_duration_since(now).as_millis() as i64
+        });
         [
             ("failsafe", Field::Text(state.to_string())),
             ("failsafe_list", Field::Text(list)),

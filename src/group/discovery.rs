@@ -197,7 +197,10 @@ mod tests {
     fn a_member_that_granted_failsafe_names_that_master() {
         let granted = || Some(leader("a:1"));
         // Cut from ZooKeeper, or seeing no leader there: the granted master.
-        assert_eq!(vouched(Some(leader("a:1")), false, Some("b:1"), false, granted()), granted());
+        assert_eq!(
+            vouched(Some(leader("a:1")), false, Some("b:1"), false, granted()),
+            granted()
+        );
         assert_eq!(vouched(None, true, Some("b:1"), false, granted()), granted());
         // A leader read on a live session is named whatever was granted.
         assert_eq!(

@@ -794,8 +794,8 @@ fn switch_message(group: &str, node: &LeaderNode) -> Option<String> {
 
 #[path = "election_failsafe.rs"]
 mod failsafe_part;
-pub use failsafe_part::Report;
 use failsafe_part::Failsafe;
+pub use failsafe_part::Report;
 
 #[cfg(test)]
 #[path = "election_tests.rs"]

@@ -11,6 +11,8 @@ pub(super) struct Failsafe {
     /// The list as read on this session (`None` inside: no list yet), and
     /// its version, which a takeover checks.
     read: Option<(Option<List>, i32)>,
+    /// The list last read on any session, for STATUS.
+    shown: Option<List>,
     /// The last leader this member saw, kept through a vacancy: the master
     /// it grants to may be about to take its leadership back.
     followed: Option<(String, u64)>,
@@ -226,7 +228,7 @@ impl Election {
             _ => Vec::new(),
         };
         Report {
-            list: f.read.as_ref().and_then(|(list, _)| list.clone()),
+            list: f.shown.clone(),
             granted,
             grantors,
         }
@@ -268,6 +270,7 @@ impl Election {
 
     /// The list as read (`None`: there is none yet) at `version`.
     pub fn failsafe_list_read(&mut self, list: Option<List>, version: i32) {
+        self.failsafe.shown.clone_from(&list);
         self.failsafe.read = Some((list, version));
     }
 

@@ -9,12 +9,12 @@
 //! asked while a takeover is under way is refused by the election itself.
 
 use super::peers::{Answer, Peers};
-use crate::redis::credentials::Credentials;
 use crate::error::Error;
 use crate::ffi::blocked::Pending;
 use crate::ffi::log;
 use crate::group::election::{Effect, Effects, Election, Facts};
 use crate::group::failsafe::Ask;
+use crate::redis::credentials::Credentials;
 use crate::redis::fence;
 use crate::reply::Reply;
 use crate::status::STATUS;

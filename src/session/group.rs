@@ -124,7 +124,9 @@ impl Session {
     pub(super) async fn publish(&mut self, client: &Client) {
         let Some(own) = self.own() else { return };
         let interval = self.settings.load_interval;
-        let due = self.publisher.due(own, self.shared.election().epoch(), interval, Instant::now());
+        let due = self
+            .publisher
+            .due(own, self.shared.election().epoch(), interval, Instant::now());
         let Some(publication) = due else { return };
         let data = publication.node.encode();
         let path = &publication.own.path;

@@ -175,7 +175,10 @@ fn parse_line(line: &str) -> Result<Resp, String> {
     match line.split_at_checked(1) {
         Some(("+", text)) => Ok(Resp::Simple(text.to_string())),
         Some(("-", text)) => Ok(Resp::Error(text.to_string())),
-        Some((":", n)) => n.parse().map(Resp::Integer).map_err(|_| format!("bad integer reply {n}")),
+        Some((":", n)) => n
+            .parse()
+            .map(Resp::Integer)
+            .map_err(|_| format!("bad integer reply {n}")),
         _ => Err(format!("unexpected reply {line:?}")),
     }
 }
