@@ -303,6 +303,7 @@ mod tests {
         let fencing = Fencing {
             replica: false,
             fenced: false,
+            failsafe: true,
         };
         for (name, _) in status.fields(fencing) {
             assert!(mentions(&docs, name), "STATUS field {name} is not in the docs");
