@@ -27,7 +27,17 @@ pub enum KeyWrite {
     Delete {
         key: Vec<u8>,
         path: String,
+        /// The index held the znode: a change even where the key cannot be read.
+        indexed: bool,
     },
+}
+
+impl KeyWrite {
+    pub fn key(&self) -> &[u8] {
+        match self {
+            KeyWrite::Set { key, .. } | KeyWrite::Repair { key, .. } | KeyWrite::Delete { key, .. } => key,
+        }
+    }
 }
 
 /// The znode version a key write carries (for the change stream).
@@ -88,10 +98,11 @@ pub fn ops(index: &mut Index, spec: &MirrorSpec, ops: Vec<Op>, write: bool) -> P
                 plan.applied += 1;
             }
             Op::Delete(path) => {
+                let indexed = index.remove(&path).is_some();
                 if write {
-                    plan.writes.push(delete(spec, &path));
+                    plan.writes.push(delete(spec, &path, indexed));
                 }
-                if index.remove(&path).is_some() {
+                if indexed {
                     plan.applied += 1;
                 }
             }
@@ -233,11 +244,9 @@ pub fn pulled(mut index: Option<&mut Index>, spec: &MirrorSpec, ops: Vec<Op>, wr
                 }
             }
             Op::Delete(path) => {
+                let indexed = index.as_deref_mut().and_then(|index| index.remove(&path)).is_some();
                 if write {
-                    plan.writes.push(delete(spec, &path));
-                }
-                if let Some(index) = index.as_deref_mut() {
-                    index.remove(&path);
+                    plan.writes.push(delete(spec, &path, indexed));
                 }
             }
         }
@@ -245,10 +254,11 @@ pub fn pulled(mut index: Option<&mut Index>, spec: &MirrorSpec, ops: Vec<Op>, wr
     plan
 }
 
-fn delete(spec: &MirrorSpec, path: &str) -> KeyWrite {
+fn delete(spec: &MirrorSpec, path: &str, indexed: bool) -> KeyWrite {
     KeyWrite::Delete {
         key: spec.key(path),
         path: path.to_string(),
+        indexed,
     }
 }
 

@@ -6,6 +6,7 @@
 //! session thread decided and touch no ZooKeeper.
 
 pub mod apply;
+pub mod cluster;
 pub mod fence;
 pub mod role;
 pub mod sample;
