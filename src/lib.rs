@@ -168,7 +168,7 @@ fn tick(ctx: &Context) {
         }
         sample(ctx);
     }
-    if redis::cluster::enabled() && redis::cluster::gained_slots(ctx) && !replica && redis::cluster::ask_resync() {
+    if redis::cluster::enabled() && redis::cluster::resync_due(ctx) && !replica && redis::cluster::ask_resync() {
         let _ = session::send(Control::SlotsGained);
     }
     if replica || !redis::fence::in_group() {

@@ -3,9 +3,11 @@
 //! tells them (`nodes`); a node that serves no slot holds no mirrored key.
 //! Pure: the shell reads `CLUSTER NODES` (`crate::redis::cluster`).
 
+pub mod catchup;
 pub mod nodes;
 pub mod slot;
 
+pub use catchup::Catchup;
 pub use nodes::{KeyRule, Route, Topology};
 pub use slot::{Slot, Slots};
 

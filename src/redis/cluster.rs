@@ -4,13 +4,14 @@
 //! `CLUSTER SETSLOT` or a `MIGRATE` runs on the main thread, never inside it).
 //! Decisions are in `crate::cluster`.
 
-use crate::cluster::{KeyRule, Route, Slot, Slots, Topology};
+use crate::cluster::{Catchup, KeyRule, Route, Slot, Slots, Topology};
 use crate::error::Error;
 use crate::ffi::{keyspace, log};
 use crate::status::STATUS;
 use redis_module::{CallOptionsBuilder, CallReply, CallResult, Context, ContextFlags, RedisValue};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 /// Notes whether this server runs with `cluster-enabled yes` (fixed for
 /// the life of the process). Module load.
@@ -104,12 +105,12 @@ pub fn resync_started() {
     RESYNC_ASKED.store(false, Ordering::Relaxed);
 }
 
-/// At every serverCron in cluster mode: whether this node now writes in
-/// full slots it did not at the last call (the cluster was created, slots
-/// were added, a migration into it ended, it was promoted). Their keys come
-/// from ZooKeeper: the caller has the mirrors read again.
-pub fn gained_slots(ctx: &Context) -> bool {
-    static WRITABLE: Mutex<Option<Slots>> = Mutex::new(None);
+/// At every serverCron in cluster mode: whether this node should read its
+/// mirrors again, having gained slots it did not write in full (the cluster
+/// was created, slots were added, a migration into it ended, it was
+/// promoted): their keys come from ZooKeeper, when `Catchup` says.
+pub fn resync_due(ctx: &Context) -> bool {
+    static STATE: Mutex<Option<(Slots, Catchup)>> = Mutex::new(None);
     let Some(topology) = topology(ctx) else {
         return false;
     };
@@ -121,17 +122,15 @@ pub fn gained_slots(ctx: &Context) -> bool {
         STATUS.cluster_keys.store(keys.max(0) as u64, Ordering::Relaxed);
     }
     let writable = topology.writable();
-    let mut last = WRITABLE.lock().unwrap_or_else(|e| e.into_inner());
-    let gained = last
-        .as_ref()
-        .map_or(!writable.is_empty(), |old| !writable.minus(old).is_empty());
-    if gained {
-        let count = last.as_ref().map_or(writable.len(), |old| writable.minus(old).len());
+    let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    let (last, catchup) = state.get_or_insert_with(|| (Slots::default(), Catchup::default()));
+    let gained = writable.minus(last);
+    let now = Instant::now();
+    if !gained.is_empty() {
         // A reshard moves slots in one at a time: verbose.
-        log::verbose(&format!(
-            "this node now writes {count} more hash slots: the mirrors are read again"
-        ));
+        log::verbose(&format!("this node now writes {} more hash slots", gained.len()));
+        catchup.gained(now);
     }
-    *last = Some(writable);
-    gained
+    *last = writable;
+    catchup.due(now)
 }
