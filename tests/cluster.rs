@@ -208,10 +208,35 @@ fn keys_live_on_their_owners_and_clients_read_their_writes() {
     assert!(out.status.success() && report.starts_with("ok 30"), "{report}");
     assert!(!report.contains("redirected 0"), "no command was redirected: {report}");
 
+    redirections(&nodes, &root);
     stream_is_written_by_its_owner(&nodes, &zk, &root);
     locks_work_through_any_node(&nodes, &locks);
     failover_is_followed(&nodes, &zk, &root);
     check_clean(&nodes[0]);
+}
+
+/// A command for a key served elsewhere answers `ASK slot host:port` of its
+/// master on another master (a replica refuses it as any write: READONLY);
+/// on the key's master it runs.
+fn redirections(nodes: &[Redis], root: &str) {
+    let path = format!("{root}/n1");
+    let key = format!("zk:{path}");
+    let slot = text(&nodes[0].cmd(&["CLUSTER", "KEYSLOT", &key]));
+    let owner = nodes
+        .iter()
+        .find(|n| is_master(n) && n.try_cmd(&["GET", &key]).is_ok())
+        .expect("the key's master");
+    for n in nodes.iter().filter(|n| n.port() != owner.port()) {
+        for command in [&["ZKSYNC.PULL", path.as_str()][..], &["ZKSYNC.PUSH", &path, "v1"], &["ZKSYNC.DELETE", &path]] {
+            let err = n.try_cmd(command).unwrap_err().to_string();
+            let want = match is_master(n) {
+                true => format!("{slot} 127.0.0.1:{}", owner.port()),
+                false => "read only replica".to_string(),
+            };
+            assert!(err.contains(&want), "{command:?} on {}: {err}", n.port());
+        }
+    }
+    assert_eq!(owner.cmd(&["ZKSYNC.PULL", &path]), Value::Int(1));
 }
 
 /// The node serving the stream key's slot records changes of keys that live

@@ -18,7 +18,6 @@ pub fn pull(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     };
     let path = path_arg(path)?;
     let target = authorize(ctx, &path, Action::Pull)?;
-    // A cluster replica sends the client to its master.
     cluster::route(ctx, &target.key(&path))?;
     master_only(ctx)?;
     // Every key of the subtree is checked too, once it is read.
@@ -42,7 +41,6 @@ pub fn push(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let path = path_arg(path)?;
     let version = version_arg(rest)?;
     let target = authorize(ctx, &path, Action::Push)?;
-    // A cluster replica sends the client to its master.
     cluster::route(ctx, &target.key(&path))?;
     master_only(ctx)?;
     let value = value.as_slice();
@@ -70,7 +68,6 @@ pub fn delete(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let path = path_arg(path)?;
     let version = version_arg(rest)?;
     let target = authorize(ctx, &path, Action::Delete)?;
-    // A cluster replica sends the client to its master.
     cluster::route(ctx, &target.key(&path))?;
     master_only(ctx)?;
     submit(ctx, Request::Delete { path, version })
