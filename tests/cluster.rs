@@ -227,11 +227,16 @@ fn redirections(nodes: &[Redis], root: &str) {
         .find(|n| is_master(n) && n.try_cmd(&["GET", &key]).is_ok())
         .expect("the key's master");
     for n in nodes.iter().filter(|n| n.port() != owner.port()) {
-        for command in [&["ZKSYNC.PULL", path.as_str()][..], &["ZKSYNC.PUSH", &path, "v1"], &["ZKSYNC.DELETE", &path]] {
+        for command in [
+            &["ZKSYNC.PULL", path.as_str()][..],
+            &["ZKSYNC.PUSH", &path, "v1"],
+            &["ZKSYNC.DELETE", &path],
+        ] {
             let err = n.try_cmd(command).unwrap_err().to_string();
-            let want = match is_master(n) {
-                true => format!("{slot} 127.0.0.1:{}", owner.port()),
-                false => "read only replica".to_string(),
+            let want = if is_master(n) {
+                format!("{slot} 127.0.0.1:{}", owner.port())
+            } else {
+                "read only replica".to_string()
             };
             assert!(err.contains(&want), "{command:?} on {}: {err}", n.port());
         }
