@@ -518,11 +518,14 @@ fn write(ctx: &Context, plan: Plan) -> usize {
 }
 
 /// A change of a key another cluster node writes: only its entry, where
-/// this node writes the stream, for a change the index tells (a newer
-/// version, the delete of a znode it held): the key itself cannot be read here.
+/// this node writes the stream, if the index tells it is a change (the key
+/// cannot be read here).
 fn note_elsewhere(ctx: &Context, stream: Option<&StreamSpec>, write: KeyWrite) {
+    if !write.known_change() {
+        return;
+    }
     match write {
-        KeyWrite::Set { key, data, znode } if znode.newer => {
+        KeyWrite::Set { key, data, znode } => {
             append(
                 ctx,
                 stream,
@@ -534,11 +537,7 @@ fn note_elsewhere(ctx: &Context, stream: Option<&StreamSpec>, write: KeyWrite) {
                 None,
             );
         }
-        KeyWrite::Delete {
-            key,
-            path,
-            indexed: true,
-        } => {
+        KeyWrite::Delete { key, path, .. } => {
             let zxid = STATUS.last_zxid.load(Ordering::Relaxed);
             append(
                 ctx,
@@ -551,7 +550,7 @@ fn note_elsewhere(ctx: &Context, stream: Option<&StreamSpec>, write: KeyWrite) {
                 None,
             );
         }
-        _ => {}
+        KeyWrite::Repair { .. } => {}
     }
 }
 
