@@ -322,8 +322,8 @@ impl Session {
                         }
                     }
                     Some(Control::Promoted) => self.forget(),
-                    // The reconnect's resync covers them.
-                    Some(Control::SlotsGained) => {}
+                    // The reconnect's resync covers them; later gains may ask again.
+                    Some(Control::SlotsGained) => crate::redis::cluster::resync_started(),
                 },
             }
         }
