@@ -9,6 +9,9 @@ Redis as little as possible.
   load <port> <prefix> <root> <dirs> <leaves> <value bytes>
                                         SET the keys a mirror of BenchTool's populated
                                         tree holds, pipelined (the plain-Redis baseline)
+  cluster-load <port> <prefix> <root> <dirs> <leaves> <value bytes>
+                                        the same into a Redis Cluster (<port>: any node),
+                                        each key to its slot's master (bench/cluster)
   wait <port> <prefix> <tag> <paths file> <timeout s>
                                         until every key PREFIX + path of the file holds
                                         a value starting with tag-; exit 1 on timeout
@@ -137,6 +140,48 @@ def load(port, prefix, root, dirs, leaves, size):
         replies.read()
 
 
+def cluster_load(port, prefix, root, dirs, leaves, size):
+    # CRC16-XMODEM is binascii's crc_hqx; these keys have no hash tag.
+    import binascii  # pylint: disable=import-outside-toplevel
+
+    sock = connect(port)
+    sock.sendall(command("CLUSTER", "SLOTS"))
+    owner = {}
+    for first, last, master, *_ in Replies(sock).read():
+        for slot in range(int(first), int(last) + 1):
+            owner[slot] = int(master[1])
+    links = {}
+    for p in set(owner.values()):
+        link = connect(p)
+        # socket, its replies, the batch to send, the replies outstanding
+        links[p] = [link, Replies(link), [], 0]
+    value = b"v" * int(size)
+
+    def send(key, val):
+        p = owner[binascii.crc_hqx(key, 0) % 16384]
+        batch = links[p][2]
+        batch.append(command("SET", key, val))
+        if len(batch) >= 5_000:
+            flush(p)
+
+    def flush(p):
+        link, replies, batch, outstanding = links[p]
+        for _ in range(outstanding):
+            replies.read()
+        link.sendall(b"".join(batch))
+        links[p][2:] = [[], len(batch)]
+
+    send((prefix + root).encode(), b"")
+    for d in range(int(dirs)):
+        directory = f"{root}/d{d}"
+        send((prefix + directory).encode(), b"")
+        for leaf in range(int(leaves)):
+            send(f"{prefix}{directory}/n{leaf}".encode(), value)
+    for p in list(links):
+        flush(p)
+        flush(p)
+
+
 def wait(port, prefix, tag, paths_file, timeout):
     with open(paths_file, encoding="utf-8") as f:
         keys = [prefix + line.strip() for line in f if line.strip()]
@@ -156,7 +201,7 @@ def wait(port, prefix, tag, paths_file, timeout):
 
 
 def main():
-    tools = {"ping": ping, "count": count, "load": load, "wait": wait}
+    tools = {"ping": ping, "count": count, "load": load, "cluster-load": cluster_load, "wait": wait}
     if len(sys.argv) < 2 or sys.argv[1] not in tools:
         sys.exit(__doc__)
     tools[sys.argv[1]](*sys.argv[2:])

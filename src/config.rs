@@ -193,7 +193,9 @@ pub static AUTH_FILE: Checked = Checked::new("auth-file", "", Flag::Plain, |s| {
 pub static MIRRORS: Checked = Checked::new("mirrors", "", Flag::Plain, |s| {
     stream_clear(&STREAM.get(), &parse_mirrors(s)?, &parse_allow(&ALLOW.get())?)
 });
-pub static GROUP: Checked = Checked::new("group", "", Flag::Plain, |s| parse_group(s).map(drop));
+pub static GROUP: Checked = Checked::new("group", "", Flag::Plain, |s| {
+    group_allowed(&parse_group(s)?, crate::cluster::enabled())
+});
 pub static ANNOUNCE: Checked = Checked::new("announce", "", Flag::Plain, |s| parse_announce(s).map(drop));
 pub static ALLOW: Checked = Checked::new("allow", "", Flag::Plain, |s| {
     stream_clear(&STREAM.get(), &parse_mirrors(&MIRRORS.get())?, &parse_allow(s)?)
@@ -521,6 +523,14 @@ pub fn parse_group(text: &str) -> Result<String, String> {
         .ok_or_else(|| format!("'{text}' is not a valid group name (one znode name, no '/')"))
 }
 
+/// Redis Cluster elects its own masters: a group would fight it.
+fn group_allowed(group: &str, cluster: bool) -> Result<(), String> {
+    if cluster && !group.is_empty() {
+        return Err("zksync.group cannot be set in Redis Cluster mode: the cluster elects its own masters".into());
+    }
+    Ok(())
+}
+
 /// `host:port`, or empty for `127.0.0.1:<port>`.
 pub fn parse_announce(text: &str) -> Result<String, String> {
     if text.is_empty() {
@@ -678,6 +688,8 @@ mod tests {
         assert!(!format!("{auth:?}").contains("u:p"));
         assert!(parse_auth("digest").is_err());
         assert!(parse_group("cache").is_ok());
+        assert!(group_allowed("cache", false).is_ok() && group_allowed("", true).is_ok());
+        assert!(group_allowed("cache", true).is_err_and(|e| e.contains("Redis Cluster")));
         assert!(parse_group("a/b").is_err());
         assert!(parse_group("..").is_err());
         assert!(parse_announce("10.0.0.1:6379").is_ok());

@@ -35,6 +35,14 @@ pub enum Error {
         path: String,
         message: String,
     },
+    /// Redis Cluster: the path's mirrored key lives in `slot`, served at
+    /// `addr`; cluster clients follow the redirection.
+    Ask {
+        slot: u16,
+        addr: String,
+    },
+    /// Redis Cluster: no master serves the key's slot, or the cluster cannot be read.
+    ClusterDown(String),
 }
 
 impl Error {
@@ -54,14 +62,19 @@ impl Error {
             Error::NoPerm(_) => "NOPERM",
             Error::Fenced(_) => "FENCED",
             Error::Refused(_) => "REFUSED",
+            Error::Ask { .. } => "ASK",
+            Error::ClusterDown(_) => "CLUSTERDOWN",
         }
     }
 
     fn message(&self) -> String {
         match self {
-            Error::BadArgs(m) | Error::ReadOnly(m) | Error::NoMasterLink(m) | Error::Fenced(m) | Error::Refused(m) => {
-                m.clone()
-            }
+            Error::BadArgs(m)
+            | Error::ReadOnly(m)
+            | Error::NoMasterLink(m)
+            | Error::Fenced(m)
+            | Error::Refused(m)
+            | Error::ClusterDown(m) => m.clone(),
             Error::Failover(m) => format!("failover: {m}"),
             Error::ZkDown(why) => format!("no ZooKeeper session ({why})"),
             Error::NoNode(p) => format!("znode {p} does not exist"),
@@ -73,6 +86,7 @@ impl Error {
             Error::NoGroup => "this server is in no group (set zksync.group)".to_string(),
             Error::Zk { path, message } => format!("ZooKeeper error on {path}: {message}"),
             Error::NoPerm(denied) => denied.to_string(),
+            Error::Ask { slot, addr } => format!("{slot} {addr}"),
         }
     }
 
@@ -124,6 +138,11 @@ mod tests {
             .to_string()
             .starts_with("ZKBADVERSION "));
         assert!(Error::BadArgs("wrong".into()).to_string().starts_with("ERR "));
+        let ask = Error::Ask {
+            slot: 6907,
+            addr: "127.0.0.1:7001".into(),
+        };
+        assert_eq!(ask.to_string(), "ASK 6907 127.0.0.1:7001");
     }
 
     /// Every error reply the docs quote is the text the code gives.

@@ -8,6 +8,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod access;
+mod cluster;
 mod commands;
 mod config;
 mod error;
@@ -43,6 +44,7 @@ type Allocator = std::alloc::System;
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
     ffi::guard::install_hook();
     let loaded = ffi::guard::catch("module load", || {
+        redis::cluster::detect(ctx);
         ffi::config::load(ctx, args, on_config_changed)?;
         let hooks = ffi::filter::Hooks {
             fencing: redis::fence::hooks(),
@@ -165,6 +167,9 @@ fn tick(ctx: &Context) {
             let _ = session::send(Control::Promoted);
         }
         sample(ctx);
+    }
+    if redis::cluster::enabled() && redis::cluster::resync_due(ctx) && !replica && redis::cluster::ask_resync() {
+        let _ = session::send(Control::SlotsGained);
     }
     if replica || !redis::fence::in_group() {
         return;

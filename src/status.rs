@@ -76,6 +76,9 @@ pub struct Status {
     pub lock_held_ns: AtomicU64,
     pub mirrors: AtomicU64,
     pub diverged: AtomicU64,
+    // Redis Cluster, written at every serverCron: the slots this node serves, the keys it holds.
+    pub cluster_slots: AtomicU64,
+    pub cluster_keys: AtomicU64,
 }
 
 pub static STATUS: Lazy<Status> = Lazy::new(Status::default);
@@ -199,6 +202,10 @@ impl Status {
         fields.push(("lock_acquisitions", Field::Int(counts.acquisitions as i64)));
         fields.push(("lock_losses", Field::Int(counts.losses as i64)));
         drop(locks);
+        if crate::cluster::enabled() {
+            fields.push(("cluster_slots", int(&self.cluster_slots)));
+            fields.push(("cluster_keys", int(&self.cluster_keys)));
+        }
         let member = self.member.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(MemberOf { group, id }) = member {
             let role = if fencing.replica { "replica" } else { "master" };

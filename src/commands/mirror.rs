@@ -4,7 +4,7 @@ use super::{authorize, path_arg, submit, version_arg};
 use crate::access::Action;
 use crate::error::Error;
 use crate::ffi::acl;
-use crate::redis::INDEX;
+use crate::redis::{cluster, INDEX};
 use crate::reply::Reply;
 use crate::session::Request;
 use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
@@ -17,8 +17,9 @@ pub fn pull(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     };
     let path = path_arg(path)?;
+    let target = authorize(ctx, &path, Action::Pull)?;
+    cluster::route(ctx, &target.key(&path))?;
     master_only(ctx)?;
-    authorize(ctx, &path, Action::Pull)?;
     // Every key of the subtree is checked too, once it is read.
     let user = acl::current_user(ctx);
     submit(ctx, Request::Pull { path, user })
@@ -39,8 +40,9 @@ pub fn push(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     };
     let path = path_arg(path)?;
     let version = version_arg(rest)?;
+    let target = authorize(ctx, &path, Action::Push)?;
+    cluster::route(ctx, &target.key(&path))?;
     master_only(ctx)?;
-    authorize(ctx, &path, Action::Push)?;
     let value = value.as_slice();
     if value.len() > MAX_VALUE {
         return Err(Error::BadArgs(format!(
@@ -65,8 +67,9 @@ pub fn delete(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     };
     let path = path_arg(path)?;
     let version = version_arg(rest)?;
+    let target = authorize(ctx, &path, Action::Delete)?;
+    cluster::route(ctx, &target.key(&path))?;
     master_only(ctx)?;
-    authorize(ctx, &path, Action::Delete)?;
     submit(ctx, Request::Delete { path, version })
 }
 

@@ -17,6 +17,11 @@ pub fn notice(message: &str) {
     write(c"notice", message);
 }
 
+/// Routine events that may come many times a second (`loglevel verbose`).
+pub fn verbose(message: &str) {
+    write(c"verbose", message);
+}
+
 fn write(level: &std::ffi::CStr, message: &str) {
     // Quoted, the line holds no NUL: the conversion cannot fail.
     let Ok(line) = CString::new(format!("zksync: {}", quote(message))) else {

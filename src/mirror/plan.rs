@@ -27,7 +27,29 @@ pub enum KeyWrite {
     Delete {
         key: Vec<u8>,
         path: String,
+        /// The index held the znode: a change even where the key cannot be read.
+        indexed: bool,
     },
+}
+
+impl KeyWrite {
+    pub fn key(&self) -> &[u8] {
+        match self {
+            KeyWrite::Set { key, .. } | KeyWrite::Repair { key, .. } | KeyWrite::Delete { key, .. } => key,
+        }
+    }
+
+    /// Whether the index alone tells that this write changes the key (a
+    /// newer version of a znode it knew, the delete of one it held): what a
+    /// cluster node that cannot read the key (it lives on another node)
+    /// records in the change stream. A repair or a first write needs the key.
+    pub fn known_change(&self) -> bool {
+        match self {
+            KeyWrite::Set { znode, .. } => znode.newer,
+            KeyWrite::Delete { indexed, .. } => *indexed,
+            KeyWrite::Repair { .. } => false,
+        }
+    }
 }
 
 /// The znode version a key write carries (for the change stream).
@@ -88,10 +110,11 @@ pub fn ops(index: &mut Index, spec: &MirrorSpec, ops: Vec<Op>, write: bool) -> P
                 plan.applied += 1;
             }
             Op::Delete(path) => {
+                let indexed = index.remove(&path).is_some();
                 if write {
-                    plan.writes.push(delete(spec, &path));
+                    plan.writes.push(delete(spec, &path, indexed));
                 }
-                if index.remove(&path).is_some() {
+                if indexed {
                     plan.applied += 1;
                 }
             }
@@ -233,11 +256,9 @@ pub fn pulled(mut index: Option<&mut Index>, spec: &MirrorSpec, ops: Vec<Op>, wr
                 }
             }
             Op::Delete(path) => {
+                let indexed = index.as_deref_mut().and_then(|index| index.remove(&path)).is_some();
                 if write {
-                    plan.writes.push(delete(spec, &path));
-                }
-                if let Some(index) = index.as_deref_mut() {
-                    index.remove(&path);
+                    plan.writes.push(delete(spec, &path, indexed));
                 }
             }
         }
@@ -245,10 +266,11 @@ pub fn pulled(mut index: Option<&mut Index>, spec: &MirrorSpec, ops: Vec<Op>, wr
     plan
 }
 
-fn delete(spec: &MirrorSpec, path: &str) -> KeyWrite {
+fn delete(spec: &MirrorSpec, path: &str, indexed: bool) -> KeyWrite {
     KeyWrite::Delete {
         key: spec.key(path),
         path: path.to_string(),
+        indexed,
     }
 }
 
@@ -360,6 +382,23 @@ mod tests {
                 assert_eq!((plan.applied, plan.zxid), (applied, zxid), "{what}");
                 assert_eq!(index.mirrors()[0].applied_zxid, zxid, "{what}");
             }
+        }
+    }
+
+    #[test]
+    fn changes_the_index_alone_tells() {
+        // What, the index before, the op, whether the write is a known change.
+        let cases: [(&str, &[&str], &str, bool); 5] = [
+            ("a newer version", &["/a/b@5"], "+/a/b@6", true),
+            ("a znode the index did not know", &[], "+/a/b@6", false),
+            ("the delete of a known znode", &["/a/b@5"], "-/a/b", true),
+            ("the delete of an unknown one", &[], "-/a/b", false),
+            ("a repair", &["/a/b@5"], "?/a/b@5", false),
+        ];
+        for (what, known, o, want) in cases {
+            let plan = ops(&mut index(known), &spec(), vec![op(o)], true);
+            let known_change: Vec<bool> = plan.writes.iter().map(KeyWrite::known_change).collect();
+            assert_eq!(known_change, [want], "{what}");
         }
     }
 

@@ -2,6 +2,7 @@
 //! order from the session thread and writes each in bounded batches, one hold
 //! of the Redis lock per batch, replicated to replicas and the AOF.
 
+use super::cluster::Placement;
 use super::{turns, INDEX};
 use crate::access::{Denied, KeyAccess};
 use crate::config::StreamSpec;
@@ -372,9 +373,11 @@ impl Applier {
                     None => true,
                     Some(writer) => writer.as_ref().is_some_and(|u| u.may(key, KeyAccess::Write)),
                 };
-                let stream = stream::current();
+                let placement = Placement::now(ctx);
+                let stream = stream::current().filter(|s| placement.writes(ctx, &s.key));
                 for key in keys {
-                    if plan::sweeps(&key, prefix, root, |path| keep(index, path)) && may_delete(&key) {
+                    let swept = plan::sweeps(&key, prefix, root, |path| keep(index, path));
+                    if swept && may_delete(&key) && placement.writes(ctx, &key) {
                         let path = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
                         delete(ctx, stream.as_deref(), &key, &path);
                     }
@@ -479,28 +482,76 @@ fn apply_pulled(ctx: &Context, index: Option<&mut Index>, access: Access, spec: 
 }
 
 /// Carries out a plan's key writes, each with its entry in the change
-/// stream when there is one; returns how many keys were repaired.
+/// stream when there is one; returns how many keys were repaired. In a
+/// cluster only the keys this node writes, and the entries only where it
+/// writes the stream.
 fn write(ctx: &Context, plan: Plan) -> usize {
     STATUS.note_zxid(plan.zxid);
-    let stream = stream::current();
+    if plan.writes.is_empty() {
+        return 0;
+    }
+    let placement = Placement::now(ctx);
+    let stream = stream::current().filter(|s| placement.writes(ctx, &s.key));
+    let stream = stream.as_deref();
     let mut repaired = 0;
     for write in plan.writes {
+        if !placement.writes(ctx, write.key()) {
+            note_elsewhere(ctx, stream, write);
+            continue;
+        }
         match write {
             KeyWrite::Set { key, data, znode } => {
                 // A key that holds this very version already is not changed.
                 let changed = stream.is_some() && (znode.newer || !keyspace::holds(ctx.ctx, &key, &data));
-                set(ctx, stream.as_deref().filter(|_| changed), &key, &data, &znode);
+                set(ctx, stream.filter(|_| changed), &key, &data, &znode);
             }
             KeyWrite::Repair { key, data, znode } => {
                 if !keyspace::holds(ctx.ctx, &key, &data) {
-                    set(ctx, stream.as_deref(), &key, &data, &znode);
+                    set(ctx, stream, &key, &data, &znode);
                     repaired += 1;
                 }
             }
-            KeyWrite::Delete { key, path } => delete(ctx, stream.as_deref(), &key, &path),
+            KeyWrite::Delete { key, path, .. } => delete(ctx, stream, &key, &path),
         }
     }
     repaired
+}
+
+/// A change of a key another cluster node writes: only its entry, where
+/// this node writes the stream, if the index tells it is a change (the key
+/// cannot be read here).
+fn note_elsewhere(ctx: &Context, stream: Option<&StreamSpec>, write: KeyWrite) {
+    if !write.known_change() {
+        return;
+    }
+    match write {
+        KeyWrite::Set { key, data, znode } => {
+            append(
+                ctx,
+                stream,
+                Entry::Set {
+                    key: &key,
+                    znode: &znode,
+                    value: &data,
+                },
+                None,
+            );
+        }
+        KeyWrite::Delete { key, path, .. } => {
+            let zxid = STATUS.last_zxid.load(Ordering::Relaxed);
+            append(
+                ctx,
+                stream,
+                Entry::Del {
+                    key: &key,
+                    path: &path,
+                    zxid,
+                },
+                None,
+            );
+        }
+        KeyWrite::Repair { .. } => {}
+    }
 }
 
 /// One replicated SET, with its entry when `stream` is given; a failure is

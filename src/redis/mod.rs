@@ -7,6 +7,7 @@
 //! session thread decided and touch no ZooKeeper.
 
 pub mod apply;
+pub mod cluster;
 pub mod credentials;
 pub mod fence;
 pub mod role;

@@ -196,6 +196,10 @@ impl Session {
                 self.forget();
                 self.resync_all(client).await;
             }
+            Control::SlotsGained => {
+                crate::redis::cluster::resync_started();
+                self.resync_all(client).await;
+            }
             Control::MasterLinkDown => self.master_link_down(),
             Control::Refused(refusal) => self.refused(client, refusal).await,
         }

@@ -56,6 +56,8 @@ pub enum Control {
     Request(Request, Pending),
     /// This server became a master: rewrite every mirrored key from ZooKeeper.
     Promoted,
+    /// Redis Cluster: this node now writes slots it did not: read the mirrors again.
+    SlotsGained,
     /// This server's load figures, every load interval while in a group.
     Sample(Sample),
     /// ZKSYNC.LOAD ZK: `mntr` of every server of the connect string (needs no session).
@@ -302,6 +304,8 @@ impl Session {
                         }
                     }
                     Some(Control::Promoted) => self.forget(),
+                    // The reconnect's resync covers them; later gains may ask again.
+                    Some(Control::SlotsGained) => crate::redis::cluster::resync_started(),
                 },
             }
         }
