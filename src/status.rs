@@ -212,7 +212,9 @@ impl Status {
             fields.push(("group", Field::Text(group)));
             fields.push(("member_id", Field::Text(id)));
             fields.push(("role", Field::Text(role.to_string())));
-            let leader = self.leader().map(|l| l.id).unwrap_or_default();
+            // During failsafe, the master this member granted (as discovery names it).
+            let leader = self.leader().or_else(|| self.granted_master(Instant::now()));
+            let leader = leader.map(|l| l.id).unwrap_or_default();
             fields.push(("leader", Field::Text(leader)));
             fields.push(("epoch", int(&self.epoch)));
             fields.push(("fenced", Field::Int(fencing.fenced as i64)));

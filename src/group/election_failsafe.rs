@@ -66,7 +66,8 @@ impl Failsafe {
         self.taking = taking;
     }
 
-    pub(super) fn standing(&mut self, me: &str, epoch: u64, f: &Facts) -> Standing {
+    /// `dead`: the master found dead, and its epoch (`detection::dead`).
+    pub(super) fn standing(&mut self, me: &str, epoch: u64, dead: Option<&(String, u64)>, f: &Facts) -> Standing {
         self.grants.started(f.now, grant_time(f));
         if self.claim.as_ref().is_some_and(|c| c.live(f.now)) {
             return Standing::Reclaim;
@@ -74,17 +75,31 @@ impl Failsafe {
         let Some((list, version)) = &self.read else {
             return Standing::Barred(Bar::Unread);
         };
-        if let Some(l) = list
-            .as_ref()
-            .filter(|l| failsafe::to_release(me, &self.grants, Some(l), epoch, f.now))
-        {
+        let (list, grants) = self.unless_dead(list.as_ref(), dead);
+        if let Some(l) = list.filter(|l| failsafe::to_release(me, &grants, Some(l), epoch, f.now)) {
             self.sealed = Some(self.sealed.map_or(l.epoch, |s| s.max(l.epoch)));
             return Standing::Release(l.released(), *version);
         }
-        match failsafe::bar(me, &self.grants, list.as_ref(), epoch, f.now) {
+        match failsafe::bar(me, &grants, list, epoch, f.now) {
             Some(bar) => Standing::Barred(bar),
             None => Standing::Free,
         }
+    }
+
+    /// The list and the grants that still bar: a master found dead (its
+    /// port refused a majority: its process is gone) writes nothing, so its
+    /// list is not in force and a grant to it holds no one back. Without
+    /// this, a member that started less than a grant time ago could not
+    /// replace a dead master at once.
+    fn unless_dead<'a>(&self, list: Option<&'a List>, dead: Option<&(String, u64)>) -> (Option<&'a List>, Grants) {
+        let is_dead = |master: &str, epoch: u64| dead.is_some_and(|(id, e)| id == master && *e == epoch);
+        let list = list.filter(|l| !is_dead(&l.master, l.epoch));
+        let granted_to_dead = self.followed.as_ref().is_some_and(|(id, e)| is_dead(id, *e));
+        let grants = match granted_to_dead {
+            true => self.grants.without_the_last(),
+            false => self.grants.clone(),
+        };
+        (list, grants)
     }
 }
 
@@ -126,7 +141,8 @@ impl Election {
         let Some((list, _)) = &self.failsafe.read else {
             return Some(Bar::Unread);
         };
-        failsafe::bar(me, &self.failsafe.grants, list.as_ref(), self.epoch, f.now)
+        let (list, grants) = self.failsafe.unless_dead(list.as_ref(), self.dead.as_ref());
+        failsafe::bar(me, &grants, list, self.epoch, f.now)
     }
 
     /// What failsafe makes of this member's standing in a vacancy: nothing
@@ -135,7 +151,7 @@ impl Election {
         if !f.policy.failsafe {
             return None;
         }
-        match self.failsafe.standing(me, self.epoch, f) {
+        match self.failsafe.standing(me, self.epoch, self.dead.as_ref(), f) {
             Standing::Free => None,
             Standing::Barred(_) => Some(Vec::new()),
             Standing::Reclaim => {

@@ -1058,6 +1058,29 @@ mod failsafe {
         assert_eq!(refused, Err(Refusal::Standing), "taking the leadership itself");
     }
 
+    /// A member that started less than a grant time ago, or that granted
+    /// the master, stands at once when that master is found dead: its
+    /// process is gone, so it writes on no grant.
+    #[test]
+    fn a_dead_master_bars_no_one() {
+        let mut w = world();
+        w.members.push(member(THIRD, Role::Master, 300, 100, Status::Alive));
+        let mut e = Election::default();
+        e.observe_leader(Some(leader(THIRD, OTHER, 4)), Some(4), &w.facts());
+        e.failsafe_list_read(Some(List::of(4, THIRD, [ME, PEER, THIRD])), 1);
+        assert!(e.grant_asked(&ask(THIRD, 4), &w.facts()).is_ok());
+        e.leader_dead(&w.facts());
+        e.observe_leader(None, Some(4), &w.facts());
+        w.all_published();
+        w.members[2].mzxid -= 1;
+        let mut took = None;
+        for _ in 0..3 {
+            took = took.or(takeover(&e.elect(&w.facts())).cloned());
+            w.later(100);
+        }
+        assert!(took.is_some(), "started 200 ms ago and granted THIRD, found dead");
+    }
+
     #[test]
     fn with_failsafe_off_nothing_changes() {
         let mut w = World::new();

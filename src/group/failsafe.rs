@@ -205,6 +205,14 @@ impl Grants {
         until
     }
 
+    /// These grants but the last one given (its master is found dead).
+    pub fn without_the_last(&self) -> Grants {
+        Grants {
+            until: None,
+            ..self.clone()
+        }
+    }
+
     /// Until when the last grant given runs, if it still does.
     pub fn running(&self, now: Instant) -> Option<Instant> {
         self.until.filter(|u| now < *u)
