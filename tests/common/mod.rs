@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod curator;
+pub mod group;
 pub mod netns;
 pub mod proxy;
 pub mod sentinel_client;
