@@ -450,6 +450,11 @@ impl Ensemble {
         self.client_ports[i]
     }
 
+    /// Member i's java process, while running.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.processes.lock().unwrap()[i].as_ref().map(|p| p.pid())
+    }
+
     pub fn kill(&self, i: usize) {
         if let Some(mut p) = self.processes.lock().unwrap()[i].take() {
             p.kill();
