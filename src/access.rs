@@ -58,6 +58,11 @@ pub enum Denied {
         key: Vec<u8>,
         access: KeyAccess,
     },
+    /// An internal command, called by another user than the one it is for.
+    Internal {
+        command: &'static str,
+        user: String,
+    },
 }
 
 impl std::fmt::Display for Denied {
@@ -88,6 +93,10 @@ impl std::fmt::Display for Denied {
                     String::from_utf8_lossy(key)
                 )
             }
+            Denied::Internal { command, user } => write!(
+                f,
+                "{command} is internal to a zksync group: only the user '{user}' (masteruser, else default) may call it"
+            ),
         }
     }
 }

@@ -214,12 +214,13 @@ pub static TLS_KEY_FILE: Checked = Checked::new("tls-key-file", "", Flag::Plain,
     tls::check("tls-key-file", s, Pem::PrivateKey)
 });
 pub static TLS: Switch = Switch::new("tls", false, |on| tls::ca_needed(on, &TLS_CA_CERT_FILE.get()));
+pub static FAILSAFE: Switch = Switch::new("failsafe", true, |_| Ok(()));
 pub static FAILOVER: Mutex<FailoverMode> = Mutex::new(FailoverMode::auto);
 /// The auth read from `zksync.auth-file` when it was set.
 static FILE_AUTH: Mutex<Option<Auth>> = Mutex::new(None);
 
 /// Every config, in the order Redis registers them (and, at load, sets them).
-pub static CONFIGS: [Config; 18] = [
+pub static CONFIGS: [Config; 19] = [
     Config::Number(&SESSION_TIMEOUT_MS),
     Config::Number(&FAILOVER_MAX_LAG),
     Config::Number(&LOAD_INTERVAL_MS),
@@ -237,6 +238,7 @@ pub static CONFIGS: [Config; 18] = [
     Config::Text(&TLS_CERT_FILE),
     Config::Text(&TLS_KEY_FILE),
     Config::Switch(&TLS),
+    Config::Switch(&FAILSAFE),
     Config::Failover {
         name: "failover",
         default: FailoverMode::auto,
@@ -584,7 +586,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(switches, [("tls", false)]);
+        assert_eq!(switches, [("tls", false), ("failsafe", true)]);
         let Some(Config::Failover {
             name, default, flag, ..
         }) = CONFIGS.last()

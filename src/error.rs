@@ -28,6 +28,8 @@ pub enum Error {
     Failover(String),
     /// ZKSYNC.CHECK: the token does not hold the lock as far as this server can vouch.
     Fenced(String),
+    /// ZKSYNC.FAILSAFE: this member does not grant the asking master.
+    Refused(String),
     /// Anything else ZooKeeper answered: reported as is.
     Zk {
         path: String,
@@ -51,12 +53,15 @@ impl Error {
             Error::NoGroup => "NOGROUP",
             Error::NoPerm(_) => "NOPERM",
             Error::Fenced(_) => "FENCED",
+            Error::Refused(_) => "REFUSED",
         }
     }
 
     fn message(&self) -> String {
         match self {
-            Error::BadArgs(m) | Error::ReadOnly(m) | Error::NoMasterLink(m) | Error::Fenced(m) => m.clone(),
+            Error::BadArgs(m) | Error::ReadOnly(m) | Error::NoMasterLink(m) | Error::Fenced(m) | Error::Refused(m) => {
+                m.clone()
+            }
             Error::Failover(m) => format!("failover: {m}"),
             Error::ZkDown(why) => format!("no ZooKeeper session ({why})"),
             Error::NoNode(p) => format!("znode {p} does not exist"),

@@ -183,6 +183,9 @@ fn sample(ctx: &Context) {
         redis::fence::learn_write_commands(ctx);
         let sample = redis::sample::on_main_thread(ctx, config::load_interval());
         let _ = session::send(Control::Sample(sample));
+        if let Some(credentials) = redis::credentials::if_changed(ctx) {
+            session::failsafe::send(session::failsafe::Input::Credentials(credentials));
+        }
     }
 }
 
@@ -214,6 +217,7 @@ redis_module! {
         ["zksync.load", guarded!("zksync.load", commands::load::load), "readonly", 0, 0, 0, "", "read"],
         ["zksync.leader", guarded!("zksync.leader", commands::failover::leader), "readonly fast", 0, 0, 0, "", "read"],
         ["zksync.failover", guarded!("zksync.failover", commands::failover::failover), "admin", 0, 0, 0, "", "admin dangerous"],
+        ["zksync.failsafe", guarded!("zksync.failsafe", commands::failsafe::failsafe), "admin deny-script", 0, 0, 0, "", "admin dangerous"],
         ["zksync.lock", guarded!("zksync.lock", commands::lock::lock), "readonly deny-script", 0, 0, 0, "", "blocking"],
         ["zksync.unlock", guarded!("zksync.unlock", commands::lock::unlock), "readonly fast", 0, 0, 0, "", "fast"],
         ["zksync.check", guarded!("zksync.check", commands::lock::check), "readonly fast", 0, 0, 0, "", "fast"],

@@ -1,6 +1,7 @@
 //! Figures for ZKSYNC.STATUS and INFO zksync. Each field has one writer
 //! (the session thread or the apply thread); commands read a snapshot.
 
+use crate::group::election::Report as FailsafeReport;
 use crate::group::leader::LeaderNode;
 use crate::lease::Deadline;
 use once_cell::sync::Lazy;
@@ -62,6 +63,8 @@ pub struct Status {
     pub stalls: AtomicU64,
     /// The group's master, and the highest epoch seen.
     leader: Mutex<Option<LeaderNode>>,
+    /// What failsafe shows: the list, the grants.
+    failsafe: Mutex<Failsafe>,
     epoch: AtomicU64,
     // Written by the apply thread.
     pub znodes: AtomicU64,
@@ -140,6 +143,25 @@ impl Status {
         self.leader.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The failsafe's state after its last decision; `on_grants`: this
+    /// master writes on its members' grants now.
+    pub fn set_failsafe(&self, report: FailsafeReport, on_grants: bool) {
+        *self.failsafe.lock().unwrap_or_else(|e| e.into_inner()) = Failsafe { report, on_grants };
+    }
+
+    /// The master this member granted failsafe to, while that grant runs:
+    /// discovery keeps naming it when ZooKeeper cannot be asked.
+    pub fn granted_master(&self, now: Instant) -> Option<LeaderNode> {
+        let failsafe = self.failsafe.lock().unwrap_or_else(|e| e.into_inner());
+        let (id, epoch, until) = failsafe.report.granted.clone()?;
+        (now < until).then(|| LeaderNode {
+            addr: id.clone(),
+            id,
+            epoch,
+            previous: None,
+        })
+    }
+
     pub fn note_zxid(&self, zxid: i64) {
         self.last_zxid.fetch_max(zxid, Ordering::Relaxed);
     }
@@ -188,8 +210,40 @@ impl Status {
             fields.push(("epoch", int(&self.epoch)));
             fields.push(("fenced", Field::Int(fencing.fenced as i64)));
             fields.push(("stalls", int(&self.stalls)));
+            let failsafe = self.failsafe.lock().unwrap_or_else(|e| e.into_inner());
+            fields.extend(failsafe.fields(fencing.failsafe, Instant::now()));
         }
         fields
+    }
+}
+
+/// Failsafe as STATUS shows it.
+#[derive(Default)]
+struct Failsafe {
+    report: FailsafeReport,
+    on_grants: bool,
+}
+
+impl Failsafe {
+    fn fields(&self, enabled: bool, now: Instant) -> [(&'static str, Field); 4] {
+        let state = match (enabled, self.on_grants) {
+            (false, _) => "off",
+            (true, false) => "standby",
+            (true, true) => "active",
+        };
+        let list = self.report.list.as_ref().map_or(String::new(), |l| {
+            let members: Vec<&str> = l.members.iter().map(String::as_str).collect();
+            format!("{}:{}", l.epoch, members.join(","))
+        });
+        let granted_ms = self.report.granted.as_ref().map_or(0, |(_, _, until)| {
+            until.saturating_duration_since(now).as_millis() as i64
+        });
+        [
+            ("failsafe", Field::Text(state.to_string())),
+            ("failsafe_list", Field::Text(list)),
+            ("failsafe_grants", Field::Text(self.report.grantors.join(","))),
+            ("failsafe_granted_ms", Field::Int(granted_ms)),
+        ]
     }
 }
 
@@ -198,6 +252,8 @@ impl Status {
 pub struct Fencing {
     pub replica: bool,
     pub fenced: bool,
+    /// `zksync.failsafe`.
+    pub failsafe: bool,
 }
 
 /// A group this server is a member of, under an id.

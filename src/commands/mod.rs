@@ -1,6 +1,7 @@
 //! Command handlers: parse, call into the domain, reply. One file per family.
 
 pub mod failover;
+pub mod failsafe;
 pub mod load;
 pub mod lock;
 pub mod mirror;

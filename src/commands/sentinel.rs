@@ -15,6 +15,7 @@ use crate::reply::Reply;
 use crate::status::{SessionState, STATUS};
 use redis_module::{Context, RedisResult, RedisString};
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 pub fn sentinel(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let words: Vec<String> = args[1..].iter().map(|a| a.to_string_lossy()).collect();
@@ -75,7 +76,8 @@ fn with_group(name: &str, describe: impl FnOnce(&Group) -> Reply) -> Option<Repl
 pub fn leader() -> Option<LeaderNode> {
     let connected = STATUS.state() == SessionState::Connected;
     let me = STATUS.member().map(|m| m.id);
-    discovery::vouched(STATUS.leader(), connected, me.as_deref(), fence::fenced())
+    let granted = STATUS.granted_master(Instant::now());
+    discovery::vouched(STATUS.leader(), connected, me.as_deref(), fence::fenced(), granted)
 }
 
 fn no_such_master() -> Error {

@@ -1,5 +1,6 @@
 //! ZKSYNC.STATUS and the `zksync` INFO section.
 
+use crate::config::FAILSAFE;
 use crate::latency::{Hop, HOPS};
 use crate::redis::fence;
 use crate::reply::Reply;
@@ -53,5 +54,6 @@ fn fencing() -> Fencing {
     Fencing {
         replica: fence::is_replica(),
         fenced: fence::fenced(),
+        failsafe: FAILSAFE.get(),
     }
 }

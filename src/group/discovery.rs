@@ -9,13 +9,25 @@ use super::split_addr;
 use super::view::Row;
 
 /// What a member may say about the leadership: the leader, but only while
-/// this member can vouch for it — its ZooKeeper session is connected, and
-/// if the leader is this member, it holds its lease. A member cut from
-/// ZooKeeper, or a fenced master, names no one.
-pub fn vouched(leader: Option<LeaderNode>, connected: bool, me: Option<&str>, fenced: bool) -> Option<LeaderNode> {
-    let leader = leader.filter(|_| connected)?;
-    let mine = me == Some(leader.id.as_str());
-    (!(mine && fenced)).then_some(leader)
+/// this member can vouch for it. The master vouches for itself while it
+/// holds a lease (ZooKeeper's or its failsafe's); another member while its
+/// ZooKeeper session is connected. Otherwise it names the master it granted
+/// failsafe to (`granted`, while that grant runs): that master may be
+/// writing on it. A fenced master, or a member cut from ZooKeeper that
+/// granted nothing, names no one.
+pub fn vouched(
+    leader: Option<LeaderNode>,
+    connected: bool,
+    me: Option<&str>,
+    fenced: bool,
+    granted: Option<LeaderNode>,
+) -> Option<LeaderNode> {
+    let mine = |l: &LeaderNode| me == Some(l.id.as_str());
+    match leader.filter(|l| connected || mine(l)) {
+        Some(l) if mine(&l) && fenced => None,
+        Some(l) => Some(l),
+        None => granted.filter(|g| !mine(g)),
+    }
 }
 
 /// The group as one Sentinel-monitored master.
@@ -170,13 +182,33 @@ mod tests {
             (true, Some("a:1"), true, false),
             (true, Some("b:1"), true, true),
             (false, Some("b:1"), false, false),
-            (false, Some("a:1"), false, false),
+            // The master writes (on a lease still running, or on grants).
+            (false, Some("a:1"), false, true),
+            (false, Some("a:1"), true, false),
         ];
         for (connected, me, fenced, named) in cases {
-            let got = vouched(Some(leader("a:1")), connected, me, fenced);
+            let got = vouched(Some(leader("a:1")), connected, me, fenced, None);
             assert_eq!(got.is_some(), named, "{connected} {me:?} {fenced}");
         }
-        assert_eq!(vouched(None, true, None, false), None);
+        assert_eq!(vouched(None, true, None, false, None), None);
+    }
+
+    #[test]
+    fn a_member_that_granted_failsafe_names_that_master() {
+        let granted = || Some(leader("a:1"));
+        // Cut from ZooKeeper, or seeing no leader there: the granted master.
+        assert_eq!(
+            vouched(Some(leader("a:1")), false, Some("b:1"), false, granted()),
+            granted()
+        );
+        assert_eq!(vouched(None, true, Some("b:1"), false, granted()), granted());
+        // A leader read on a live session is named whatever was granted.
+        assert_eq!(
+            vouched(Some(leader("c:1")), true, Some("b:1"), false, granted()),
+            Some(leader("c:1"))
+        );
+        // A grant never makes a fenced master name itself.
+        assert_eq!(vouched(None, false, Some("a:1"), true, granted()), None);
     }
 
     fn field<'a>(fields: &'a Fields, name: &str) -> &'a str {

@@ -795,6 +795,7 @@ fn switch_message(group: &str, node: &LeaderNode) -> Option<String> {
 #[path = "election_failsafe.rs"]
 mod failsafe_part;
 use failsafe_part::Failsafe;
+pub use failsafe_part::Report;
 
 #[cfg(test)]
 #[path = "election_tests.rs"]

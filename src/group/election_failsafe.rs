@@ -11,6 +11,8 @@ pub(super) struct Failsafe {
     /// The list as read on this session (`None` inside: no list yet), and
     /// its version, which a takeover checks.
     read: Option<(Option<List>, i32)>,
+    /// The list last read on any session, for STATUS.
+    shown: Option<List>,
     /// The last leader this member saw, kept through a vacancy: the master
     /// it grants to may be about to take its leadership back.
     followed: Option<(String, u64)>,
@@ -200,11 +202,38 @@ impl Election {
     }
 }
 
+/// What STATUS shows of failsafe on this member.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// The list as last read.
+    pub list: Option<List>,
+    /// The grant this member gave that still runs: to whom, at which
+    /// epoch, until when.
+    pub granted: Option<(String, u64, Instant)>,
+    /// As a master writing on grants: the members that granted them.
+    pub grantors: Vec<String>,
+}
+
 /// What the shell reports: the list written and read, grants asked of this
-/// member and answers to its asks. Only the simulation's shell calls these
-/// until the real one is built (the expectation then fails, so this goes).
-#[cfg_attr(not(test), expect(dead_code, reason = "the grant shell is not built yet"))]
+/// member and answers to its asks.
 impl Election {
+    pub fn failsafe_report(&self, now: Instant) -> Report {
+        let f = &self.failsafe;
+        let granted = match (f.grants.running(now), &f.followed) {
+            (Some(until), Some((master, epoch))) => Some((master.clone(), *epoch, until)),
+            _ => None,
+        };
+        let grantors = match &f.claim {
+            Some(claim) if claim.live(now) => claim.others().cloned().collect(),
+            _ => Vec::new(),
+        };
+        Report {
+            list: f.shown.clone(),
+            granted,
+            grantors,
+        }
+    }
+
     /// This member asks for grants, or may: its clock needs to run.
     pub fn failsafe_claimed(&self) -> bool {
         self.failsafe.claim.is_some()
@@ -241,6 +270,7 @@ impl Election {
 
     /// The list as read (`None`: there is none yet) at `version`.
     pub fn failsafe_list_read(&mut self, list: Option<List>, version: i32) {
+        self.failsafe.shown.clone_from(&list);
         self.failsafe.read = Some((list, version));
     }
 

@@ -25,13 +25,8 @@
 //! version, so a list read before it changed is never acted on.
 //!
 //! A process that starts cannot know whether it granted before it died: it
-//! does not stand for one grant time (`Grants::started`).
-
-// The shell that asks members for grants over the Redis protocol is not
-// built yet: until it is, only the simulation's shell calls what answers and
-// counts grants. Compiled and checked all the same; the expectation fails
-// once the shell uses them, so this cannot outlive its reason.
-#![cfg_attr(not(test), expect(dead_code, reason = "the grant shell is not built yet"))]
+//! does not stand for one grant time (`Grants::started`) while a list is in
+//! force (without one, no master writes on grants: a new group elects at once).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -112,6 +107,13 @@ impl List {
         serde_json::from_slice(data).ok()
     }
 
+    /// Whether this list may still let its master write on grants, for a
+    /// member whose newest epoch seen is `seen`: of that epoch or newer, not
+    /// released, and naming someone besides its master.
+    pub fn in_force(&self, seen: u64) -> bool {
+        self.epoch >= seen && !self.released && self.others().next().is_some()
+    }
+
     /// The members the master must hear from.
     pub fn others(&self) -> impl Iterator<Item = &String> {
         self.members.iter().filter(move |id| **id != self.master)
@@ -138,6 +140,18 @@ pub enum Refusal {
     Sealed,
     /// `zksync.failsafe no` here.
     Off,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NotFollowing => write!(f, "this member does not follow that master at that epoch"),
+            Refusal::Newer(epoch) => write!(f, "this member has seen a newer epoch, {epoch}"),
+            Refusal::Standing => write!(f, "this member is taking the leadership"),
+            Refusal::Sealed => write!(f, "this member released the failsafe list of that epoch"),
+            Refusal::Off => write!(f, "zksync.failsafe is no on this member"),
+        }
+    }
 }
 
 /// Whether to grant `ask`: this member follows that master at that epoch
@@ -191,6 +205,11 @@ impl Grants {
         until
     }
 
+    /// Until when the last grant given runs, if it still does.
+    pub fn running(&self, now: Instant) -> Option<Instant> {
+        self.until.filter(|u| now < *u)
+    }
+
     fn holds(&self, now: Instant) -> Option<Bar> {
         if self.until.is_some_and(|u| now < u) {
             Some(Bar::Granted)
@@ -206,15 +225,14 @@ impl Grants {
 /// starting, and named by the list unless that list is of an older epoch
 /// than the newest it has seen (or there is none).
 pub fn bar(me: &str, grants: &Grants, list: Option<&List>, seen: u64, now: Instant) -> Option<Bar> {
-    if let Some(bar) = grants.holds(now) {
-        return Some(bar);
-    }
     // A list naming no member but its master gives it no failsafe (no one
     // confirms it), so it bars no one.
-    let in_force = list.filter(|l| l.epoch >= seen && !l.released && l.others().next().is_some());
-    match in_force {
-        Some(l) if !l.members.contains(me) => Some(Bar::NotListed),
-        _ => None,
+    let in_force = list.filter(|l| l.in_force(seen));
+    match (grants.holds(now), in_force) {
+        (Some(Bar::Starting), None) => None,
+        (Some(bar), _) => Some(bar),
+        (None, Some(l)) if !l.members.contains(me) => Some(Bar::NotListed),
+        (None, _) => None,
     }
 }
 
@@ -226,8 +244,7 @@ pub fn bar(me: &str, grants: &Grants, list: Option<&List>, seen: u64, now: Insta
 /// on a list whose eligible members are gone).
 pub fn to_release(me: &str, grants: &Grants, list: Option<&List>, seen: u64, now: Instant) -> bool {
     let Some(l) = list else { return false };
-    let in_force = l.epoch >= seen && !l.released && l.others().next().is_some();
-    in_force && l.master != me && l.members.contains(me) && grants.holds(now).is_none()
+    l.in_force(seen) && l.master != me && l.members.contains(me) && grants.holds(now).is_none()
 }
 
 /// One round of asks, sent at `sent`, and who has not granted it yet.
@@ -313,6 +330,11 @@ impl Claim {
         let end = lease_end(done.into_iter().max()?, grant);
         self.until = Some(self.until.map_or(end, |u| u.max(end)));
         Some(end)
+    }
+
+    /// The members it must hear from.
+    pub fn others(&self) -> impl Iterator<Item = &String> {
+        self.others.iter()
     }
 
     /// The failsafe lease runs at `now`.

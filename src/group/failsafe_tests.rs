@@ -79,7 +79,7 @@ fn who_may_stand() {
     let released = l5.released();
     #[rustfmt::skip]
     type Case<'a> = (&'a str, &'a Grants, Option<&'a List>, u64, Duration, Option<Bar>);
-    let cases: [Case; 12] = [
+    let cases: [Case; 15] = [
         (B, &fresh, Some(&l5), 5, ms(0), Some(Bar::Starting)),
         (B, &fresh, Some(&l5), 5, ms(1999), Some(Bar::Starting)),
         (B, &fresh, Some(&l5), 5, ms(2000), None),
@@ -93,7 +93,12 @@ fn who_may_stand() {
         // A master alone on its list has no failsafe.
         (N, &fresh, Some(&alone), 5, ms(3000), None),
         (N, &fresh, Some(&released), 5, ms(3000), None),
-        (N, &Grants::default(), None, 0, ms(0), Some(Bar::Starting)),
+        // Starting bars only while a list is in force: with none, no master
+        // writes on grants, and a new group elects at once.
+        (N, &Grants::default(), None, 0, ms(0), None),
+        (B, &fresh, None, 5, ms(0), None),
+        (B, &fresh, Some(&l5), 6, ms(0), None),
+        (B, &fresh, Some(&released), 5, ms(0), None),
     ];
     for (me, grants, list, seen, at, want) in cases {
         assert_eq!(bar(me, grants, list, seen, t + at), want, "{me} seen {seen} at {at:?}");

@@ -76,7 +76,6 @@ impl Layout {
     }
 
     /// The failsafe list, kept by the master (see `failsafe::List`).
-    #[cfg_attr(not(test), expect(dead_code, reason = "the grant shell is not built yet"))]
     pub fn failsafe(&self) -> String {
         format!("{}/failsafe", self.dir)
     }

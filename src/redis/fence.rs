@@ -7,13 +7,15 @@
 //! before ZooKeeper could expire the session and let another member lead.
 //! The main thread checks it in a command filter, by the monotonic clock, on
 //! every command: a stalled session thread or a stopped process cannot
-//! extend it. Writes on a fenced master are rewritten to `zksync.fenced`,
+//! extend it. A second deadline, the failsafe lease, is proven by grants of
+//! every listed member instead of ZooKeeper (`group::failsafe`): a master
+//! writes while either runs. Writes on a fenced master are rewritten to `zksync.fenced`,
 //! which answers `-READONLY` (also inside MULTI and scripts, whose commands
 //! pass the filter too); EXEC becomes DISCARD.
 
 use crate::error::Error;
 use crate::ffi::filter;
-use crate::group::election::LeaseChange;
+use crate::group::election::{FailsafeLease, LeaseChange};
 use crate::lease::{self, Deadline};
 use once_cell::sync::Lazy;
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
@@ -29,6 +31,8 @@ pub const FENCED_SYNC_COMMAND: &str = "zksync.fenced-sync";
 
 /// The master's lease on the leader znode.
 static LEASE: Deadline = Deadline::none();
+/// The master's failsafe lease, on its members' grants.
+static FAILSAFE: Deadline = Deadline::none();
 /// Whether fencing applies: this server is in a group.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// Whether this server replicates from a master: exact while in a group,
@@ -65,7 +69,8 @@ pub fn change(change: LeaseChange, session_timeout: Duration) {
     match change {
         LeaseChange::Renew(sent) => renew(sent, session_timeout),
         LeaseChange::Cap(until) => cap(until),
-        LeaseChange::Revoke => revoke(),
+        // The failsafe lease has its own changes: it outlives the session.
+        LeaseChange::Revoke => LEASE.revoke(),
     }
 }
 
@@ -74,14 +79,32 @@ pub fn cap(until: Instant) {
     LEASE.cap(until);
 }
 
+/// Both leases end (this server left its group).
 pub fn revoke() {
     LEASE.revoke();
+    FAILSAFE.revoke();
+}
+
+/// Applies what the election decided of the failsafe lease.
+pub fn failsafe(change: FailsafeLease) {
+    match change {
+        FailsafeLease::Extend(until) => FAILSAFE.extend(until),
+        FailsafeLease::Revoke => FAILSAFE.revoke(),
+    }
+}
+
+/// Whether this master writes on its members' grants alone now: ZooKeeper
+/// does not confirm its lease, the failsafe lease runs.
+pub fn on_grants() -> bool {
+    let now = Instant::now();
+    in_group() && !is_replica() && !LEASE.live(now) && FAILSAFE.live(now)
 }
 
 /// Whether this server must refuse writes now: a master of a group without
-/// a live lease.
+/// a live lease, from ZooKeeper or from its members' grants.
 pub fn fenced() -> bool {
-    in_group() && !LEASE.live(Instant::now()) && !is_replica()
+    let now = Instant::now();
+    in_group() && !LEASE.live(now) && !FAILSAFE.live(now) && !is_replica()
 }
 
 /// Whether this server replicates from a master (exact in a group).

@@ -1,11 +1,13 @@
 //! The Redis side, off the command path: the apply thread, the only writer
 //! of mirrored keys (`apply`); the role thread, which carries out the
 //! group's decisions (`role`); the fencing filter on every command
-//! (`fence`); this server's load figures (`sample`); the apply thread's turns
+//! (`fence`); this server's load figures (`sample`); the credentials
+//! members call each other with (`credentials`); the apply thread's turns
 //! with the main thread at the Redis lock (`turns`). They act on what the
 //! session thread decided and touch no ZooKeeper.
 
 pub mod apply;
+pub mod credentials;
 pub mod fence;
 pub mod role;
 pub mod sample;

@@ -53,7 +53,7 @@ impl Session {
         };
         drop(liveness);
         drop(watches);
-        let effects = self.election.new_session();
+        let effects = self.shared.election().new_session();
         self.execute(client, effects).await;
         self.locks_session_over();
         end
@@ -115,7 +115,7 @@ impl Session {
         }
         self.resync_all(client).await;
         self.publisher.unpublished();
-        let effects = self.election.new_session();
+        let effects = self.shared.election().new_session();
         self.execute(client, effects).await;
         if let Some(dir) = self.group_root() {
             self.watch(client, &dir, watches).await;
@@ -218,7 +218,7 @@ impl Session {
     /// What the role thread carried out came back with a fresh sample.
     pub(super) async fn acted(&mut self, client: &Client, action: Action, sample: Sample) {
         self.take_sample(sample);
-        if self.election.vacant() && action == Action::Sample {
+        if self.shared.election().vacant() && action == Action::Sample {
             // The election waits for every member's fresh offset.
             self.publisher.force();
         }
@@ -252,7 +252,7 @@ impl Session {
             self.resync(client, &spec).await;
         }
         if regroup {
-            let effects = self.election.new_session();
+            let effects = self.shared.election().new_session();
             self.execute(client, effects).await;
             if let Some(dir) = group_root {
                 self.watch(client, &dir, watches).await;

@@ -31,7 +31,7 @@ impl Session {
     /// replication link before its listening socket.
     pub(super) fn master_link_down(&self) {
         let Some(me) = self.own_id() else { return };
-        let Some(leader) = self.election.leader().map(|l| l.node.clone()) else {
+        let Some(leader) = self.shared.election().leader().map(|l| l.node.clone()) else {
             return;
         };
         if leader.id == me {
@@ -59,7 +59,8 @@ impl Session {
             return;
         };
         let current = self
-            .election
+            .shared
+            .election()
             .leader()
             .is_some_and(|l| l.node.id == refusal.leader && l.node.epoch == refusal.epoch);
         if !current {
@@ -91,7 +92,8 @@ impl Session {
             Err(e) => return log::warning(&format!("cannot read {}: {e}", layout.refused())),
         };
         let dead = self
-            .election
+            .shared
+            .election()
             .leader()
             .is_some_and(|l| detection::dead(&l.node, &self.members, &self.refusals));
         if dead {

@@ -58,9 +58,11 @@ impl Session {
                 log::warning(&format!("cannot create {dir}: {e}"));
             }
         }
-        match client.create(&layout.epoch(), b"0", &options).await {
-            Ok(_) | Err(ZkError::NodeExists) => {}
-            Err(e) => log::warning(&format!("cannot create {}: {e}", layout.epoch())),
+        for (path, data) in [(layout.epoch(), &b"0"[..]), (layout.failsafe(), &b""[..])] {
+            match client.create(&path, data, &options).await {
+                Ok(_) | Err(ZkError::NodeExists) => {}
+                Err(e) => log::warning(&format!("cannot create {path}: {e}")),
+            }
         }
         self.read_group(client).await;
     }
@@ -69,6 +71,7 @@ impl Session {
     pub(super) async fn read_group(&mut self, client: &Client) {
         self.read_members(client).await;
         self.publish(client).await;
+        self.read_failsafe_list(client).await;
         self.read_leadership(client).await;
         self.read_refusals(client).await;
     }
@@ -84,6 +87,9 @@ impl Session {
             let effects = self.read_switchover(client).await;
             self.execute(client, effects).await;
         }
+        if paths.contains(&layout.failsafe()) {
+            self.read_failsafe_list(client).await;
+        }
         let refused = paths.iter().any(|p| layout.is_refusal(p));
         let members: Vec<String> = paths.into_iter().filter(|p| layout.member_id(p).is_some()).collect();
         if !members.is_empty() {
@@ -98,7 +104,7 @@ impl Session {
     /// Leaves the group: gives up the leadership, deletes this member's
     /// znode and forgets the table.
     pub(super) async fn leave(&mut self, client: &Client) {
-        let effects = self.election.resign();
+        let effects = self.shared.election().resign();
         self.execute(client, effects).await;
         if let Some(path) = self.publisher.published_path().map(str::to_string) {
             self.publisher.unpublished();
@@ -118,7 +124,9 @@ impl Session {
     pub(super) async fn publish(&mut self, client: &Client) {
         let Some(own) = self.own() else { return };
         let interval = self.settings.load_interval;
-        let due = self.publisher.due(own, self.election.epoch(), interval, Instant::now());
+        let due = self
+            .publisher
+            .due(own, self.shared.election().epoch(), interval, Instant::now());
         let Some(publication) = due else { return };
         let data = publication.node.encode();
         let path = &publication.own.path;
@@ -133,7 +141,7 @@ impl Session {
             Ok(()) => {
                 let offset = publication.node.zksync.repl_offset;
                 self.published(publication);
-                if self.election.leading() {
+                if self.shared.election().leading() {
                     self.record_offset(client, offset).await;
                 }
             }
@@ -254,7 +262,7 @@ impl Session {
         }
         self.members = members.clone();
         view::set(View { members });
-        self.election.members_changed(&self.members);
+        self.shared.election().members_changed(&self.members);
     }
 }
 

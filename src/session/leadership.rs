@@ -3,14 +3,16 @@
 //! and carries out the effects the election returns, reporting their
 //! outcomes back, until none is left.
 
+use super::failsafe::Basis;
 use super::Session;
-use crate::config::{FailoverMode, FAILOVER, FAILOVER_MAX_LAG};
+use crate::config::{FailoverMode, FAILOVER, FAILOVER_MAX_LAG, FAILSAFE};
 use crate::error::Error;
 use crate::ffi::blocked::Pending;
 use crate::ffi::log;
 use crate::group::election::{
     left_by_previous_run, Effect, Effects, Election, Facts, Leader, LeaseCheck, Policy, Takeover,
 };
+use crate::group::failsafe::List;
 use crate::group::layout::{Layout, HISTORY};
 use crate::group::leader::{self, decode_epoch, decode_offset, LeaderNode};
 use crate::group::switchover::{Request, Rollback, Switchover, Versioned};
@@ -44,7 +46,15 @@ impl Session {
             members: &self.members,
             policy: policy(),
         };
-        decision(&mut self.election, &facts)
+        self.shared.keep_basis(Basis {
+            me: me.clone(),
+            group: group.to_string(),
+            session: facts.session,
+            session_timeout: facts.session_timeout,
+        });
+        let out = decision(&mut self.shared.election(), &facts);
+        self.shared.report();
+        out
     }
 
     /// Runs a decision, then its effects.
@@ -72,7 +82,8 @@ impl Session {
                 queue.push_front(effect);
             }
         }
-        STATUS.set_leader(self.election.leader().map(|l| &l.node), self.election.epoch());
+        let election = self.shared.election();
+        STATUS.set_leader(election.leader().map(|l| &l.node), election.epoch());
     }
 
     async fn carry_out(&mut self, client: &Client, effect: Effect) -> Effects {
@@ -88,6 +99,7 @@ impl Session {
             Effect::Warning(message) => log::warning(&message),
             Effect::ReadLeader => return self.read_leader(client).await,
             Effect::ReadSwitchover => return self.read_switchover(client).await,
+            effect @ (Effect::AskGrants { .. } | Effect::FailsafeLease(_)) => self.shared.carry_out(effect),
             zk => {
                 if let Some(layout) = self.layout() {
                     return self.write(client, &layout, zk).await;
@@ -106,7 +118,7 @@ impl Session {
                     Ok(_) => LeaseCheck::Lost,
                     Err(_) => LeaseCheck::Unanswered,
                 };
-                return self.election.lease_checked(sent, check);
+                return self.shared.election().lease_checked(sent, check);
             }
             Effect::Take(takeover) => return self.take_leadership(client, layout, takeover).await,
             Effect::WriteSwitchover(sw) => {
@@ -135,6 +147,12 @@ impl Session {
                 let _ = client.delete(&layout.leader(), None).await;
             }
             Effect::RemoveLeader { epoch } => self.remove_leader(client, layout, epoch).await,
+            Effect::WriteFailsafeList { list, leader_version } => {
+                self.write_failsafe_list(client, layout, list, leader_version).await
+            }
+            Effect::ReleaseFailsafeList { list, version } => {
+                self.release_failsafe_list(client, layout, list, version).await
+            }
             _ => {}
         }
         Vec::new()
@@ -174,7 +192,7 @@ impl Session {
             .ok()
             .map(|(data, _)| decode_epoch(&data));
         if let Ok((data, _)) = client.get_data(&layout.offset()).await {
-            self.election.observe_group_offset(decode_offset(&data));
+            self.shared.election().observe_group_offset(decode_offset(&data));
         }
         self.decide(client, |e, f| e.observe_leader(leader, counter, f))
     }
@@ -241,6 +259,11 @@ impl Session {
                 built = built.and(multi.add_delete(&layout.leader(), Some(old.version)));
             }
         }
+        let list_version = self.shared.election().failsafe_list_version();
+        if let (true, Some(version)) = (FAILSAFE.get(), list_version) {
+            // The failsafe list the election judged by is still the one in force.
+            built = built.and(multi.add_check_version(&layout.failsafe(), version));
+        }
         let built = built
             .and(multi.add_set_data(&layout.epoch(), epoch.to_string().as_bytes(), Some(stat.version)))
             .and(multi.add_create(&layout.leader(), &leader::encode(&node), &ephemeral))
@@ -260,6 +283,54 @@ impl Session {
                 Effect::Notice(format!("did not take the leadership of {}: {e}", layout.dir())),
                 Effect::ReadLeader,
             ],
+        }
+    }
+
+    /// In one transaction with a check that this master's leader znode is
+    /// still at `leader_version`: a list is only ever written by the master
+    /// of its epoch.
+    async fn write_failsafe_list(&mut self, client: &Client, layout: &Layout, list: List, leader_version: i32) {
+        let mut multi = client.new_multi_writer();
+        let built = multi
+            .add_check_version(&layout.leader(), leader_version)
+            .and(multi.add_set_data(&layout.failsafe(), &list.encode(), None));
+        let written = match built {
+            Ok(()) => multi.commit().await.map(drop).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match &written {
+            Ok(()) => log::notice(&format!(
+                "failsafe list of epoch {}: {}",
+                list.epoch,
+                list.members.iter().cloned().collect::<Vec<_>>().join(", ")
+            )),
+            Err(e) => log::warning(&format!("cannot write the failsafe list {}: {e}", layout.failsafe())),
+        }
+        self.shared.election().failsafe_list_written(list, written.is_ok());
+    }
+
+    /// At the version read (no one changed it since), then read again.
+    async fn release_failsafe_list(&mut self, client: &Client, layout: &Layout, list: List, version: i32) {
+        match client.set_data(&layout.failsafe(), &list.encode(), Some(version)).await {
+            Ok(_) => log::notice(&format!(
+                "released the failsafe list of epoch {}: its master holds no grant of this member's",
+                list.epoch
+            )),
+            Err(e) => log::notice(&format!("did not release the failsafe list: {e}")),
+        }
+        self.read_failsafe_list(client).await;
+    }
+
+    /// Reads the failsafe list: the election judges standing by it, and a
+    /// takeover checks its version.
+    pub(super) async fn read_failsafe_list(&mut self, client: &Client) {
+        let Some(layout) = self.layout() else { return };
+        match client.get_data(&layout.failsafe()).await {
+            Ok((data, stat)) => self
+                .shared
+                .election()
+                .failsafe_list_read(List::decode(&data), stat.version),
+            Err(e) => log::warning(&format!("cannot read the failsafe list {}: {e}", layout.failsafe())),
         }
     }
 
@@ -290,7 +361,7 @@ impl Session {
         };
         match created {
             Ok(()) => {
-                self.election.asked(Instant::now() + request.timeout);
+                self.shared.election().asked(Instant::now() + request.timeout);
                 self.asked = Some(pending);
             }
             Err(e) => pending.resolve(Reply::Error(e)),
@@ -317,11 +388,10 @@ async fn read_json<T: DeserializeOwned>(client: &Client, path: &str) -> Result<O
     }
 }
 
-fn policy() -> Policy {
+pub(super) fn policy() -> Policy {
     Policy {
         manual: *FAILOVER.lock().unwrap_or_else(|e| e.into_inner()) == FailoverMode::manual,
         max_lag: FAILOVER_MAX_LAG.load(Ordering::Relaxed),
-        // The shell that asks members for grants is not built yet.
-        failsafe: false,
+        failsafe: FAILSAFE.get(),
     }
 }

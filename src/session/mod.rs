@@ -8,6 +8,7 @@
 mod connected;
 mod detection;
 mod diagnosis;
+pub mod failsafe;
 mod group;
 mod leadership;
 mod liveness;
@@ -15,6 +16,7 @@ mod locks;
 mod mirrors;
 pub mod mntr;
 mod peer;
+mod peers;
 mod read;
 mod requests;
 
@@ -23,7 +25,7 @@ use crate::error::Error;
 use crate::ffi::blocked::Pending;
 use crate::ffi::{guard, log};
 use crate::group::detection::Refusal;
-use crate::group::election::{Action, Election};
+use crate::group::election::Action;
 use crate::group::load::Sample;
 use crate::group::membership::{Publisher, Table};
 use crate::group::switchover::Request as FailoverRequest;
@@ -36,10 +38,12 @@ use crate::reply::Reply;
 use crate::status::{SessionState, STATUS};
 use crate::tls::{self, TlsFiles};
 use diagnosis::Failure;
+use failsafe::Shared;
 use locks::{Contention, LockEvent};
 use once_cell::sync::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use zookeeper_client::{Acl, Acls, Client, Permission, TlsOptions};
@@ -88,13 +92,14 @@ pub fn start(settings: Settings, updates: crossbeam_channel::Sender<Update>) -> 
     CONTROL
         .set(tx)
         .map_err(|_| "the session thread is already running".to_string())?;
+    let failsafe_inputs = failsafe::channel()?;
     let runtime = runtime()?;
     crate::redis::role::report_to(|action, sample| {
         send(Control::Acted(action, sample));
     });
     std::thread::Builder::new()
         .name("zksync-session".into())
-        .spawn(move || Session::new(rx, updates, settings).serve_until_shutdown(runtime))
+        .spawn(move || serve_until_shutdown(rx, failsafe_inputs, updates, settings, runtime))
         .map_err(|e| format!("cannot start the session thread: {e}"))?;
     Ok(())
 }
@@ -148,8 +153,9 @@ struct Session {
     /// The members directory as read, and decoded.
     table: Table,
     members: Vec<Member>,
-    /// Who leads the group, and this member's part in changing it.
-    election: Election,
+    /// Who leads the group, and this member's part in changing it: shared
+    /// with the failsafe's task.
+    shared: Rc<Shared>,
     /// The ZKSYNC.FAILOVER this member was asked, until it ends.
     asked: Option<Pending>,
     /// Each member's word that the master's port refused it, by member id.
@@ -166,6 +172,7 @@ impl Session {
         control: UnboundedReceiver<Control>,
         updates: crossbeam_channel::Sender<Update>,
         settings: Settings,
+        shared: Rc<Shared>,
     ) -> Session {
         let (lock_events_tx, lock_events) = mpsc::unbounded_channel();
         Session {
@@ -176,37 +183,12 @@ impl Session {
             publisher: Publisher::default(),
             table: Table::default(),
             members: Vec::new(),
-            election: Election::default(),
+            shared,
             asked: None,
             refusals: BTreeMap::new(),
             stalled: false,
             contention: Contention::new(lock_events_tx),
             lock_events,
-        }
-    }
-
-    /// Runs the session until redis-server shuts down. A panic (a bug) does
-    /// not end it: the session starts over from its channels and settings on
-    /// a fresh runtime, and a new connection resyncs every mirror.
-    fn serve_until_shutdown(mut self, runtime: tokio::runtime::Runtime) {
-        let mut runtime = Some(runtime);
-        loop {
-            let rt = match runtime.take().map_or_else(self::runtime, Ok) {
-                Ok(rt) => rt,
-                Err(e) => {
-                    STATUS.set_state(SessionState::Closed);
-                    return log::warning(&format!("{e}; the session thread stops"));
-                }
-            };
-            if guard::catch("the session thread", || rt.block_on(self.run())).is_some() {
-                return;
-            }
-            // The session went with the runtime, and its locks with it.
-            drop(rt);
-            self.locks_session_over();
-            STATUS.set_state(SessionState::Connecting);
-            self = Session::new(self.control, self.updates, self.settings);
-            std::thread::sleep(Duration::from_secs(1));
         }
     }
 
@@ -356,6 +338,51 @@ impl Session {
 
     fn mirror_of(&self, p: &str) -> Option<&MirrorSpec> {
         self.settings.mirrors.iter().find(|m| path::is_within(p, &m.root))
+    }
+}
+
+/// Runs the session, and the failsafe's task beside it, until redis-server
+/// shuts down. A panic (a bug) does not end them: they start over from
+/// their channels and settings on a fresh runtime, and a new connection
+/// resyncs every mirror (the grants this member gave are forgotten, which
+/// the failsafe rules take as a process start).
+fn serve_until_shutdown(
+    control: UnboundedReceiver<Control>,
+    mut failsafe_inputs: UnboundedReceiver<failsafe::Input>,
+    updates: crossbeam_channel::Sender<Update>,
+    settings: Settings,
+    runtime: tokio::runtime::Runtime,
+) {
+    let (shared, mut failsafe) = Shared::new();
+    let mut session = Session::new(control, updates, settings, shared);
+    let mut runtime = Some(runtime);
+    loop {
+        let rt = match runtime.take().map_or_else(self::runtime, Ok) {
+            Ok(rt) => rt,
+            Err(e) => {
+                STATUS.set_state(SessionState::Closed);
+                return log::warning(&format!("{e}; the session thread stops"));
+            }
+        };
+        let served = guard::catch("the session thread", || {
+            rt.block_on(async {
+                tokio::select! {
+                    () = session.run() => {}
+                    () = failsafe.serve(&mut failsafe_inputs) => {}
+                }
+            })
+        });
+        if served.is_some() {
+            return;
+        }
+        // The session went with the runtime, and its locks with it.
+        drop(rt);
+        session.locks_session_over();
+        STATUS.set_state(SessionState::Connecting);
+        let (shared, server) = Shared::new();
+        failsafe = server;
+        session = Session::new(session.control, session.updates, session.settings, shared);
+        std::thread::sleep(Duration::from_secs(1));
     }
 }
 
