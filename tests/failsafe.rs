@@ -181,6 +181,17 @@ fn assert_discovery_names(g: &Group, master: usize) {
     }
 }
 
+/// Waits until no member of `alive` writes on grants any more (so
+/// ZooKeeper has the group's leader again: during failsafe the members keep
+/// naming the master, and `wait_converged` would see the old epoch), then
+/// until they converge.
+fn wait_settled(g: &Group, alive: &[usize]) -> (usize, i64) {
+    wait_until(Duration::from_secs(20), "every member off failsafe", || {
+        alive.iter().all(|&i| field(&g.members[i], "failsafe") != "active")
+    });
+    g.wait_converged(alive, Duration::from_secs(20))
+}
+
 /// The last history entry's reason.
 fn last_reason(zk: &Zk, group: &str) -> String {
     let client = ZkClient::connect(&zk.connect_string());
@@ -230,12 +241,9 @@ fn a_zookeeper_outage_does_not_stop_writes_nor_move_the_master() {
     assert_discovery_names(&g, master);
     let thawed = frozen.thaw();
 
-    let (after, after_epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(20));
+    let (after, after_epoch) = wait_settled(&g, &[0, 1, 2]);
     let converged = thawed.elapsed();
     assert_eq!(after, master, "the master moved: {}", g.describe(&[0, 1, 2]));
-    wait_until(SESSION_TIMEOUT * 2, "the master back on its ZooKeeper lease", || {
-        field(&g.members[master], "failsafe") == "standby"
-    });
     wait_writes(&writer, 500, "writes after the outage");
     let until = Instant::now();
     let acked = writer.stop();
@@ -297,10 +305,19 @@ fn a_master_cut_from_zookeeper_alone_never_makes_two_writers() {
         active |= field(&g.members[0], "failsafe") == "active";
         std::thread::sleep(Duration::from_millis(100));
     }
-    let during = g.describe(&[0, 1, 2]);
+    let during: Vec<String> = (0..3)
+        .map(|i| {
+            format!(
+                "member {i}: names {:?}, failsafe {}, granted_ms {}",
+                g.leader_seen_by(i),
+                field(&g.members[i], "failsafe"),
+                field(&g.members[i], "failsafe_granted_ms")
+            )
+        })
+        .collect();
     proxy.restore();
     let healed = Instant::now();
-    let (end, end_epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(20));
+    let (end, end_epoch) = wait_settled(&g, &[0, 1, 2]);
     let converged = healed.elapsed();
     wait_writes(&writer, 500, "writes after the heal");
     // A while longer, for a late second writer.
@@ -312,12 +329,17 @@ fn a_master_cut_from_zookeeper_alone_never_makes_two_writers() {
     println!(
         "master cut from ZooKeeper for {:?}: failsafe active {active}; master {master} -> {end}, epoch \
          {epoch} -> {end_epoch} ({}), converged {converged:?} after the heal; longest writer gap {gap:?}; \
-         {} acked\nduring the cut:{during}",
+         {} acked; at the end of the cut: {during:?}",
         SESSION_TIMEOUT * 4,
         last_reason(zk, &g.name),
         acked.len()
     );
     assert!(violations.is_empty(), "{violations:?}");
+    // Its replicas kept granting: it kept writing, and took its leadership
+    // back when ZooKeeper answered it again.
+    assert!(active, "the master never wrote on grants");
+    assert_eq!(end, master, "a needless failover");
+    assert!(gap <= Duration::from_secs(1), "the writer waited {gap:?}");
     g.wait_in_sync(end, &[0, 1, 2]);
     assert_no_acked_write_lost(&acked, counter(&g.members[end], "counter"));
 }
@@ -428,7 +450,7 @@ fn a_member_started_during_an_outage_never_becomes_master() {
     }
     let thawed = frozen.thaw();
 
-    let (after, after_epoch) = g.wait_converged(&all, Duration::from_secs(20));
+    let (after, after_epoch) = wait_settled(&g, &all);
     let converged = thawed.elapsed();
     assert_eq!(after, master, "the master moved: {}", g.describe(&all));
     // The new list names the late member too.
