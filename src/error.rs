@@ -126,6 +126,35 @@ mod tests {
         assert!(Error::BadArgs("wrong".into()).to_string().starts_with("ERR "));
     }
 
+    /// Every error reply the docs quote is the text the code gives.
+    #[test]
+    fn the_docs_quote_the_errors_as_given() {
+        let docs = [
+            ("README.md", include_str!("../README.md")),
+            ("docs/mirror.md", include_str!("../docs/mirror.md")),
+            ("docs/locks.md", include_str!("../docs/locks.md")),
+            ("docs/failover.md", include_str!("../docs/failover.md")),
+            ("docs/access.md", include_str!("../docs/access.md")),
+        ];
+        let quoted = [("docs/mirror.md", Error::BadVersion("/app/config/db".into()))];
+        for (doc, error) in &quoted {
+            let text = docs.iter().find(|(name, _)| name == doc).map_or("", |(_, text)| *text);
+            assert!(
+                text.contains(&format!("(error) {error}")),
+                "{doc} quotes {error} otherwise"
+            );
+        }
+        let lines = docs
+            .iter()
+            .flat_map(|(_, text)| text.lines())
+            .filter(|l| l.starts_with("(error) "));
+        assert_eq!(
+            lines.count(),
+            quoted.len(),
+            "an error quoted in the docs is not checked here"
+        );
+    }
+
     #[test]
     fn control_bytes_are_quoted() {
         let e = Error::BadArgs("bad '\0\r\n'".into()).to_string();

@@ -1,8 +1,8 @@
 //! zksync: a Redis module that makes a Redis server a ZooKeeper citizen.
 //!
 //! This file only wires the module into Redis: commands, configs, the INFO
-//! section, the start of the threads, the serverCron tick, the exit. See README.md
-//! for the architecture.
+//! section, the start of the threads, the serverCron tick, the exit. See
+//! docs/architecture.md for the architecture.
 
 // Every unsafe block says why it is sound.
 #![warn(clippy::undocumented_unsafe_blocks)]

@@ -267,3 +267,50 @@ pub enum Field {
     Int(i64),
     Text(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::latency::Hop;
+
+    /// `name` appears in `text` as a word of its own (not inside a longer name).
+    fn mentions(text: &str, name: &str) -> bool {
+        let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        text.match_indices(name).any(|(at, _)| {
+            let before = text[..at].chars().next_back();
+            let after = text[at + name.len()..].chars().next();
+            !before.is_some_and(is_name) && !after.is_some_and(is_name)
+        })
+    }
+
+    /// Every STATUS and INFO field the code gives, a group member's
+    /// included, is named in the docs, and INFO's latency fields by the
+    /// name Redis gives them (prefixed with the module's), with each hop.
+    #[test]
+    fn every_field_is_documented() {
+        let docs = [
+            include_str!("../docs/mirror.md"),
+            include_str!("../docs/load.md"),
+            include_str!("../docs/locks.md"),
+            include_str!("../docs/architecture.md"),
+        ]
+        .concat();
+        let status = Status::default();
+        status.set_member(Some(MemberOf {
+            group: "g".into(),
+            id: "127.0.0.1:6379".into(),
+        }));
+        let fencing = Fencing {
+            replica: false,
+            fenced: false,
+            failsafe: true,
+        };
+        for (name, _) in status.fields(fencing) {
+            assert!(mentions(&docs, name), "STATUS field {name} is not in the docs");
+        }
+        assert!(docs.contains("`zksync_latency_usec_<hop>:"));
+        for hop in Hop::ALL {
+            assert!(mentions(&docs, hop.name()), "hop {} is not in the docs", hop.name());
+        }
+    }
+}

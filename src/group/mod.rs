@@ -28,7 +28,7 @@ pub mod member;
 pub mod membership;
 pub mod rank;
 #[cfg(test)]
-mod sim;
+pub(crate) mod sim;
 pub mod switchover;
 pub mod view;
 

@@ -21,7 +21,8 @@
 //! and FoundationDB's simulation or TigerBeetle's VOPR (seeded faults,
 //! invariants after every step, replay by seed).
 
-mod rng;
+/// Also drives the other randomized tests (the index's trie).
+pub(crate) mod rng;
 mod shell;
 mod world;
 mod zk;

@@ -587,6 +587,94 @@ mod tests {
         assert_eq!((slots(&trie), trie.bytes()), (1, Trie::default().bytes()));
     }
 
+    /// Random inserts, removals and subtree removals, checked after every
+    /// step against a `BTreeMap` keyed by path components (whose order is
+    /// the walk's: a parent before its children, siblings by name). Names
+    /// share prefixes and sort around `/` to stress the child search.
+    #[test]
+    fn random_changes_match_a_btreemap() {
+        use crate::group::sim::rng::Rng;
+        use std::collections::BTreeMap;
+        const NAMES: [&str; 6] = ["a", "a-", "ab", "b", "b0", "abcde"];
+        let path_of = |names: &[&str]| format!("/{}", names.join("/"));
+        for seed in 0..40 {
+            let mut rng = Rng::new(seed);
+            let mut trie = Trie::default();
+            let mut model: BTreeMap<Vec<&str>, i64> = BTreeMap::new();
+            for step in 0..400 {
+                let depth = rng.between(1, 4) as usize;
+                let names: Vec<&str> = (0..depth).map(|_| *rng.pick(&NAMES)).collect();
+                let path = path_of(&names);
+                let at = format!("seed {seed} step {step} {path}");
+                match rng.between(0, 9) {
+                    0..=5 => {
+                        let mzxid = step as i64 + 1;
+                        let slot = trie.find_or_add(&path).expect("well-formed");
+                        trie.record(
+                            slot,
+                            &Stat {
+                                mzxid,
+                                ..crate::mirror::test_stat()
+                            },
+                        );
+                        model.insert(names, mzxid);
+                    }
+                    6..=8 => {
+                        let removed = trie.trail(&path).and_then(|trail| trie.remove(&trail));
+                        assert_eq!(removed.map(|s| s.mzxid), model.remove(&names), "{at}");
+                    }
+                    _ => {
+                        if let Some(trail) = trie.trail(&path) {
+                            trie.remove_subtree(&trail);
+                        }
+                        model.retain(|key, _| !key.starts_with(&names));
+                    }
+                }
+                check_against(&trie, &model, &at);
+                let after = Some(path.as_str()).filter(|_| rng.chance(50));
+                let limit = rng.between(1, 20) as usize;
+                let want: Vec<String> = model
+                    .keys()
+                    .map(|k| path_of(k))
+                    .filter(|p| after.is_none_or(|a| in_walk_order(p, a) == std::cmp::Ordering::Greater))
+                    .take(limit)
+                    .collect();
+                assert_eq!(trie.paths_below_after(ROOT, "/", after, limit), want, "{at}");
+            }
+        }
+    }
+
+    /// The order of the walk: by path components.
+    fn in_walk_order(a: &str, b: &str) -> std::cmp::Ordering {
+        a.split('/').cmp(b.split('/'))
+    }
+
+    fn check_against(trie: &Trie, model: &std::collections::BTreeMap<Vec<&str>, i64>, at: &str) {
+        assert_eq!(trie.len(), model.len(), "{at}");
+        assert_eq!(trie.child_list_bytes, recount_child_list_bytes(trie), "{at}");
+        let all: Vec<String> = model.keys().map(|k| format!("/{}", k.join("/"))).collect();
+        assert_eq!(trie.paths_below_after(ROOT, "/", None, usize::MAX), all, "{at}");
+        for (names, mzxid) in model {
+            let path = format!("/{}", names.join("/"));
+            let stat = trie.find(&path).and_then(|slot| trie.stat(slot));
+            assert_eq!(stat.map(|s| s.mzxid), Some(*mzxid), "{at}: {path}");
+            let parent = crate::path::parent(&path)
+                .and_then(|p| trie.find(p))
+                .expect("an ancestor is kept");
+            assert!(
+                trie.child_names(parent).contains(&names[names.len() - 1].to_string()),
+                "{at}"
+            );
+        }
+        // Nothing but `/`, mirrored znodes and their ancestors holds a slot.
+        let mut kept: std::collections::BTreeSet<Vec<&str>> = model
+            .keys()
+            .flat_map(|k| (0..=k.len()).map(|n| k[..n].to_vec()))
+            .collect();
+        kept.insert(Vec::new());
+        assert_eq!(slots(trie) - trie.free.len(), kept.len(), "{at}");
+    }
+
     #[test]
     fn allocations_round_up_to_jemalloc_size_classes() {
         for (asked, got) in [
