@@ -222,6 +222,17 @@ fn a_zookeeper_outage_does_not_stop_writes_nor_move_the_master() {
     for (i, m) in g.members.iter().enumerate() {
         assert_eq!(field(m, "failsafe"), "standby", "member {i}");
     }
+    // The internal command grants only the master a member follows, in its group.
+    let replica = &g.members[(master + 1) % 3];
+    let e = epoch.to_string();
+    for args in [
+        ["ZKSYNC.FAILSAFE", g.name.as_str(), "127.0.0.1:1", e.as_str()],
+        ["ZKSYNC.FAILSAFE", "another-group", g.id(master).as_str(), e.as_str()],
+    ] {
+        let refused = replica.try_cmd(&args);
+        assert!(refused.is_err(), "{args:?}: {refused:?}");
+    }
+    assert_eq!(field(replica, "failsafe_granted_ms"), "0");
     let on_master = watch(g.members[master].port());
     std::thread::sleep(Duration::from_millis(200));
 
