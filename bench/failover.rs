@@ -22,7 +22,7 @@ mod common;
 use common::sentinel_client::SentinelClient;
 use common::writer::{connect, counter_writer, longest_gap, lost_writes, Acked, Background};
 use common::*;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const TICK_MS: u64 = 200;
@@ -57,7 +57,40 @@ struct Cluster {
     /// The name a Sentinel client asks for: the group, or Sentinel's `m`.
     service: String,
     redis: Vec<Redis>,
-    sentinels: Vec<(u16, Guarded)>,
+    sentinels: Vec<Sentinel>,
+}
+
+/// One Sentinel process, which the outage event kills and starts again
+/// from the config it rewrote.
+struct Sentinel {
+    port: u16,
+    dir: std::path::PathBuf,
+    process: Mutex<Option<Guarded>>,
+}
+
+impl Sentinel {
+    fn start(&self) {
+        let args = vec![
+            self.dir.join("sentinel.conf").to_string_lossy().into_owned(),
+            "--sentinel".to_string(),
+        ];
+        let process = Guarded::spawn("redis-server", &args, &self.dir.join("sentinel.log"), Some(&self.dir));
+        *self.process.lock().unwrap() = Some(process);
+    }
+
+    /// SIGKILL; returns once it is gone.
+    fn kill(&self) {
+        if let Some(mut process) = self.process.lock().unwrap().take() {
+            process.kill();
+        }
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 fn query(port: u16, args: &[&str]) -> Option<redis::Value> {
@@ -102,9 +135,8 @@ impl Cluster {
             .map(|_| {
                 let port = free_port();
                 let dir = temp_dir("sentinel");
-                let conf = dir.join("sentinel.conf");
                 std::fs::write(
-                    &conf,
+                    dir.join("sentinel.conf"),
                     format!(
                         "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor m 127.0.0.1 {master} 2\n\
                          sentinel down-after-milliseconds m {timeout_ms}\nsentinel failover-timeout m 10000\n",
@@ -112,11 +144,13 @@ impl Cluster {
                     ),
                 )
                 .expect("write sentinel.conf");
-                let args = vec![conf.to_string_lossy().into_owned(), "--sentinel".to_string()];
-                (
+                let sentinel = Sentinel {
                     port,
-                    Guarded::spawn("redis-server", &args, &dir.join("sentinel.log"), Some(&dir)),
-                )
+                    dir,
+                    process: Mutex::new(None),
+                };
+                sentinel.start();
+                sentinel
             })
             .collect();
         Cluster {
@@ -138,7 +172,7 @@ impl Cluster {
                 }
             }
             System::Sentinel => {
-                let port = self.sentinels[via % self.sentinels.len()].0;
+                let port = self.sentinels[via % self.sentinels.len()].port;
                 match query(port, &["SENTINEL", "get-master-addr-by-name", "m"])? {
                     redis::Value::Array(items) if items.len() == 2 => text(&items[1]).parse().ok(),
                     _ => None,
@@ -151,7 +185,7 @@ impl Cluster {
     fn sentinel_ports(&self) -> Vec<u16> {
         match self.system {
             System::Zksync => self.redis.iter().map(Redis::port).collect(),
-            System::Sentinel => self.sentinels.iter().map(|(port, _)| *port).collect(),
+            System::Sentinel => self.sentinels.iter().map(|s| s.port).collect(),
         }
     }
 
@@ -187,15 +221,25 @@ impl Cluster {
     /// Sentinel knows the replicas and the other Sentinels.
     fn wait_ready(&self) -> u16 {
         let mut master = 0;
+        let deadline = Instant::now() + Duration::from_secs(29);
+        let describe = || {
+            let status: Vec<String> = self
+                .redis
+                .iter()
+                .map(|r| format!("{}: {:?}", r.port(), query(r.port(), &["ZKSYNC.STATUS"])))
+                .collect();
+            status.join("\n")
+        };
         wait_until(Duration::from_secs(30), "the group to be ready", || {
+            assert!(Instant::now() < deadline, "the group is not ready:\n{}", describe());
             let Some(port) = self.discover(0) else { return false };
             master = port;
             if !self.replicas_linked(port) || !self.replicas_hold_a_write(port) {
                 return false;
             }
-            self.sentinels.iter().all(|(p, _)| {
-                let replicas = query(*p, &["SENTINEL", "replicas", "m"]);
-                let others = query(*p, &["SENTINEL", "sentinels", "m"]);
+            self.sentinels.iter().all(|s| {
+                let replicas = query(s.port, &["SENTINEL", "replicas", "m"]);
+                let others = query(s.port, &["SENTINEL", "sentinels", "m"]);
                 matches!((replicas, others), (Some(redis::Value::Array(r)), Some(redis::Value::Array(s)))
                     if r.len() == 2 && s.len() == 2)
             })
@@ -206,7 +250,7 @@ impl Cluster {
     fn switchover(&self, master: u16) {
         let (port, args) = match self.system {
             System::Zksync => (master, vec!["ZKSYNC.FAILOVER"]),
-            System::Sentinel => (self.sentinels[0].0, vec!["SENTINEL", "FAILOVER", "m"]),
+            System::Sentinel => (self.sentinels[0].port, vec!["SENTINEL", "FAILOVER", "m"]),
         };
         let mut conn = connect(port).expect("connect");
         conn.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
@@ -275,6 +319,13 @@ fn run(system: System, client: Client, event: Event, timeout_ms: u64, zk: &str) 
         System::Sentinel => Cluster::sentinel(timeout_ms),
     });
     let master = cluster.wait_ready();
+    if system == System::Zksync {
+        // A group in service: with failsafe (the default) a member does not
+        // stand for one session timeout from its first step (it cannot know
+        // whether it granted before), which a group killed as it forms
+        // would wait out.
+        std::thread::sleep(Duration::from_millis(timeout_ms));
+    }
     let writer = Writer::start(&cluster, client);
     let count = |w: &Writer| w.count();
     wait_until(Duration::from_secs(10), "writes to flow", || count(&writer) > 2000);
@@ -318,6 +369,92 @@ fn run(system: System, client: Client, event: Event, timeout_ms: u64, zk: &str) 
     }
 }
 
+/// How long the coordination service is down in the outage row.
+const OUTAGE: Duration = Duration::from_secs(10);
+
+struct OutageOutcome {
+    /// The share of the outage's 100 ms slots in which a write was
+    /// acknowledged (robust to the machine's throughput noise, unlike
+    /// the rate of writes, printed too).
+    share: f64,
+    /// The longest gap between acknowledged writes from the outage on.
+    gap: Duration,
+    lost: i64,
+}
+
+/// Stops the coordination service for `OUTAGE`: every ZooKeeper server
+/// SIGSTOPped (a stalled ensemble: connections open and silent), or every
+/// Sentinel SIGKILLed (and started again from the config it rewrote). The
+/// master itself is untouched.
+fn run_outage(system: System, client: Client, ensemble: &Ensemble, timeout_ms: u64) -> OutageOutcome {
+    let cluster = Arc::new(match system {
+        System::Zksync => Cluster::zksync(&ensemble.connect_string(), timeout_ms),
+        System::Sentinel => Cluster::sentinel(timeout_ms),
+    });
+    cluster.wait_ready();
+    let writer = Writer::start(&cluster, client);
+    wait_until(Duration::from_secs(10), "writes to flow", || writer.count() > 2000);
+    let (before, base) = (Instant::now(), writer.count());
+    std::thread::sleep(Duration::from_secs(2));
+    let rate = (writer.count() - base) as f64 / before.elapsed().as_secs_f64();
+    let at = Instant::now();
+    let signal = |sig: i32| {
+        for i in 0..3 {
+            let pid = ensemble.pid(i).expect("ensemble member running") as i32;
+            // SAFETY: kill(2) on a JVM this bench started.
+            unsafe { libc::kill(pid, sig) };
+        }
+    };
+    match system {
+        System::Zksync => signal(libc::SIGSTOP),
+        System::Sentinel => cluster.sentinels.iter().for_each(Sentinel::kill),
+    }
+    std::thread::sleep(OUTAGE);
+    let end = Instant::now();
+    match system {
+        System::Zksync => signal(libc::SIGCONT),
+        System::Sentinel => cluster.sentinels.iter().for_each(Sentinel::start),
+    }
+    // Back to normal (zksync: its leadership taken back in ZooKeeper), and
+    // writes for a while after, for any late failover and its losses.
+    let thawed = Instant::now();
+    wait_until(Duration::from_secs(60), "every source to name a master again", || {
+        let named: Vec<Option<u16>> = (0..3).map(|n| cluster.discover(n)).collect();
+        named[0].is_some_and(|port| named.iter().all(|n| *n == Some(port)) && cluster.replicas_linked(port))
+    });
+    let ready_after = thawed.elapsed();
+    let resumed = writer.count();
+    std::thread::sleep(Duration::from_millis(timeout_ms * 2));
+    wait_until(Duration::from_secs(20), "writes after the outage", || {
+        writer.count() > resumed + 2000
+    });
+    let acked = writer.stop();
+    let during = acked.iter().filter(|(w, _)| *w >= at && *w < end).count();
+    let slots = (end.duration_since(at).as_millis() / 100) as usize;
+    let mut written = vec![false; slots];
+    for (w, _) in acked.iter().filter(|(w, _)| *w >= at) {
+        if let Some(slot) = written.get_mut((w.duration_since(at).as_millis() / 100) as usize) {
+            *slot = true;
+        }
+    }
+    let outcome = OutageOutcome {
+        share: written.iter().filter(|w| **w).count() as f64 / slots as f64,
+        gap: longest_gap(&acked, at),
+        lost: lost_writes(&acked),
+    };
+    eprintln!(
+        "  {}{} outage of {OUTAGE:?}: writes acknowledged in {:.1}% of its 100 ms slots, {during} in all \
+         ({:.0}% of the rate before), longest gap {:?}, lost {}; the group whole again {ready_after:?} after it",
+        if system == System::Zksync { "zksync" } else { "Sentinel" },
+        if client == Client::RedisPy { " (redis-py)" } else { "" },
+        outcome.share * 100.0,
+        during as f64 * 100.0 / (rate * end.duration_since(at).as_secs_f64()),
+        outcome.gap,
+        outcome.lost
+    );
+    outcome
+}
+
 /// `DEBUG SLEEP` on the master for `ms`, from a thread of its own.
 fn stall(master: u16, ms: u64) {
     let mut conn = connect(master).expect("connect");
@@ -356,7 +493,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only outage` (a substring of the rows' names): those rows alone.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_default();
     let runs = if quick { 1 } else { 3 };
     // ZooKeeper expires sessions on tick boundaries (timeout .. timeout +
     // tickTime): a short tick, as a deployment tuned for failover would use.
@@ -382,7 +527,11 @@ fn main() {
         (Event::Stall, 2000),
     ];
     for (event, timeout_ms) in events {
-        let mut row = format!("{:<28}", format!("{} T={}s", event.name(), timeout_ms / 1000));
+        let name = format!("{} T={}s", event.name(), timeout_ms / 1000);
+        if !name.contains(&only) {
+            continue;
+        }
+        let mut row = format!("{name:<28}");
         for (system, client) in configs {
             let outcomes: Vec<Outcome> = (0..runs).map(|_| run(system, client, event, timeout_ms, &zk)).collect();
             let outage = median(outcomes.iter().map(|o| o.outage.as_secs_f64() * 1000.0).collect());
@@ -390,5 +539,25 @@ fn main() {
             row += &format!(" {:>14.0} {:>6.0}", outage, lost);
         }
         println!("{row}   (outage ms, acknowledged writes lost)");
+    }
+    // zksync with failsafe (the default) against Sentinel with no Sentinel.
+    let name = format!("ZooKeeper outage {} s T=2s", OUTAGE.as_secs());
+    if name.contains(&only) {
+        let mut row = format!("{name:<28}");
+        let mut gaps = Vec::new();
+        for (system, client) in configs {
+            let outcomes: Vec<OutageOutcome> = (0..runs).map(|_| run_outage(system, client, &ensemble, 2000)).collect();
+            let share = median(outcomes.iter().map(|o| o.share * 100.0).collect());
+            let lost = median(outcomes.iter().map(|o| o.lost as f64).collect());
+            gaps.push(median(outcomes.iter().map(|o| o.gap.as_secs_f64() * 1000.0).collect()));
+            row += &format!(" {:>13.1}% {:>6.0}", share, lost);
+        }
+        println!("{row}   (% of the outage's 100 ms slots with a write acknowledged; acknowledged writes lost)");
+        let gaps: Vec<String> = gaps.iter().map(|g| format!("{g:.0}")).collect();
+        println!(
+            "{:<28} longest write gap from the outage on, ms: {}",
+            "",
+            gaps.join(" / ")
+        );
     }
 }

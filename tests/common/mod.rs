@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod curator;
+pub mod group;
 pub mod netns;
 pub mod proxy;
 pub mod sentinel_client;
@@ -447,6 +448,11 @@ impl Ensemble {
 
     pub fn client_port(&self, i: usize) -> u16 {
         self.client_ports[i]
+    }
+
+    /// Member i's java process, while running.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.processes.lock().unwrap()[i].as_ref().map(|p| p.pid())
     }
 
     pub fn kill(&self, i: usize) {
