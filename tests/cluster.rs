@@ -104,30 +104,13 @@ fn keys_on_masters(nodes: &[&Redis], root: &str) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn wait_masters_mirror(nodes: &[&Redis], zk: &ZkClient, root: &str) {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let want = zk.tree(root);
-        let have = keys_on_masters(nodes, root);
-        if want == have {
-            return;
-        }
-        if Instant::now() > deadline {
-            let missing: Vec<_> = want.keys().filter(|k| !have.contains_key(*k)).take(10).collect();
-            let extra: Vec<_> = have.keys().filter(|k| !want.contains_key(*k)).take(10).collect();
-            let different: Vec<_> = want
-                .iter()
-                .filter(|(k, v)| have.get(*k).is_some_and(|h| h != *v))
-                .map(|(k, _)| k)
-                .take(10)
-                .collect();
-            panic!(
-                "masters' keys differ from ZooKeeper: {} znodes, {} keys\n missing {missing:?}\n extra {extra:?}\n different {different:?}",
-                want.len(),
-                have.len()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_tree_equals(
+        zk,
+        root,
+        SETTLE,
+        || keys_on_masters(nodes, root),
+        || "the masters' keys".to_string(),
+    );
 }
 
 /// Every replica's dataset equals its master's.

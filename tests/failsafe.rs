@@ -299,14 +299,15 @@ fn a_master_cut_from_zookeeper_alone_never_makes_two_writers() {
             Group::member(&zk.connect_string(), &name, &[]),
         ],
     };
-    let (master, epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
+    let Loaded {
+        g,
+        master,
+        epoch,
+        writer,
+        prober,
+    } = load(g);
     assert_eq!(master, 0);
     wait_listed(&g, master);
-    g.members[master].cmd(&["SET", "warm-up", "1"]);
-    g.wait_in_sync(master, &[0, 1, 2]);
-    let writer = writer(&g, "counter");
-    let prober = prober(&g);
-    wait_until(Duration::from_secs(5), "writes to flow", || count(&writer) > 200);
 
     let cut = Instant::now();
     proxy.blackhole();
@@ -364,14 +365,15 @@ fn a_replica_cut_from_zookeeper_leaves_the_master_alone() {
     g.wait_converged(&[0, 1], Duration::from_secs(15));
     // The third member, behind the proxy, joins as a replica.
     g.members.push(Group::member(&proxy.addr(), &g.name, &[]));
-    let (master, epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
+    let Loaded {
+        g,
+        master,
+        epoch,
+        writer,
+        prober,
+    } = load(g);
     assert!(master < 2);
     wait_listed(&g, master);
-    g.members[master].cmd(&["SET", "warm-up", "1"]);
-    g.wait_in_sync(master, &[0, 1, 2]);
-    let writer = writer(&g, "counter");
-    let prober = prober(&g);
-    wait_until(Duration::from_secs(5), "writes to flow", || count(&writer) > 200);
     let on_master = watch(g.members[master].port());
     std::thread::sleep(Duration::from_millis(200));
 

@@ -249,7 +249,12 @@ pub struct Loaded {
 /// A group of three named `name` on the ZooKeeper at `zk`, converged, its
 /// replicas in sync, the writer and the prober running.
 pub fn loaded_on(name: &str, zk: &str, extra: &[(&str, &str)]) -> Loaded {
-    let g = Group::start(name, zk, 3, extra);
+    load(Group::start(name, zk, 3, extra))
+}
+
+/// `g`, a group of three, converged, its replicas in sync, with the writer
+/// and the prober running.
+pub fn load(g: Group) -> Loaded {
     let (master, epoch) = g.wait_converged(&[0, 1, 2], Duration::from_secs(15));
     // A replica whose link is up may still wait for its master to start
     // streaming (after its first acknowledgement): one write through first.

@@ -1018,10 +1018,33 @@ pub fn show(bytes: &[u8]) -> String {
 /// Polls until the keyspace mirrors ZooKeeper's subtree at `root` exactly;
 /// panics with the difference.
 pub fn wait_mirror_equals(redis: &Redis, zk: &ZkClient, root: &str, prefix: &str, timeout: Duration) {
+    wait_tree_equals(
+        zk,
+        root,
+        timeout,
+        || mirror_keys(redis, prefix, root),
+        || {
+            format!(
+                "mirror of {root} (prefix {prefix}), redis log tail:\n{}",
+                redis.log_tail()
+            )
+        },
+    );
+}
+
+/// Polls until `have` (paths and values, read from Redis) equals
+/// ZooKeeper's subtree at `root`; panics with the difference and `what`.
+pub fn wait_tree_equals(
+    zk: &ZkClient,
+    root: &str,
+    timeout: Duration,
+    mut have: impl FnMut() -> BTreeMap<String, Vec<u8>>,
+    what: impl FnOnce() -> String,
+) {
     let deadline = Instant::now() + timeout;
     loop {
         let want = zk.tree(root);
-        let have = mirror_keys(redis, prefix, root);
+        let have = have();
         if want == have {
             return;
         }
@@ -1037,12 +1060,11 @@ pub fn wait_mirror_equals(redis: &Redis, zk: &ZkClient, root: &str, prefix: &str
                 .take(10)
                 .collect();
             panic!(
-                "mirror of {root} (prefix {prefix}) differs from ZooKeeper after {timeout:?}: \
-                 {} znodes, {} keys\n  missing: {missing:?}\n  extra: {extra:?}\n  different: {different:#?}\n\
-                 redis log tail:\n{}",
+                "{} differs from ZooKeeper after {timeout:?}: {} znodes, {} keys\n  missing: {missing:?}\n  \
+                 extra: {extra:?}\n  different: {different:#?}",
+                what(),
                 want.len(),
                 have.len(),
-                redis.log_tail()
             );
         }
         std::thread::sleep(Duration::from_millis(50));
