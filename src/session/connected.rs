@@ -103,7 +103,7 @@ impl Session {
                     }
                     self.locks_tick(client).await;
                 }
-                _ = retry_timer.tick(), if !self.retry.is_empty() => self.retry_mirrors(client).await,
+                _ = retry_timer.tick(), if !self.retry.is_empty() => self.retry_mirrors(client, watches).await,
             }
         }
     }

@@ -51,10 +51,22 @@ impl Drop for Watches {
 }
 
 impl Session {
-    pub(super) async fn retry_mirrors(&mut self, client: &Client) {
+    /// Retries what failed: a watch that could not be added (a mirror's or
+    /// the group's directory: without it, changes there would go unseen until
+    /// the next reconnect), then the mirror's read, or the group's.
+    pub(super) async fn retry_mirrors(&mut self, client: &Client, watches: &mut Watches) {
         for root in std::mem::take(&mut self.retry) {
+            if !watches.tasks.contains_key(&root) {
+                self.watch(client, &root, watches).await;
+                if !watches.tasks.contains_key(&root) {
+                    continue;
+                }
+            }
             if let Some(spec) = self.settings.mirrors.iter().find(|m| m.root == root).cloned() {
                 self.resync(client, &spec).await;
+            } else if self.group_root().as_ref() == Some(&root) {
+                self.read_group(client).await;
+                self.settle(client).await;
             }
         }
     }
@@ -70,7 +82,9 @@ impl Session {
             .filter(|spec| !self.settings.mirrors.contains(spec))
             .cloned()
             .collect();
-        self.retry.retain(|root| mirrors.iter().any(|m| &m.root == root));
+        let group_root = self.group_root();
+        self.retry
+            .retain(|root| mirrors.iter().any(|m| &m.root == root) || group_root.as_ref() == Some(root));
         added
     }
 
@@ -119,7 +133,11 @@ impl Session {
                 }
             }
             Err(e) => {
-                log::warning(&format!("cannot watch {root}: {e}"));
+                log::warning(&format!("cannot watch {root}: {e} (retrying)"));
+                // A watch of an earlier connection sees nothing more: forgotten, so the retry adds it.
+                if let Some(old) = watches.tasks.remove(root) {
+                    old.abort();
+                }
                 self.retry.insert(root.to_string());
             }
         }
