@@ -319,13 +319,6 @@ fn run(system: System, client: Client, event: Event, timeout_ms: u64, zk: &str) 
         System::Sentinel => Cluster::sentinel(timeout_ms),
     });
     let master = cluster.wait_ready();
-    if system == System::Zksync {
-        // A group in service: with failsafe (the default) a member does not
-        // stand for one session timeout from its first step (it cannot know
-        // whether it granted before), which a group killed as it forms
-        // would wait out.
-        std::thread::sleep(Duration::from_millis(timeout_ms));
-    }
     let writer = Writer::start(&cluster, client);
     let count = |w: &Writer| w.count();
     wait_until(Duration::from_secs(10), "writes to flow", || count(&writer) > 2000);

@@ -3,7 +3,8 @@
 //! master. Every member of a group reaches every other as a replica may, so
 //! they hold for failsafe's grants too.
 
-use redis_module::{Context, RedisValue};
+use super::config;
+use redis_module::Context;
 use std::cell::RefCell;
 
 /// `masteruser` (if set) and `masterauth`. Never printed.
@@ -56,19 +57,6 @@ pub fn grant_user(ctx: &Context) -> String {
     config(ctx, "masteruser")
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| "default".to_string())
-}
-
-/// A config's value by CONFIG GET (main thread, or under the Redis lock).
-fn config(ctx: &Context, name: &str) -> Option<String> {
-    let Ok(RedisValue::Array(pair)) = ctx.call("CONFIG", &["GET", name]) else {
-        return None;
-    };
-    match pair.get(1)? {
-        RedisValue::SimpleString(s) | RedisValue::BulkString(s) => Some(s.clone()),
-        RedisValue::BulkRedisString(s) => Some(s.to_string_lossy()),
-        RedisValue::StringBuffer(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

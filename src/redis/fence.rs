@@ -154,12 +154,7 @@ pub fn learn_write_commands(ctx: &Context) {
 /// One COMMAND entry: `[name, arity, flags, ..., subcommands]`.
 fn collect_writes(entry: &RedisValue, container: Option<&str>, names: &mut HashSet<Vec<u8>>) {
     let RedisValue::Array(fields) = entry else { return };
-    let text = |v: &RedisValue| match v {
-        RedisValue::SimpleString(s) | RedisValue::BulkString(s) => Some(s.to_ascii_lowercase()),
-        RedisValue::BulkRedisString(s) => Some(s.to_string_lossy().to_ascii_lowercase()),
-        RedisValue::StringBuffer(b) => Some(String::from_utf8_lossy(b).to_ascii_lowercase()),
-        _ => None,
-    };
+    let text = |v: &RedisValue| super::text(v).map(|s| s.to_ascii_lowercase());
     let Some(name) = fields.first().and_then(text) else {
         return;
     };

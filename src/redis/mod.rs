@@ -17,7 +17,7 @@ mod turns;
 use crate::lease::Stamp;
 use crate::mirror::index::Index;
 use once_cell::sync::Lazy;
-use redis_module::RedisGILGuard;
+use redis_module::{Context, RedisGILGuard, RedisValue};
 
 /// The index of mirrored znodes: written by the apply thread, read by
 /// ZKSYNC.STAT and LS, both under the Redis lock.
@@ -26,3 +26,21 @@ pub static INDEX: Lazy<RedisGILGuard<Index>> = Lazy::new(|| RedisGILGuard::new(I
 /// The main thread's heartbeat, stamped at every serverCron: the session
 /// thread finds a stalled main thread by its age (`group::detection`).
 pub static HEARTBEAT: Stamp = Stamp::never();
+
+/// A reply's text, for each kind a string comes as.
+pub fn text(value: &RedisValue) -> Option<String> {
+    match value {
+        RedisValue::SimpleString(s) | RedisValue::BulkString(s) => Some(s.clone()),
+        RedisValue::BulkRedisString(s) => Some(s.to_string_lossy()),
+        RedisValue::StringBuffer(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
+    }
+}
+
+/// A config's value by CONFIG GET (main thread, or under the Redis lock).
+pub fn config(ctx: &Context, name: &str) -> Option<String> {
+    match ctx.call("CONFIG", &["GET", name]) {
+        Ok(RedisValue::Array(pair)) => pair.get(1).and_then(text),
+        _ => None,
+    }
+}

@@ -2,7 +2,7 @@
 //! the main thread (every `zksync.load-interval`) or the role thread.
 
 use crate::group::load::{Cpu, CpuMeter, CpuTime, Figures, Role, Sample};
-use redis_module::{Context, ContextFlags, RedisValue};
+use redis_module::{Context, ContextFlags};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -71,13 +71,7 @@ fn sample(ctx: &Context, cpu: Option<Cpu>) -> Sample {
     }
 }
 fn replica_priority(ctx: &Context) -> i64 {
-    match ctx.call("CONFIG", &["GET", "replica-priority"]) {
-        Ok(RedisValue::Array(pair)) => match pair.get(1) {
-            Some(RedisValue::SimpleString(v)) | Some(RedisValue::BulkString(v)) => v.parse().unwrap_or(100),
-            Some(RedisValue::BulkRedisString(v)) => v.to_string_lossy().parse().unwrap_or(100),
-            Some(RedisValue::StringBuffer(v)) => String::from_utf8_lossy(v).parse().unwrap_or(100),
-            _ => 100,
-        },
-        _ => 100,
-    }
+    super::config(ctx, "replica-priority")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
 }
