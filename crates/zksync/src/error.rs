@@ -149,11 +149,11 @@ mod tests {
     #[test]
     fn the_docs_quote_the_errors_as_given() {
         let docs = [
-            ("README.md", include_str!("../README.md")),
-            ("docs/mirror.md", include_str!("../docs/mirror.md")),
-            ("docs/locks.md", include_str!("../docs/locks.md")),
-            ("docs/failover.md", include_str!("../docs/failover.md")),
-            ("docs/access.md", include_str!("../docs/access.md")),
+            ("README.md", include_str!("../../../README.md")),
+            ("docs/mirror.md", include_str!("../../../docs/mirror.md")),
+            ("docs/locks.md", include_str!("../../../docs/locks.md")),
+            ("docs/failover.md", include_str!("../../../docs/failover.md")),
+            ("docs/access.md", include_str!("../../../docs/access.md")),
         ];
         let quoted = [("docs/mirror.md", Error::BadVersion("/app/config/db".into()))];
         for (doc, error) in &quoted {

@@ -298,10 +298,10 @@ mod tests {
     #[test]
     fn every_field_is_documented() {
         let docs = [
-            include_str!("../docs/mirror.md"),
-            include_str!("../docs/load.md"),
-            include_str!("../docs/locks.md"),
-            include_str!("../docs/architecture.md"),
+            include_str!("../../../docs/mirror.md"),
+            include_str!("../../../docs/load.md"),
+            include_str!("../../../docs/locks.md"),
+            include_str!("../../../docs/architecture.md"),
         ]
         .concat();
         let status = Status::default();

@@ -1,0 +1,1 @@
+//! zksync's decisions, without Redis, ZooKeeper I/O or an async runtime.
