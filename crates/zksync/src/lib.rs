@@ -7,27 +7,20 @@
 // Every unsafe block says why it is sound.
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-mod access;
-mod cluster;
 mod commands;
 mod config;
-mod error;
 mod ffi;
-mod group;
 mod latency;
-mod lease;
-mod lock;
-mod mirror;
-mod path;
 mod redis;
-mod reply;
 mod secret;
 mod session;
+mod shared;
 mod status;
-mod text;
 mod tls;
 
-use config::{Settings, GROUP};
+use zksync_core::{access, cluster, error, group, lease, lock, mirror, path, reply, settings, snapshot, text};
+
+use config::GROUP;
 use redis_module::{redis_module, Context, ContextFlags, InfoContext, RedisResult, RedisString, Status};
 use session::Control;
 use std::cell::Cell;
@@ -86,7 +79,7 @@ static RUNNING: AtomicBool = AtomicBool::new(false);
 fn cron(ctx: &Context) {
     redis::HEARTBEAT.set(Instant::now());
     if !STARTED.swap(true, Ordering::Relaxed) {
-        match redis::apply::start().and_then(|updates| session::start(Settings::current(), updates)) {
+        match redis::apply::start().and_then(|updates| session::start(config::settings(), updates)) {
             Ok(()) => {
                 REPLICA.store(ctx.get_flags().contains(ContextFlags::SLAVE), Ordering::Relaxed);
                 close_session_at_exit();
@@ -117,9 +110,12 @@ fn deinit(_ctx: &Context) -> Status {
 /// commands check paths against the new roots.
 fn on_config_changed() {
     ffi::guard::catch("a config change", || {
-        access::refresh_roots();
-        mirror::stream::set(config::stream());
-        let settings = Settings::current();
+        shared::ROOTS.publish(config::roots());
+        match config::stream() {
+            Some(stream) => shared::STREAM.publish(stream),
+            None => shared::STREAM.clear(),
+        }
+        let settings = config::settings();
         redis::fence::set_active(settings.group.is_some());
         let _ = session::send(Control::Settings(settings));
     });

@@ -7,7 +7,8 @@
 //! command runs (SLOWLOG and MONITOR record the rewritten command), and the
 //! config's setter turns the placeholder back into the secret.
 
-use crate::config::{self, Auth};
+use crate::config;
+use crate::settings::{self, Auth};
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
@@ -114,7 +115,7 @@ pub fn auth_in(contents: &[u8]) -> Result<Auth, String> {
     if line.chars().any(char::is_control) {
         return Err("its first line holds control characters".into());
     }
-    match config::parse_auth(line) {
+    match settings::parse_auth(line) {
         Ok(Some(auth)) => Ok(auth),
         Ok(None) => Err("its first line is empty: it must be scheme:credentials".into()),
         Err(_) => Err("its first line must be scheme:credentials, e.g. digest:user:secret".into()),

@@ -195,14 +195,14 @@ impl Status {
                 Field::Int((self.lock_held_ns.load(Ordering::Relaxed) / 1000) as i64),
             ),
         ];
-        let locks = crate::lock::table();
+        let locks = crate::shared::locks();
         let counts = locks.counts();
         fields.push(("locks_held", Field::Int(locks.held() as i64)));
         fields.push(("lock_waiters", Field::Int(locks.waiting() as i64)));
         fields.push(("lock_acquisitions", Field::Int(counts.acquisitions as i64)));
         fields.push(("lock_losses", Field::Int(counts.losses as i64)));
         drop(locks);
-        if crate::cluster::enabled() {
+        if crate::redis::cluster::enabled() {
             fields.push(("cluster_slots", int(&self.cluster_slots)));
             fields.push(("cluster_keys", int(&self.cluster_keys)));
         }

@@ -2,6 +2,7 @@
 //! again at each connection, so a renewed certificate is picked up at the
 //! next one), and the names the server's certificate is verified against.
 
+use crate::settings::TlsFiles;
 use rustls_pemfile::Item;
 use rustls_pki_types::ServerName;
 
@@ -54,34 +55,23 @@ pub fn ca_needed(tls: bool, ca: &str) -> Result<(), String> {
     }
 }
 
-/// The files of a TLS connection, as configured.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub ca: String,
-    /// The client certificate and key; empty for none.
-    pub cert: String,
-    pub key: String,
-}
-
 /// What a connection needs, read from `TlsFiles`.
 pub struct TlsPem {
     pub ca: String,
     pub identity: Option<(String, String)>,
 }
 
-impl TlsFiles {
-    /// Reads the files; the certificate and key go together.
-    pub fn read(&self) -> Result<TlsPem, String> {
-        let ca = read("tls-ca-cert-file", &self.ca, Pem::Certificates)?;
-        let identity = match identity(&self.cert, &self.key)? {
-            None => None,
-            Some((cert, key)) => Some((
-                read("tls-cert-file", cert, Pem::Certificates)?,
-                read("tls-key-file", key, Pem::PrivateKey)?,
-            )),
-        };
-        Ok(TlsPem { ca, identity })
-    }
+/// Reads the files; the certificate and key go together.
+pub fn read_files(files: &TlsFiles) -> Result<TlsPem, String> {
+    let ca = read("tls-ca-cert-file", &files.ca, Pem::Certificates)?;
+    let identity = match identity(&files.cert, &files.key)? {
+        None => None,
+        Some((cert, key)) => Some((
+            read("tls-cert-file", cert, Pem::Certificates)?,
+            read("tls-key-file", key, Pem::PrivateKey)?,
+        )),
+    };
+    Ok(TlsPem { ca, identity })
 }
 
 /// The client certificate and key files: both, or neither.

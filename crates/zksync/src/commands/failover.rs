@@ -3,11 +3,12 @@
 use super::block;
 use crate::config::GROUP;
 use crate::error::Error;
+use crate::ffi::reply::{self, CommandResult};
 use crate::group::switchover::Request;
 use crate::reply::Reply;
 use crate::session::{self, Control};
 use crate::status::{SessionState, STATUS};
-use redis_module::{Context, RedisResult, RedisString, RedisValue};
+use redis_module::{Context, RedisString, RedisValue};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -15,12 +16,12 @@ const DEFAULT_TIMEOUT_MS: u64 = 5000;
 
 /// `[id, host:port, epoch]` of the group's master as this member last read
 /// it, or nil (also while this member cannot vouch for it).
-pub fn leader(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+pub fn leader(_ctx: &Context, args: Vec<RedisString>) -> CommandResult {
     if args.len() != 1 {
-        return Err(Error::BadArgs("syntax: ZKSYNC.LEADER".into()).into());
+        return Err(Error::BadArgs("syntax: ZKSYNC.LEADER".into()));
     }
     if GROUP.get().is_empty() {
-        return Err(Error::NoGroup.into());
+        return Err(Error::NoGroup);
     }
     // A member cut from ZooKeeper, or a fenced master, names no one.
     let reply = match super::sentinel::leader() {
@@ -31,7 +32,7 @@ pub fn leader(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         ]),
         None => Reply::Nil,
     };
-    reply.into_result()
+    reply::result(reply)
 }
 
 fn parse(args: &[RedisString]) -> Result<Request, Error> {
@@ -70,13 +71,13 @@ fn parse(args: &[RedisString]) -> Result<Request, Error> {
 }
 
 /// Answers once the new master accepts writes, or with an error once everything is rolled back.
-pub fn failover(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+pub fn failover(ctx: &Context, args: Vec<RedisString>) -> CommandResult {
     let request = parse(&args[1..])?;
     if GROUP.get().is_empty() {
-        return Err(Error::NoGroup.into());
+        return Err(Error::NoGroup);
     }
     if STATUS.state() != SessionState::Connected {
-        return Err(Error::ZkDown(STATUS.state().name().into()).into());
+        return Err(Error::ZkDown(STATUS.state().name().into()));
     }
     // The session thread answers at the deadline (extended once by a session
     // timeout if the leadership moved just then); this bound comes after.

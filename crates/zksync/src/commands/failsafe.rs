@@ -9,10 +9,11 @@ use crate::access::Denied;
 use crate::config::GROUP;
 use crate::error::Error;
 use crate::ffi::acl;
+use crate::ffi::reply::CommandResult;
 use crate::group::failsafe::Ask;
 use crate::redis::credentials;
 use crate::session::failsafe::{self, Input};
-use redis_module::{Context, RedisResult, RedisString, RedisValue};
+use redis_module::{Context, RedisString, RedisValue};
 use std::time::Duration;
 
 /// The grant is given or refused at once; this bounds a stuck session thread.
@@ -43,7 +44,7 @@ fn parse(args: &[&[u8]]) -> Result<Request, Error> {
     })
 }
 
-pub fn failsafe(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+pub fn failsafe(ctx: &Context, args: Vec<RedisString>) -> CommandResult {
     let words: Vec<&[u8]> = args[1..].iter().map(RedisString::as_slice).collect();
     let request = parse(&words)?;
     let expected = credentials::grant_user(ctx);
@@ -51,12 +52,14 @@ pub fn failsafe(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(Error::NoPerm(Denied::Internal {
             command: "ZKSYNC.FAILSAFE",
             user: expected,
-        })
-        .into());
+        }));
     }
     let group = GROUP.get();
     if group.is_empty() || request.group != group {
-        return Err(Error::Refused(format!("this server is not a member of group '{}'", request.group)).into());
+        return Err(Error::Refused(format!(
+            "this server is not a member of group '{}'",
+            request.group
+        )));
     }
     let pending = block(ctx, ANSWER_WITHIN)?;
     failsafe::send(Input::Asked(request.ask, pending));

@@ -3,16 +3,18 @@
 use super::block;
 use crate::config::{self, GROUP};
 use crate::error::Error;
+use crate::ffi::reply::{self, CommandResult};
 use crate::group::load::{Role, HEARTBEAT};
-use crate::group::view::{self, Row};
+use crate::group::view::Row;
 use crate::reply::Reply;
 use crate::session::{self, Control};
+use crate::shared;
 use crate::status::STATUS;
-use redis_module::{Context, RedisResult, RedisString, RedisValue};
+use redis_module::{Context, RedisString, RedisValue};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub fn load(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+pub fn load(ctx: &Context, args: Vec<RedisString>) -> CommandResult {
     let words: Vec<String> = args[1..].iter().map(|a| a.to_string_lossy().to_uppercase()).collect();
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     match words.as_slice() {
@@ -21,7 +23,9 @@ pub fn load(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         [] => table(),
         ["PICK"] => pick(None),
         ["PICK", role] => pick(parse_role(role)?),
-        _ => Err(Error::BadArgs("syntax: ZKSYNC.LOAD [PICK [MASTER|REPLICA|ANY] | ZK]".into()).into()),
+        _ => Err(Error::BadArgs(
+            "syntax: ZKSYNC.LOAD [PICK [MASTER|REPLICA|ANY] | ZK]".into(),
+        )),
     }
 }
 
@@ -51,11 +55,11 @@ pub(super) fn freshness() -> Result<(i64, i64), Error> {
     Ok((now, stale_after.as_millis() as i64))
 }
 
-fn table() -> RedisResult {
+fn table() -> CommandResult {
     let (now, stale_after) = freshness()?;
-    let view = view::get();
+    let view = shared::VIEW.get_or_default();
     let rows = view.rows(now, stale_after).into_iter().map(row).collect();
-    Reply::Array(rows).into_result()
+    reply::result(Reply::Array(rows))
 }
 
 fn row(row: Row<'_>) -> Reply {
@@ -77,15 +81,15 @@ fn row(row: Row<'_>) -> Reply {
     ])
 }
 
-fn pick(role: Option<Role>) -> RedisResult {
+fn pick(role: Option<Role>) -> CommandResult {
     let (now, stale_after) = freshness()?;
-    Ok(match view::get().pick(role, now, stale_after) {
+    Ok(match shared::VIEW.get_or_default().pick(role, now, stale_after) {
         Some(addr) => RedisValue::BulkString(addr),
         None => RedisValue::Null,
     })
 }
 
-fn ask_servers(ctx: &Context) -> RedisResult {
+fn ask_servers(ctx: &Context) -> CommandResult {
     let pending = block(ctx, Duration::from_secs(5))?;
     // If the session thread is gone, dropping the request unblocks the client with ZKDOWN.
     let _ = session::send(Control::AskServers(pending));

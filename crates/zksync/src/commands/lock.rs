@@ -5,12 +5,14 @@ use super::{authorize, block, path_arg, refuse_in_transaction};
 use crate::access::Action;
 use crate::error::Error;
 use crate::ffi::clients;
+use crate::ffi::reply::{self, CommandResult};
 use crate::lock::table::Unlock;
-use crate::lock::{self, LockRequest, Token, VOUCHED};
+use crate::lock::{LockRequest, Token};
 use crate::reply::Reply;
 use crate::session::{self, Control};
+use crate::shared::{self, VOUCHED};
 use crate::status::{SessionState, STATUS};
-use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
+use redis_module::{Context, RedisString, RedisValue};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -19,28 +21,28 @@ const MAX_MS: u64 = 1_000_000_000_000;
 
 /// `ZKSYNC.LOCK path [TIMEOUT ms] [LEASE ms]`: the fencing token once held,
 /// nil on timeout. Blocks only the caller.
-pub fn lock(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+pub fn lock(ctx: &Context, args: Vec<RedisString>) -> CommandResult {
     let request = parse_lock(&args)?;
     refuse_in_transaction(ctx)?;
     authorize(ctx, &request.path, Action::Lock)?;
     if STATUS.state() != SessionState::Connected {
-        return Err(Error::ZkDown(STATUS.state().name().into()).into());
+        return Err(Error::ZkDown(STATUS.state().name().into()));
     }
     let client = clients::id(ctx).ok_or_else(|| Error::BadArgs("ZKSYNC.LOCK needs a client connection".into()))?;
-    let id = lock::table()
+    let id = shared::locks()
         .wait(&request.path, client, request.lease)
         .map_err(|_| Error::BadArgs(format!("this connection already holds the lock at {}", request.path)))?;
     clients::on_disconnect(ctx, client_gone);
     let pending = match block(ctx, Duration::ZERO) {
         Ok(pending) => pending,
         Err(e) => {
-            lock::table().give_up(id);
-            return Err(e.into());
+            shared::locks().give_up(id);
+            return Err(e);
         }
     };
     if !session::send(Control::Lock(id, request, pending)) {
         // The dropped request answered the client ZKDOWN.
-        lock::table().give_up(id);
+        shared::locks().give_up(id);
     }
     Ok(RedisValue::NoReply)
 }
@@ -90,9 +92,9 @@ fn millis(value: &RedisString, name: &str, min: u64) -> Result<Duration, Error> 
 }
 
 /// The `path token` arguments of UNLOCK and CHECK.
-fn path_and_token(args: &[RedisString]) -> Result<(String, Token), RedisError> {
+fn path_and_token(args: &[RedisString]) -> Result<(String, Token), Error> {
     let [_, path, token] = args else {
-        return Err(RedisError::WrongArity);
+        return Err(Error::WrongArity);
     };
     Ok((path_arg(path)?, token_arg(token)?))
 }
@@ -109,11 +111,11 @@ fn token_arg(arg: &RedisString) -> Result<Token, Error> {
 /// `ZKSYNC.UNLOCK path token`: 1 if released, 0 if that token does not
 /// hold it. 1 only for a lock this server can vouch for: an unvouched one
 /// waits for its znode's deletion to tell, at most the session timeout.
-pub fn unlock(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+pub fn unlock(ctx: &Context, args: Vec<RedisString>) -> CommandResult {
     let (path, token) = path_and_token(&args)?;
     authorize(ctx, &path, Action::Lock)?;
     let now = Instant::now();
-    let unlocked = lock::table().unlock(&path, token, now, VOUCHED.live(now));
+    let unlocked = shared::locks().unlock(&path, token, now, VOUCHED.live(now));
     match unlocked {
         Unlock::NotHeld => Ok(RedisValue::Integer(0)),
         Unlock::Released(znode) => {
@@ -143,23 +145,23 @@ pub fn unlock(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 
 /// `ZKSYNC.CHECK path token`: OK while this server can vouch that `token`
 /// holds the lock, else FENCED. From memory; allowed in scripts.
-pub fn check(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+pub fn check(ctx: &Context, args: Vec<RedisString>) -> CommandResult {
     let (path, token) = path_and_token(&args)?;
     authorize(ctx, &path, Action::Check)?;
     let now = Instant::now();
-    match lock::table().check(&path, token, now, VOUCHED.live(now)) {
+    match shared::locks().check(&path, token, now, VOUCHED.live(now)) {
         Ok(()) => Ok(RedisValue::SimpleStringStatic("OK")),
-        Err(fenced) => Err(Error::Fenced(fenced.to_string()).into()),
+        Err(fenced) => Err(Error::Fenced(fenced.to_string())),
     }
 }
 
 /// `ZKSYNC.LOCKS`: the locks held through this server.
-pub fn locks(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+pub fn locks(_ctx: &Context, args: Vec<RedisString>) -> CommandResult {
     if args.len() != 1 {
-        return Err(RedisError::WrongArity);
+        return Err(Error::WrongArity);
     }
     let now = Instant::now();
-    let listed = lock::table().list(now);
+    let listed = shared::locks().list(now);
     // As CHECK would answer: whether the session is confirmed right now.
     let vouched = VOUCHED.live(now);
     let rows = listed
@@ -178,12 +180,12 @@ pub fn locks(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             ])
         })
         .collect();
-    Reply::Array(rows).into_result()
+    reply::result(Reply::Array(rows))
 }
 
 /// A client disconnected: its locks are released, its waiters cancelled.
 fn client_gone(client: u64) {
-    let (znodes, waiters) = lock::table().client_gone(client);
+    let (znodes, waiters) = shared::locks().client_gone(client);
     if !znodes.is_empty() {
         session::send(Control::Release(znodes));
     }

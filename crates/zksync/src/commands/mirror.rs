@@ -4,17 +4,18 @@ use super::{authorize, path_arg, submit, version_arg};
 use crate::access::Action;
 use crate::error::Error;
 use crate::ffi::acl;
+use crate::ffi::reply::{self, CommandResult};
 use crate::redis::{cluster, INDEX};
 use crate::reply::Reply;
 use crate::session::Request;
-use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
+use redis_module::{Context, ContextFlags, RedisString, RedisValue};
 
 /// ZooKeeper refuses requests over jute.maxbuffer (1 MB); leave room for the path and header.
 const MAX_VALUE: usize = 1024 * 1024 - 1024;
 
-pub fn pull(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+pub fn pull(ctx: &Context, args: Vec<RedisString>) -> CommandResult {
     let [_, path] = args.as_slice() else {
-        return Err(RedisError::WrongArity);
+        return Err(Error::WrongArity);
     };
     let path = path_arg(path)?;
     let target = authorize(ctx, &path, Action::Pull)?;
@@ -34,9 +35,9 @@ fn master_only(ctx: &Context) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn push(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+pub fn push(ctx: &Context, args: Vec<RedisString>) -> CommandResult {
     let [_, path, value, rest @ ..] = args.as_slice() else {
-        return Err(RedisError::WrongArity);
+        return Err(Error::WrongArity);
     };
     let path = path_arg(path)?;
     let version = version_arg(rest)?;
@@ -48,8 +49,7 @@ pub fn push(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(Error::BadArgs(format!(
             "value of {} bytes exceeds ZooKeeper's znode limit of {MAX_VALUE} bytes",
             value.len()
-        ))
-        .into());
+        )));
     }
     submit(
         ctx,
@@ -61,9 +61,9 @@ pub fn push(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     )
 }
 
-pub fn delete(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+pub fn delete(ctx: &Context, args: Vec<RedisString>) -> CommandResult {
     let [_, path, rest @ ..] = args.as_slice() else {
-        return Err(RedisError::WrongArity);
+        return Err(Error::WrongArity);
     };
     let path = path_arg(path)?;
     let version = version_arg(rest)?;
@@ -73,9 +73,9 @@ pub fn delete(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     submit(ctx, Request::Delete { path, version })
 }
 
-pub fn stat(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+pub fn stat(ctx: &Context, args: Vec<RedisString>) -> CommandResult {
     let [_, path] = args.as_slice() else {
-        return Err(RedisError::WrongArity);
+        return Err(Error::WrongArity);
     };
     let path = path_arg(path)?;
     authorize(ctx, &path, Action::Stat)?;
@@ -95,12 +95,14 @@ pub fn stat(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         ("data_length", s.data_length as i64),
         ("num_children", s.num_children as i64),
     ];
-    Reply::Map(fields.into_iter().map(|(k, v)| (k, Reply::Integer(v))).collect()).into_result()
+    reply::result(Reply::Map(
+        fields.into_iter().map(|(k, v)| (k, Reply::Integer(v))).collect(),
+    ))
 }
 
-pub fn ls(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+pub fn ls(ctx: &Context, args: Vec<RedisString>) -> CommandResult {
     let [_, path] = args.as_slice() else {
-        return Err(RedisError::WrongArity);
+        return Err(Error::WrongArity);
     };
     let path = path_arg(path)?;
     authorize(ctx, &path, Action::Ls)?;

@@ -8,14 +8,16 @@ pub mod mirror;
 pub mod sentinel;
 pub mod status;
 
-use crate::access::{self, Action, Target};
+use crate::access::{Action, Target};
 use crate::error::Error;
 use crate::ffi::acl;
 use crate::ffi::blocked::Pending;
+use crate::ffi::reply::CommandResult;
 use crate::path;
 use crate::session::{self, Control, Request};
+use crate::shared;
 use crate::status::{SessionState, STATUS};
-use redis_module::{Context, ContextFlags, RedisResult, RedisString, RedisValue};
+use redis_module::{Context, ContextFlags, RedisString, RedisValue};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -32,7 +34,10 @@ fn path_arg(arg: &RedisString) -> Result<String, Error> {
 /// and reserved trees first, then the Redis ACL on the path's key (a
 /// refusal is logged in `ACL LOG`, as Redis logs its own).
 fn authorize(ctx: &Context, path: &str, action: Action) -> Result<Target, Error> {
-    let target = access::roots().check(path, action).map_err(Error::NoPerm)?;
+    let target = shared::ROOTS
+        .get_or_default()
+        .check(path, action)
+        .map_err(Error::NoPerm)?;
     if let Some(user) = acl::User::current(ctx) {
         user.require(ctx, &target.key(path), action.key_access())
             .map_err(Error::NoPerm)?;
@@ -54,10 +59,10 @@ fn version_arg(rest: &[RedisString]) -> Result<Option<i32>, Error> {
 }
 
 /// Hands `request` to the session thread and blocks the client until its reply.
-fn submit(ctx: &Context, request: Request) -> RedisResult {
+fn submit(ctx: &Context, request: Request) -> CommandResult {
     match STATUS.state() {
         SessionState::Connected | SessionState::AuthFailed => {}
-        state => return Err(Error::ZkDown(state.name().into()).into()),
+        state => return Err(Error::ZkDown(state.name().into())),
     }
     // The session thread bounds each request by the session timeout; this
     // margin lets its own answer arrive first.

@@ -7,20 +7,23 @@
 use super::load::freshness;
 use crate::config::GROUP;
 use crate::error::Error;
+use crate::ffi::reply::{self, CommandResult};
 use crate::group::discovery::{self, Fields, Group};
 use crate::group::leader::LeaderNode;
-use crate::group::view;
 use crate::redis::fence;
 use crate::reply::Reply;
+use crate::shared;
 use crate::status::{SessionState, STATUS};
-use redis_module::{Context, RedisResult, RedisString};
+use redis_module::{Context, RedisString};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-pub fn sentinel(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+pub fn sentinel(_ctx: &Context, args: Vec<RedisString>) -> CommandResult {
     let words: Vec<String> = args[1..].iter().map(|a| a.to_string_lossy()).collect();
     let Some(sub) = words.first() else {
-        return Err(Error::BadArgs("wrong number of arguments for 'sentinel' command".into()).into());
+        return Err(Error::BadArgs(
+            "wrong number of arguments for 'sentinel' command".into(),
+        ));
     };
     let name = words.get(1).map(String::as_str);
     let reply = match (sub.to_ascii_uppercase().as_str(), name, words.len()) {
@@ -42,11 +45,10 @@ pub fn sentinel(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         _ => {
             return Err(Error::BadArgs(format!(
                 "unknown subcommand or wrong number of arguments for '{sub}'. Try SENTINEL HELP."
-            ))
-            .into())
+            )))
         }
     };
-    reply.into_result()
+    reply::result(reply)
 }
 
 /// `describe(group)` if `name` is this server's group and it can vouch for
@@ -58,7 +60,7 @@ fn with_group(name: &str, describe: impl FnOnce(&Group) -> Reply) -> Option<Repl
     }
     let leader = leader()?;
     let (now, stale_after) = freshness().ok()?;
-    let view = view::get();
+    let view = shared::VIEW.get_or_default();
     let rows = view.rows(now, stale_after);
     let me = STATUS.member().map(|m| m.id);
     let described = Group {

@@ -1,15 +1,17 @@
 //! ZKSYNC.STATUS and the `zksync` INFO section.
 
 use crate::config::FAILSAFE;
+use crate::error::Error;
+use crate::ffi::reply::{self, CommandResult};
 use crate::latency::{Hop, HOPS};
 use crate::redis::fence;
 use crate::reply::Reply;
 use crate::status::{Fencing, Field, STATUS};
-use redis_module::{Context, InfoContext, RedisError, RedisResult, RedisString};
+use redis_module::{Context, InfoContext, RedisString};
 
-pub fn status(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+pub fn status(_ctx: &Context, args: Vec<RedisString>) -> CommandResult {
     if args.len() != 1 {
-        return Err(RedisError::WrongArity);
+        return Err(Error::WrongArity);
     }
     let fields = STATUS
         .fields(fencing())
@@ -22,7 +24,7 @@ pub fn status(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             (name, value)
         })
         .collect();
-    Reply::Map(fields).into_result()
+    reply::result(Reply::Map(fields))
 }
 
 /// INFO zksync. Redis names a module's default section after the module and

@@ -6,36 +6,9 @@ use super::{acl, guard};
 use crate::access::Denied;
 use crate::error::Error;
 use crate::reply::Reply;
-use redis_module::redisvalue::RedisValueKey;
-use redis_module::{raw, Context, RedisResult, RedisValue};
-use std::collections::BTreeMap;
+use redis_module::{raw, Context};
 use std::os::raw::{c_int, c_void};
 use std::time::Duration;
-
-impl Reply {
-    pub fn into_result(self) -> RedisResult {
-        match self {
-            Reply::Error(e) => Err(e.into()),
-            other => Ok(other.into_value()),
-        }
-    }
-
-    fn into_value(self) -> RedisValue {
-        match self {
-            Reply::Integer(i) => RedisValue::Integer(i),
-            Reply::Bulk(b) => RedisValue::StringBuffer(b),
-            Reply::Nil => RedisValue::Null,
-            Reply::Array(items) => RedisValue::Array(items.into_iter().map(Reply::into_value).collect()),
-            Reply::Map(fields) => RedisValue::OrderedMap(
-                fields
-                    .into_iter()
-                    .map(|(k, v)| (RedisValueKey::String(k.to_string()), v.into_value()))
-                    .collect::<BTreeMap<_, _>>(),
-            ),
-            Reply::Error(e) => RedisValue::SimpleString(e.to_string()),
-        }
-    }
-}
 
 /// A client blocked on a request to the session thread. Dropping it
 /// unblocks the client: with the reply given to `resolve`, else with ZKDOWN.
@@ -114,7 +87,7 @@ extern "C" fn on_reply(ctx: *mut raw::RedisModuleCtx, _argv: *mut *mut raw::Redi
         if let Reply::Error(Error::NoPerm(Denied::Key { key, .. })) = &reply {
             acl::log_refusal(&ctx, key);
         }
-        ctx.reply(reply.into_result());
+        ctx.reply(super::reply::redis_result(super::reply::result(reply)));
         raw::REDISMODULE_OK as c_int
     })
     .unwrap_or(raw::REDISMODULE_ERR as c_int)
@@ -126,7 +99,7 @@ extern "C" fn on_timeout(
     _argc: c_int,
 ) -> c_int {
     guard::catch("a blocked command's timeout", || {
-        Context::new(ctx).reply(Reply::Error(Error::Timeout).into_result());
+        Context::new(ctx).reply(Err(super::reply::error(Error::Timeout)));
         raw::REDISMODULE_OK as c_int
     })
     .unwrap_or(raw::REDISMODULE_ERR as c_int)

@@ -7,6 +7,7 @@
 //! daemonized server), and the caller answers an error or carries on.
 
 use super::log;
+use super::reply::{self, CommandResult};
 use redis_module::{Context, RedisError, RedisResult, RedisString};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
@@ -52,13 +53,14 @@ pub fn command(
     ctx: &Context,
     args: Vec<RedisString>,
     name: &str,
-    handler: fn(&Context, Vec<RedisString>) -> RedisResult,
+    handler: fn(&Context, Vec<RedisString>) -> CommandResult,
 ) -> RedisResult {
-    catch(name, || handler(ctx, args)).unwrap_or_else(|| {
-        Err(RedisError::String(format!(
+    match catch(name, || handler(ctx, args)) {
+        Some(result) => result.map_err(reply::error),
+        None => Err(RedisError::String(format!(
             "ERR internal error in {name}, see the Redis log; the server is unaffected"
-        )))
-    })
+        ))),
+    }
 }
 
 /// Wraps a command handler of `redis_module!` in `command`.

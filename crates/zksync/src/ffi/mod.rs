@@ -5,7 +5,8 @@
 //! have (`commands`), the configs as Redis registers
 //! and sees them (`config`), serverCron and exit (`events`), a command filter (`filter`), the key API writes and reads of the apply
 //! thread (`keyspace`), the Redis lock held from a thread of ours (`lock`),
-//! the one way to write to the Redis log (`log`), and the change stream's
+//! the one way to write to the Redis log (`log`), replies and errors as
+//! Redis takes them (`reply`), and the change stream's
 //! append (`stream`).
 
 pub mod acl;
@@ -19,4 +20,5 @@ pub mod guard;
 pub mod keyspace;
 pub mod lock;
 pub mod log;
+pub mod reply;
 pub mod stream;

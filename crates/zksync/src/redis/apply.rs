@@ -5,8 +5,6 @@
 use super::cluster::Placement;
 use super::{turns, INDEX};
 use crate::access::{Denied, KeyAccess};
-use crate::config::StreamSpec;
-use crate::config::{self, MirrorSpec};
 use crate::error::Error;
 use crate::ffi::blocked::Pending;
 use crate::ffi::keyspace::Written;
@@ -16,9 +14,12 @@ use crate::ffi::{acl, guard, keyspace, log};
 use crate::latency::{Hop, Timing, HOPS};
 use crate::mirror::index::Index;
 use crate::mirror::plan::{self, KeyWrite, Plan, Version};
-use crate::mirror::stream::{self, Entry};
+use crate::mirror::stream::Entry;
 use crate::mirror::{Node, Op};
 use crate::reply::Reply;
+use crate::settings::StreamSpec;
+use crate::settings::{self, MirrorSpec};
+use crate::shared;
 use crate::status::STATUS;
 use crossbeam_channel::{Receiver, Sender};
 use redis_module::{raw, CallOptionsBuilder, CallReply, CallResult, Context, ContextFlags};
@@ -334,7 +335,7 @@ impl Applier {
                 let user = acl::User::named(user);
                 for op in chunk {
                     let (Op::Upsert(Node { path, .. }) | Op::Verify(Node { path, .. }) | Op::Delete(path)) = op;
-                    let key = config::key(prefix, path);
+                    let key = settings::key(prefix, path);
                     if !user.as_ref().is_some_and(|u| u.may(&key, KeyAccess::Write)) {
                         return Err(Denied::Key {
                             key,
@@ -374,7 +375,7 @@ impl Applier {
                     Some(writer) => writer.as_ref().is_some_and(|u| u.may(key, KeyAccess::Write)),
                 };
                 let placement = Placement::now(ctx);
-                let stream = stream::current().filter(|s| placement.writes(ctx, &s.key));
+                let stream = shared::STREAM.get().filter(|s| placement.writes(ctx, &s.key));
                 for key in keys {
                     let swept = plan::sweeps(&key, prefix, root, |path| keep(index, path));
                     if swept && may_delete(&key) && placement.writes(ctx, &key) {
@@ -491,7 +492,7 @@ fn write(ctx: &Context, plan: Plan) -> usize {
         return 0;
     }
     let placement = Placement::now(ctx);
-    let stream = stream::current().filter(|s| placement.writes(ctx, &s.key));
+    let stream = shared::STREAM.get().filter(|s| placement.writes(ctx, &s.key));
     let stream = stream.as_deref();
     let mut repaired = 0;
     for write in plan.writes {

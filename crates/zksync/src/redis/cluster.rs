@@ -16,10 +16,16 @@ use std::time::Instant;
 /// Notes whether this server runs with `cluster-enabled yes` (fixed for
 /// the life of the process). Module load.
 pub fn detect(ctx: &Context) {
-    crate::cluster::set_enabled(ctx.get_flags().contains(ContextFlags::CLUSTER));
+    ENABLED.store(ctx.get_flags().contains(ContextFlags::CLUSTER), Ordering::Relaxed);
 }
 
-pub use crate::cluster::enabled;
+/// Set once at module load: the config setters, which Redis calls without
+/// a pointer of ours, read it (a group is refused in cluster mode).
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
 
 /// `CLUSTER NODES` parsed; `None` if it cannot be read. Main thread or
 /// under the lock.

@@ -15,10 +15,11 @@
 
 use crate::error::Error;
 use crate::ffi::filter;
+use crate::ffi::reply::CommandResult;
 use crate::group::election::{FailsafeLease, LeaseChange};
 use crate::lease::{self, Deadline};
 use once_cell::sync::Lazy;
-use redis_module::{Context, RedisResult, RedisString, RedisValue};
+use redis_module::{Context, RedisString, RedisValue};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -30,9 +31,9 @@ pub const FENCED_COMMAND: &str = "zksync.fenced";
 pub const FENCED_SYNC_COMMAND: &str = "zksync.fenced-sync";
 
 /// The master's lease on the leader znode.
-static LEASE: Deadline = Deadline::none();
+static LEASE: Lazy<Deadline> = Lazy::new(Deadline::none);
 /// The master's failsafe lease, on its members' grants.
-static FAILSAFE: Deadline = Deadline::none();
+static FAILSAFE: Lazy<Deadline> = Lazy::new(Deadline::none);
 /// Whether fencing applies: this server is in a group.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// Whether this server replicates from a master: exact while in a group,
@@ -208,17 +209,18 @@ fn replacement(name: &[u8], first: Option<&[u8]>) -> Option<&'static str> {
 }
 
 /// `zksync.fenced ...`: what a write on a fenced master becomes.
-pub fn refuse(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+pub fn refuse(_ctx: &Context, _args: Vec<RedisString>) -> CommandResult {
     Err(Error::ReadOnly(
         "this master may have lost its ZooKeeper lease (zksync fencing); retry on the group's master".into(),
-    )
-    .into())
+    ))
 }
 
 /// `zksync.fenced-sync ...`: what a replica's PSYNC or SYNC to a fenced
 /// master becomes.
-pub fn refuse_sync(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
-    Err(Error::NoMasterLink("this master is not the group's leader yet (zksync fencing); retry later".into()).into())
+pub fn refuse_sync(_ctx: &Context, _args: Vec<RedisString>) -> CommandResult {
+    Err(Error::NoMasterLink(
+        "this master is not the group's leader yet (zksync fencing); retry later".into(),
+    ))
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub static INDEX: Lazy<RedisGILGuard<Index>> = Lazy::new(|| RedisGILGuard::new(I
 
 /// The main thread's heartbeat, stamped at every serverCron: the session
 /// thread finds a stalled main thread by its age (`group::detection`).
-pub static HEARTBEAT: Stamp = Stamp::never();
+pub static HEARTBEAT: Lazy<Stamp> = Lazy::new(Stamp::never);
 
 /// A reply's text, for each kind a string comes as.
 pub fn text(value: &RedisValue) -> Option<String> {

@@ -5,11 +5,11 @@
 use super::liveness::Liveness;
 use super::mirrors::{drain, Watches};
 use super::{peer, Control, End, Session};
-use crate::config::Settings;
 use crate::ffi::log;
 use crate::group::election::Action;
 use crate::group::load::Sample;
 use crate::mirror::events::WatchEvent;
+use crate::settings::Settings;
 use crate::status::{SessionState, STATUS};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

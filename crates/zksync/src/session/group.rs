@@ -5,13 +5,14 @@
 //! lands in `group::view`, not in the keyspace.
 
 use super::Session;
-use crate::config::GroupSpec;
 use crate::ffi::log;
 use crate::group::layout::Layout;
 use crate::group::load::Sample;
 use crate::group::membership::{Entry, Own, Publication};
-use crate::group::view::{self, View};
+use crate::group::view::View;
 use crate::session::read;
+use crate::settings::GroupSpec;
+use crate::shared;
 use crate::status::{MemberOf, STATUS};
 use std::time::{Duration, Instant};
 use zookeeper_client::{Client, CreateMode, Error as ZkError};
@@ -49,7 +50,7 @@ impl Session {
     /// the table is read, the member znode is written, the leadership read.
     pub(super) async fn join(&mut self, client: &Client) {
         let Some(layout) = self.layout() else {
-            view::set(View::default());
+            shared::VIEW.publish(View::default());
             return;
         };
         let options = CreateMode::Persistent.with_acls(self.acls());
@@ -116,7 +117,7 @@ impl Session {
         }
         self.table.clear();
         self.members.clear();
-        view::set(View::default());
+        shared::VIEW.publish(View::default());
         STATUS.set_member(None);
     }
 
@@ -261,12 +262,12 @@ impl Session {
             log::warning(&warning);
         }
         self.members = members.clone();
-        view::set(View { members });
+        shared::VIEW.publish(View::new(members));
         self.shared.election().members_changed(&self.members);
     }
 }
 
-fn entry(data: Vec<u8>, stat: &zookeeper_client::Stat) -> Entry {
+fn entry(data: Vec<u8>, stat: &crate::mirror::Stat) -> Entry {
     Entry {
         data,
         mtime_ms: stat.mtime,

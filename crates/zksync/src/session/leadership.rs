@@ -19,6 +19,7 @@ use crate::group::switchover::{Request, Rollback, Switchover, Versioned};
 use crate::redis::fence;
 use crate::redis::role;
 use crate::reply::Reply;
+use crate::session::zk_error;
 use crate::status::STATUS;
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
@@ -355,7 +356,7 @@ impl Session {
             Ok(sw) => match self.create_switchover(client, &layout, &sw).await {
                 Ok(()) => Ok(()),
                 Err(ZkError::NodeExists) => Err(Error::Failover("a failover is already in progress".into())),
-                Err(e) => Err(Error::from_zk(e, &layout.switchover())),
+                Err(e) => Err(zk_error(e, &layout.switchover())),
             },
             Err(e) => Err(e),
         };

@@ -18,7 +18,7 @@
 
 use crate::ffi::log;
 use crate::lease::{self, Standing};
-use crate::lock::VOUCHED;
+use crate::shared::VOUCHED;
 use crate::status::{SessionState, STATUS};
 use std::future::Future;
 use std::pin::Pin;

@@ -2,7 +2,7 @@
 //! ZooKeeper as Curator's `InterProcessMutex` does (see `lock::name`) and
 //! reports back; the session keeps `lock::table` current (grants, leases,
 //! losses), deletes released contender znodes, and confirms the session
-//! while locks are held, so that CHECK can vouch for them (`lock::VOUCHED`).
+//! while locks are held, so that CHECK can vouch for them (`shared::VOUCHED`).
 
 use super::Session;
 use crate::error::Error;
@@ -11,8 +11,10 @@ use crate::ffi::log;
 use crate::lease;
 use crate::lock::name::{position, Position, Protected};
 use crate::lock::table::{Grant, WaiterId};
-use crate::lock::{self, LockRequest, Token, VOUCHED};
+use crate::lock::{LockRequest, Token};
 use crate::reply::Reply;
+use crate::session::zk_error;
+use crate::shared::{self, VOUCHED};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -74,7 +76,7 @@ impl Contention {
 
     /// Whether the tick has work: waiters, holders or releases.
     pub(super) fn active(&self) -> bool {
-        !self.waiting.is_empty() || !self.releases.is_empty() || lock::table().holding()
+        !self.waiting.is_empty() || !self.releases.is_empty() || shared::locks().holding()
     }
 }
 
@@ -110,7 +112,7 @@ impl Session {
             } => {
                 VOUCHED.extend(lease::expiry(confirmed, client.session_timeout()));
                 let waiting = self.contention.waiting.remove(&id);
-                let grant = lock::table().grant(id, &znode, token, Instant::now());
+                let grant = shared::locks().grant(id, &znode, token, Instant::now());
                 match (grant, waiting) {
                     (Grant::Held(_), Some(waiting)) => {
                         let events = self.contention.events.clone();
@@ -122,14 +124,14 @@ impl Session {
                 }
             }
             LockEvent::Ended { id, result } => {
-                lock::table().give_up(id);
+                shared::locks().give_up(id);
                 if let Some(waiting) = self.contention.waiting.remove(&id) {
                     waiting
                         .pending
                         .resolve(result.map_or_else(Reply::Error, |()| Reply::Nil));
                 }
             }
-            LockEvent::Deleted { znode } => lock::table().deleted(&znode),
+            LockEvent::Deleted { znode } => shared::locks().deleted(&znode),
             LockEvent::Unreleased { znode } => self.contention.releases.push(znode),
         }
     }
@@ -182,7 +184,7 @@ impl Session {
     /// the leases that ran out, retry releases.
     pub(super) async fn locks_tick(&mut self, client: &Client) {
         let now = Instant::now();
-        let holding = lock::table().holding();
+        let holding = shared::locks().holding();
         if holding && lease::renewal_due(self.contention.last_ping, now, client.session_timeout()) {
             self.contention.last_ping = Some(now);
             if client.check_stat("/").await.is_ok() {
@@ -191,7 +193,7 @@ impl Session {
         }
         // Reap the tasks that ended.
         while self.contention.tasks.try_join_next().is_some() {}
-        let lapsed = lock::table().lapse(Instant::now());
+        let lapsed = shared::locks().lapse(Instant::now());
         let retries = std::mem::take(&mut self.contention.releases);
         self.release(client, lapsed.into_iter().chain(retries).collect());
     }
@@ -200,10 +202,10 @@ impl Session {
     /// meanwhile are lost; the session is confirmed again at once.
     pub(super) async fn locks_reconnected(&mut self, client: &Client) {
         self.contention.last_ping = None;
-        let znodes = lock::table().znodes();
+        let znodes = shared::locks().znodes();
         for znode in znodes {
             if let Ok(None) = client.check_stat(&znode).await {
-                lock::table().deleted(&znode);
+                shared::locks().deleted(&znode);
             }
         }
     }
@@ -212,11 +214,11 @@ impl Session {
     pub(super) fn locks_session_over(&mut self) {
         VOUCHED.revoke();
         self.contention.tasks.abort_all();
-        lock::table().session_lost();
+        shared::locks().session_lost();
         self.contention.releases.clear();
         for (id, waiting) in self.contention.waiting.drain() {
             waiting.task.abort();
-            lock::table().give_up(id);
+            shared::locks().give_up(id);
             let why = "the ZooKeeper session ended before the lock was acquired";
             waiting.pending.resolve(Reply::Error(Error::ZkDown(why.into())));
         }
@@ -281,7 +283,7 @@ impl Contender {
     async fn contend(self, mut cancelled: oneshot::Receiver<()>) -> LockEvent {
         let (znode, token, listing) = match self.create().await {
             Ok(created) => created,
-            Err(e) => return self.ended(Err(Error::from_zk(e, &self.dir))),
+            Err(e) => return self.ended(Err(zk_error(e, &self.dir))),
         };
         match self.wait(&znode, listing, &mut cancelled).await {
             Ok(Some(confirmed)) => LockEvent::Granted {
@@ -416,7 +418,7 @@ impl Contender {
                 tokio::time::sleep(RETRY).await;
                 Ok(None)
             }
-            Err(e) => Err(Error::from_zk(e, &self.dir)),
+            Err(e) => Err(zk_error(e, &self.dir)),
         }
     }
 
@@ -430,7 +432,7 @@ impl Contender {
                 tokio::time::sleep(RETRY).await;
                 return Ok(true);
             }
-            Err(e) => return Err(Error::from_zk(e, ahead)),
+            Err(e) => return Err(zk_error(e, ahead)),
         };
         let deadline = async {
             match self.deadline {

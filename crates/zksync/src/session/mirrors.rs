@@ -4,12 +4,12 @@
 
 use super::read;
 use super::Session;
-use crate::config::MirrorSpec;
 use crate::ffi::log;
 use crate::latency::{Hop, Timing, HOPS};
 use crate::mirror::events::{self, Reads, WatchEvent};
 use crate::mirror::Op;
 use crate::redis::apply::{ResyncPart, Update};
+use crate::settings::MirrorSpec;
 use crate::status::{SessionState, STATUS};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

@@ -2,7 +2,7 @@
 //! of the connect string (on the session thread's runtime, never on Redis's
 //! main thread).
 
-use crate::config::ConnectString;
+use crate::settings::ConnectString;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

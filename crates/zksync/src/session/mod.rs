@@ -20,7 +20,6 @@ mod peers;
 mod read;
 mod requests;
 
-use crate::config::{ConnectString, Connection, MirrorSpec, Settings};
 use crate::error::Error;
 use crate::ffi::blocked::Pending;
 use crate::ffi::{guard, log};
@@ -31,12 +30,15 @@ use crate::group::membership::{Publisher, Table};
 use crate::group::switchover::Request as FailoverRequest;
 use crate::group::view::Member;
 use crate::lock::table::WaiterId;
-use crate::lock::{self, LockRequest};
+use crate::lock::LockRequest;
 use crate::path;
 use crate::redis::apply::Update;
 use crate::reply::Reply;
+use crate::settings::TlsFiles;
+use crate::settings::{ConnectString, Connection, MirrorSpec, Settings};
+use crate::shared;
 use crate::status::{SessionState, STATUS};
-use crate::tls::{self, TlsFiles};
+use crate::tls;
 use diagnosis::Failure;
 use failsafe::Shared;
 use locks::{Contention, LockEvent};
@@ -46,7 +48,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
-use zookeeper_client::{Acl, Acls, Client, Permission, TlsOptions};
+use zookeeper_client::{Acl, Acls, Client, Error as ZkError, Permission, TlsOptions};
 
 pub use requests::Request;
 
@@ -279,7 +281,7 @@ impl Session {
                     | Some(Control::Acted(_, sample))
                     | Some(Control::ShuttingDown(_, sample)) => self.take_sample(sample),
                     Some(Control::Lock(id, _, pending)) => {
-                        lock::table().give_up(id);
+                        shared::locks().give_up(id);
                         pending.resolve(Reply::Error(Error::ZkDown(STATUS.state().name().into())));
                     }
                     // Without a session its znodes are gone already; the
@@ -446,7 +448,7 @@ fn tls_options(files: &TlsFiles, servers: &ConnectString) -> Result<TlsOptions, 
     for server in servers.servers() {
         tls::server_name(server)?;
     }
-    let pem = files.read()?;
+    let pem = tls::read_files(files)?;
     let options = TlsOptions::new()
         .with_pem_ca(&pem.ca)
         .map_err(|e| format!("zksync.tls-ca-cert-file {}: {e}", files.ca))?;
@@ -455,5 +457,25 @@ fn tls_options(files: &TlsFiles, servers: &ConnectString) -> Result<TlsOptions, 
         Some((cert, key)) => options
             .with_pem_identity(cert, key)
             .map_err(|e| format!("zksync.tls-cert-file/zksync.tls-key-file: {e}")),
+    }
+}
+
+/// Maps a ZooKeeper client error on `path`.
+pub fn zk_error(err: ZkError, path: &str) -> Error {
+    let path = path.to_string();
+    match err {
+        ZkError::NoNode => Error::NoNode(path),
+        ZkError::NodeExists => Error::NodeExists(path),
+        ZkError::BadVersion => Error::BadVersion(path),
+        ZkError::NotEmpty => Error::NotEmpty(path),
+        ZkError::NoAuth | ZkError::AuthFailed => Error::NoAuth(path),
+        ZkError::Timeout => Error::Timeout,
+        ZkError::ConnectionLoss | ZkError::SessionExpired | ZkError::ClientClosed | ZkError::NoHosts => {
+            Error::ZkDown(err.to_string())
+        }
+        other => Error::Zk {
+            path,
+            message: other.to_string(),
+        },
     }
 }

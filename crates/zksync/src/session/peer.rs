@@ -2,7 +2,7 @@
 //! so it is read from Linux: the remote end of this process's established
 //! TCP connection to a server of the connect string.
 
-use crate::config::ConnectString;
+use crate::settings::ConnectString;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -122,7 +122,7 @@ mod tests {
 
     #[tokio::test]
     async fn resolves_the_connect_string_without_its_chroot() {
-        let connect = |text: &str| crate::config::parse_servers(text).unwrap();
+        let connect = |text: &str| crate::settings::parse_servers(text).unwrap();
         let servers = resolve(connect("127.0.0.1:2181,localhost:2182/app").servers()).await;
         assert_eq!(
             servers.get(&"127.0.0.1:2182".parse().unwrap()).map(String::as_str),

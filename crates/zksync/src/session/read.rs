@@ -1,7 +1,7 @@
 //! Reading ZooKeeper for the mirror: whole subtrees level by level with
 //! multi-reads, and batches of single znodes, all pipelined.
 
-use crate::mirror::{stat_zxid, Node};
+use crate::mirror::{stat_zxid, Node, Stat};
 use crate::path;
 use std::future::Future;
 use zookeeper_client::{Client, Error, MultiReadResult};
@@ -74,7 +74,7 @@ async fn read_window(client: &Client, paths: &[String], next: &mut Vec<String>) 
                 nodes.push(Node {
                     path: p.clone(),
                     data,
-                    stat,
+                    stat: stat_of(&stat),
                 });
             }
             // Deleted between listing its parent and reading it.
@@ -103,7 +103,7 @@ pub async fn nodes(client: &Client, paths: &[String]) -> Result<Vec<Result<Optio
             MultiReadResult::Data { data, stat } => Ok(Some(Node {
                 path: p.clone(),
                 data,
-                stat,
+                stat: stat_of(&stat),
             })),
             MultiReadResult::Error { err: Error::NoNode } => Ok(None),
             MultiReadResult::Error { err } => Err(err),
@@ -130,4 +130,21 @@ where
         }
     }
     Ok(results)
+}
+
+/// The client's stat as the core keeps it.
+pub fn stat_of(stat: &zookeeper_client::Stat) -> Stat {
+    Stat {
+        czxid: stat.czxid,
+        mzxid: stat.mzxid,
+        ctime: stat.ctime,
+        mtime: stat.mtime,
+        version: stat.version,
+        cversion: stat.cversion,
+        aversion: stat.aversion,
+        ephemeral_owner: stat.ephemeral_owner,
+        data_length: stat.data_length,
+        num_children: stat.num_children,
+        pzxid: stat.pzxid,
+    }
 }

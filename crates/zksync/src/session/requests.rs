@@ -5,13 +5,14 @@
 use super::read;
 use super::Session;
 use crate::access;
-use crate::config::DEFAULT_PREFIX;
 use crate::error::Error;
 use crate::ffi::blocked::Pending;
 use crate::mirror::{Node, Op};
 use crate::path;
 use crate::redis::apply::Update;
 use crate::reply::Reply;
+use crate::session::zk_error;
+use crate::settings::DEFAULT_PREFIX;
 use std::time::Duration;
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, Stat};
 
@@ -60,12 +61,12 @@ impl Session {
                             Some(Node {
                                 path: path.clone(),
                                 data: value,
-                                stat,
+                                stat: read::stat_of(&stat),
                             }),
                         );
                         Ok(Reply::Integer(stat.version.into()))
                     }
-                    Ok(Err(e)) => Err(Error::from_zk(e, &path)),
+                    Ok(Err(e)) => Err(zk_error(e, &path)),
                     Err(_) => Err(Error::Timeout),
                 }
             }
@@ -76,7 +77,7 @@ impl Session {
                     Ok(Reply::Integer(1))
                 }
                 Ok(Err(ZkError::NoNode)) => Ok(Reply::Integer(0)),
-                Ok(Err(e)) => Err(Error::from_zk(e, &path)),
+                Ok(Err(e)) => Err(zk_error(e, &path)),
                 Err(_) => Err(Error::Timeout),
             },
         };
@@ -89,9 +90,9 @@ impl Session {
     async fn pull(&mut self, client: &Client, p: &str) -> Result<(String, (i64, Vec<Node>)), Error> {
         match client.sync(p).await {
             Ok(()) | Err(ZkError::NoNode) => {}
-            Err(e) => return Err(Error::from_zk(e, p)),
+            Err(e) => return Err(zk_error(e, p)),
         }
-        let mut subtree = read::subtree(client, p).await.map_err(|e| Error::from_zk(e, p))?;
+        let mut subtree = read::subtree(client, p).await.map_err(|e| zk_error(e, p))?;
         let prefix = match self.mirror_of(p).cloned() {
             // The apply thread replaces the index entries below `p`.
             Some(spec) => spec.prefix,

@@ -10,7 +10,6 @@
 //! The main thread reads a `Deadline` by the monotonic clock: a stalled
 //! session thread or a stopped process cannot extend it.
 
-use once_cell::sync::Lazy;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -49,40 +48,55 @@ pub fn renewal_due(last: Option<Instant>, now: Instant, session_timeout: Duratio
     last.is_none_or(|at| now.saturating_duration_since(at) >= session_timeout / 6)
 }
 
-/// The end of a lease, readable from any thread without a lock.
-pub struct Deadline {
-    /// Nanoseconds since `BASE`; 0 for none.
-    until: AtomicU64,
+/// An instant kept in an atomic as nanoseconds since `base` (0: none), so
+/// that any thread reads it without a lock.
+struct AtomicInstant {
+    base: Instant,
+    nanos: AtomicU64,
 }
 
-static BASE: Lazy<Instant> = Lazy::new(Instant::now);
+impl AtomicInstant {
+    fn none() -> AtomicInstant {
+        AtomicInstant {
+            base: Instant::now(),
+            nanos: AtomicU64::new(0),
+        }
+    }
 
-fn since_base(at: Instant) -> u64 {
-    at.saturating_duration_since(*BASE).as_nanos() as u64
+    /// `at` as stored; an instant before `base` is stored as just after it.
+    fn encode(&self, at: Instant) -> u64 {
+        (at.saturating_duration_since(self.base).as_nanos() as u64).max(1)
+    }
 }
 
 /// An instant readable from any thread without a lock (a heartbeat).
-pub struct Stamp {
-    /// Nanoseconds since `BASE`; 0 for never.
-    at: AtomicU64,
+pub struct Stamp(AtomicInstant);
+
+impl Default for Stamp {
+    fn default() -> Stamp {
+        Stamp::never()
+    }
 }
 
 impl Stamp {
-    pub const fn never() -> Stamp {
-        Stamp { at: AtomicU64::new(0) }
+    pub fn never() -> Stamp {
+        Stamp(AtomicInstant::none())
     }
 
     pub fn set(&self, at: Instant) {
-        self.at.store(since_base(at).max(1), Ordering::Relaxed);
+        self.0.nanos.store(self.0.encode(at), Ordering::Relaxed);
     }
 
     pub fn get(&self) -> Option<Instant> {
-        match self.at.load(Ordering::Relaxed) {
+        match self.0.nanos.load(Ordering::Relaxed) {
             0 => None,
-            nanos => Some(*BASE + std::time::Duration::from_nanos(nanos)),
+            nanos => Some(self.0.base + Duration::from_nanos(nanos)),
         }
     }
 }
+
+/// The end of a lease, readable from any thread without a lock.
+pub struct Deadline(AtomicInstant);
 
 impl Default for Deadline {
     fn default() -> Deadline {
@@ -91,34 +105,32 @@ impl Default for Deadline {
 }
 
 impl Deadline {
-    pub const fn none() -> Deadline {
-        Deadline {
-            until: AtomicU64::new(0),
-        }
+    pub fn none() -> Deadline {
+        Deadline(AtomicInstant::none())
     }
 
     /// Ends at `until` (proven by a confirmed request).
     pub fn set(&self, until: Instant) {
-        self.until.store(since_base(until).max(1), Ordering::Relaxed);
+        self.0.nanos.store(self.0.encode(until), Ordering::Relaxed);
     }
 
     /// Runs until `until` at least (proven by a confirmed request).
     pub fn extend(&self, until: Instant) {
-        self.until.fetch_max(since_base(until).max(1), Ordering::Relaxed);
+        self.0.nanos.fetch_max(self.0.encode(until), Ordering::Relaxed);
     }
 
     /// Ends at `until` at the latest.
     pub fn cap(&self, until: Instant) {
-        self.until.fetch_min(since_base(until), Ordering::Relaxed);
+        self.0.nanos.fetch_min(self.0.encode(until), Ordering::Relaxed);
     }
 
     pub fn revoke(&self) {
-        self.until.store(0, Ordering::Relaxed);
+        self.0.nanos.store(0, Ordering::Relaxed);
     }
 
     /// Whether the lease still runs at `now`.
     pub fn live(&self, now: Instant) -> bool {
-        since_base(now) < self.until.load(Ordering::Relaxed)
+        self.0.encode(now) < self.0.nanos.load(Ordering::Relaxed)
     }
 }
 

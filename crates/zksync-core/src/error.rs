@@ -2,11 +2,13 @@
 
 use crate::access::Denied;
 use crate::text::quote;
-use zookeeper_client as zk;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
-    /// Wrong arguments: arity, paths, numbers, sizes.
+    /// The wrong number of arguments: Redis's own error, which names the
+    /// command as registered (the module replies through Redis's call).
+    WrongArity,
+    /// Wrong arguments: paths, numbers, sizes, unknown options.
     BadArgs(String),
     ZkDown(String),
     NoNode(String),
@@ -48,7 +50,7 @@ pub enum Error {
 impl Error {
     pub fn code(&self) -> &'static str {
         match self {
-            Error::BadArgs(_) | Error::Failover(_) | Error::Zk { .. } => "ERR",
+            Error::WrongArity | Error::BadArgs(_) | Error::Failover(_) | Error::Zk { .. } => "ERR",
             Error::ZkDown(_) => "ZKDOWN",
             Error::NoNode(_) => "ZKNONODE",
             Error::NodeExists(_) => "ZKNODEEXISTS",
@@ -82,31 +84,12 @@ impl Error {
             Error::BadVersion(p) => format!("version mismatch on znode {p}"),
             Error::NotEmpty(p) => format!("znode {p} has children"),
             Error::NoAuth(p) => format!("ZooKeeper refused access to {p}"),
+            Error::WrongArity => "wrong number of arguments".to_string(),
             Error::Timeout => "ZooKeeper did not answer in time".to_string(),
             Error::NoGroup => "this server is in no group (set zksync.group)".to_string(),
             Error::Zk { path, message } => format!("ZooKeeper error on {path}: {message}"),
             Error::NoPerm(denied) => denied.to_string(),
             Error::Ask { slot, addr } => format!("{slot} {addr}"),
-        }
-    }
-
-    /// Maps a ZooKeeper client error on `path`.
-    pub fn from_zk(err: zk::Error, path: &str) -> Error {
-        let path = path.to_string();
-        match err {
-            zk::Error::NoNode => Error::NoNode(path),
-            zk::Error::NodeExists => Error::NodeExists(path),
-            zk::Error::BadVersion => Error::BadVersion(path),
-            zk::Error::NotEmpty => Error::NotEmpty(path),
-            zk::Error::NoAuth | zk::Error::AuthFailed => Error::NoAuth(path),
-            zk::Error::Timeout => Error::Timeout,
-            zk::Error::ConnectionLoss | zk::Error::SessionExpired | zk::Error::ClientClosed | zk::Error::NoHosts => {
-                Error::ZkDown(err.to_string())
-            }
-            other => Error::Zk {
-                path,
-                message: other.to_string(),
-            },
         }
     }
 }
@@ -119,14 +102,6 @@ impl std::fmt::Display for Error {
     }
 }
 
-/// Not through redis-module's conversion of `std::error::Error`s, which
-/// would put `ERR` in front of our own code.
-impl From<Error> for redis_module::RedisError {
-    fn from(e: Error) -> Self {
-        redis_module::RedisError::String(e.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,9 +109,7 @@ mod tests {
     #[test]
     fn replies_start_with_the_code() {
         assert_eq!(Error::Timeout.to_string(), "ZKTIMEOUT ZooKeeper did not answer in time");
-        assert!(Error::from_zk(zk::Error::BadVersion, "/a")
-            .to_string()
-            .starts_with("ZKBADVERSION "));
+        assert!(Error::BadVersion("/a".into()).to_string().starts_with("ZKBADVERSION "));
         assert!(Error::BadArgs("wrong".into()).to_string().starts_with("ERR "));
         let ask = Error::Ask {
             slot: 6907,

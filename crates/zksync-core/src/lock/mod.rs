@@ -5,9 +5,6 @@
 pub mod name;
 pub mod table;
 
-use crate::lease::Deadline;
-use once_cell::sync::Lazy;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// A fencing token: the holder's contender znode's czxid. Every later
@@ -24,14 +21,3 @@ pub struct LockRequest {
     pub timeout: Option<Duration>,
     pub lease: Option<Duration>,
 }
-
-static TABLE: Lazy<Mutex<table::Table>> = Lazy::new(Default::default);
-
-/// The locks and waiters of this server (main thread and session thread).
-pub fn table() -> MutexGuard<'static, table::Table> {
-    TABLE.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Until when this server's session was last confirmed: CHECK vouches for
-/// a lock only within it.
-pub static VOUCHED: Deadline = Deadline::none();

@@ -10,17 +10,3 @@ pub mod slot;
 pub use catchup::Catchup;
 pub use nodes::{KeyRule, Route, Topology};
 pub use slot::{Slot, Slots};
-
-use std::sync::atomic::{AtomicBool, Ordering};
-
-static ENABLED: AtomicBool = AtomicBool::new(false);
-
-/// Notes whether this server runs with `cluster-enabled yes` (fixed for the
-/// life of the process; set at module load, before the configs).
-pub fn set_enabled(enabled: bool) {
-    ENABLED.store(enabled, Ordering::Relaxed);
-}
-
-pub fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
-}

@@ -4,8 +4,6 @@
 
 use super::load::Role;
 use super::member::{MemberNode, Status};
-use once_cell::sync::Lazy;
-use std::sync::{Arc, Mutex};
 
 #[derive(Clone)]
 pub struct Member {
@@ -23,19 +21,6 @@ pub struct View {
     pub members: Vec<Member>,
 }
 
-static VIEW: Lazy<Mutex<Arc<View>>> = Lazy::new(Default::default);
-
-/// Replaces the table (session thread).
-pub fn set(mut view: View) {
-    view.members.sort_by(|a, b| a.id.cmp(&b.id));
-    *VIEW.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
-}
-
-/// The current table (main thread).
-pub fn get() -> Arc<View> {
-    VIEW.lock().unwrap_or_else(|e| e.into_inner()).clone()
-}
-
 /// One member as ZKSYNC.LOAD shows it.
 pub struct Row<'a> {
     pub member: &'a Member,
@@ -48,6 +33,12 @@ pub struct Row<'a> {
 }
 
 impl View {
+    /// The table of `members`, in any order.
+    pub fn new(mut members: Vec<Member>) -> View {
+        members.sort_by(|a, b| a.id.cmp(&b.id));
+        View { members }
+    }
+
     /// `stale_after_ms`: the heartbeat plus 3 load intervals plus the session timeout.
     pub fn rows(&self, now_ms: i64, stale_after_ms: i64) -> Vec<Row<'_>> {
         let masters: Vec<&Member> = self

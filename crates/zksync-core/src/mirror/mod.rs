@@ -11,9 +11,10 @@
 pub mod events;
 pub mod index;
 pub mod plan;
+pub mod stat;
 pub mod stream;
 
-use zookeeper_client::Stat;
+pub use stat::Stat;
 
 /// One znode as read from ZooKeeper.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,11 +5,11 @@
 
 mod trie;
 
-use crate::config::MirrorSpec;
+use crate::mirror::Stat;
 use crate::path;
+use crate::settings::MirrorSpec;
 use std::sync::Arc;
 use trie::Trie;
-use zookeeper_client::Stat;
 
 pub struct MirrorEntry {
     /// Shared: the apply thread holds it across a batch for the price of a count.
@@ -80,6 +80,10 @@ impl Index {
     /// Mirrored znodes.
     pub fn len(&self) -> usize {
         self.znodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.znodes.len() == 0
     }
 
     /// Heap bytes of the znodes' part of the index (see `Trie::bytes`), in O(1).

@@ -5,9 +5,8 @@
 //! ZooKeeper's own tree or zksync's, and no copy of zksync's tree. (The
 //! Redis ACL check of the key comes after, at the edge.)
 
-use crate::config::{self, MirrorSpec, DEFAULT_PREFIX};
 use crate::path;
-use std::sync::{Arc, Mutex};
+use crate::settings::{self, MirrorSpec, DEFAULT_PREFIX};
 
 /// ZooKeeper's own tree (quotas, the ensemble's config).
 pub const ZOOKEEPER_TREE: &str = "/zookeeper";
@@ -112,7 +111,7 @@ pub struct Target {
 
 impl Target {
     pub fn key(&self, path: &str) -> Vec<u8> {
-        config::key(&self.prefix, path)
+        settings::key(&self.prefix, path)
     }
 }
 
@@ -155,27 +154,6 @@ impl Roots {
     }
 }
 
-/// The roots as of the last config change. Kept parsed: STAT and LS
-/// consult them on every call.
-static ROOTS: Mutex<Option<Arc<Roots>>> = Mutex::new(None);
-
-pub fn roots() -> Arc<Roots> {
-    ROOTS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(Default::default)
-        .clone()
-}
-
-/// Called after every config change (values were validated when set).
-pub fn refresh_roots() {
-    let roots = Roots {
-        mirrors: config::parse_mirrors(&config::MIRRORS.get()).unwrap_or_default(),
-        allow: config::parse_allow(&config::ALLOW.get()).unwrap_or_default(),
-    };
-    *ROOTS.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(roots));
-}
-
 /// Whether a PULL of `root`, outside every mirror, leaves out the znode at
 /// `p`: zksync's own tree is never copied into the keyspace.
 pub fn left_out_of_copy(p: &str) -> bool {
@@ -188,7 +166,7 @@ mod tests {
 
     fn roots() -> Roots {
         Roots {
-            mirrors: crate::config::parse_mirrors("/app/config /services=svc:").unwrap(),
+            mirrors: crate::settings::parse_mirrors("/app/config /services=svc:").unwrap(),
             allow: vec!["/locks".into(), "/jobs".into()],
         }
     }
@@ -232,7 +210,7 @@ mod tests {
     #[test]
     fn reserved_trees_whatever_the_roots() {
         let everything = Roots {
-            mirrors: crate::config::parse_mirrors("/=all:").unwrap(),
+            mirrors: crate::settings::parse_mirrors("/=all:").unwrap(),
             allow: vec!["/".into()],
         };
         let reserved = |p: &str, tree| {

@@ -3,8 +3,6 @@
 //! `zksync.stream-maxlen`).
 
 use super::plan::Version;
-use crate::config::StreamSpec;
-use std::sync::{Arc, Mutex};
 
 /// One entry: a key set to a znode's version, or deleted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,18 +42,6 @@ impl Entry<'_> {
             ]),
         }
     }
-}
-
-static CURRENT: Mutex<Option<Arc<StreamSpec>>> = Mutex::new(None);
-
-/// The stream in force, if any (read once per batch by the apply thread).
-pub fn current() -> Option<Arc<StreamSpec>> {
-    CURRENT.lock().unwrap_or_else(|e| e.into_inner()).clone()
-}
-
-/// After a config change.
-pub fn set(stream: Option<StreamSpec>) {
-    *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = stream.map(Arc::new);
 }
 
 #[cfg(test)]

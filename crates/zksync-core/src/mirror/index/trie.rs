@@ -7,8 +7,8 @@
 //! compacted once half of it is garbage. Its children are a list of slots
 //! sorted by name, found by binary search; leaves, most znodes, have none.
 
+use crate::mirror::Stat;
 use std::collections::HashMap;
-use zookeeper_client::Stat;
 
 /// Where a znode lives in the slab.
 pub type Slot = u32;

@@ -5,8 +5,8 @@
 
 use super::index::{Advance, Index};
 use super::{stat_zxid, Node, Op};
-use crate::config::MirrorSpec;
 use crate::path;
+use crate::settings::MirrorSpec;
 use std::collections::HashSet;
 
 /// One write to a mirrored key.
@@ -291,7 +291,7 @@ pub fn sweeps(key: &[u8], prefix: &str, root: &str, keep: impl Fn(&str) -> bool)
 mod tests {
     use super::*;
     use crate::mirror::Node;
-    use zookeeper_client::Stat;
+    use crate::mirror::Stat;
 
     fn spec() -> MirrorSpec {
         MirrorSpec {

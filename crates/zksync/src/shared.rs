@@ -1,0 +1,36 @@
+//! What Redis's callbacks share with the module's threads. Command
+//! handlers, config setters and server events are plain functions Redis
+//! calls without a pointer of ours, so what they read lives here, each value
+//! with the one side that writes it.
+
+use crate::access::Roots;
+use crate::group::view::View;
+use crate::lease::Deadline;
+use crate::lock::table::Table;
+use crate::settings::StreamSpec;
+use crate::snapshot::Snapshot;
+use once_cell::sync::Lazy;
+use std::sync::{Mutex, MutexGuard};
+
+/// The roots commands may act under, as of the last config change (config
+/// setters): STAT and LS consult them on every call.
+pub static ROOTS: Snapshot<Roots> = Snapshot::empty();
+
+/// The group's table as this member sees it: replaced whole by the session
+/// thread on every change of the members directory, read by ZKSYNC.LOAD.
+pub static VIEW: Snapshot<View> = Snapshot::empty();
+
+/// The change stream in force, if any (config setters; the apply thread
+/// reads it once per batch).
+pub static STREAM: Snapshot<StreamSpec> = Snapshot::empty();
+
+static LOCKS: Lazy<Mutex<Table>> = Lazy::new(Default::default);
+
+/// The locks and waiters of this server (main thread and session thread).
+pub fn locks() -> MutexGuard<'static, Table> {
+    LOCKS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Until when this server's session was last confirmed: CHECK vouches for
+/// a lock only within it.
+pub static VOUCHED: Lazy<Deadline> = Lazy::new(Deadline::none);
