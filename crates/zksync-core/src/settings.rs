@@ -2,6 +2,7 @@
 //! one snapshot of them (`Settings`) the background threads work from. The
 //! module keeps the values themselves and registers them with Redis.
 
+use crate::group::election::Policy;
 use crate::path;
 use std::time::Duration;
 
@@ -65,7 +66,13 @@ pub struct Settings {
     pub connection: Connection,
     pub mirrors: Vec<MirrorSpec>,
     pub group: Option<GroupSpec>,
+    /// How the group elects (`zksync.failover`, `failover-max-lag`, `failsafe`).
+    pub policy: Policy,
+    /// The change stream, if any.
+    pub stream: Option<StreamSpec>,
     pub load_interval: Duration,
+    /// A main thread silent this long is stalled; zero: stalls are not watched.
+    pub stall_timeout: Duration,
 }
 
 /// The change stream's key and trimming (`zksync.stream`, `zksync.stream-maxlen`).

@@ -5,6 +5,7 @@
 //! value is refused with the reason and the old value stays in force.
 
 use crate::access::Roots;
+use crate::group::election::Policy;
 use crate::secret;
 use crate::tls::{self, Pem};
 use redis_module::enum_configuration;
@@ -274,7 +275,14 @@ pub fn settings() -> Settings {
             name,
             announce: Some(ANNOUNCE.get()).filter(|a| !a.is_empty()),
         }),
+        policy: Policy {
+            manual: *FAILOVER.lock().unwrap_or_else(|e| e.into_inner()) == FailoverMode::manual,
+            max_lag: FAILOVER_MAX_LAG.load(Ordering::Relaxed),
+            failsafe: FAILSAFE.get(),
+        },
+        stream: stream(),
         load_interval: load_interval(),
+        stall_timeout: Duration::from_millis(STALL_TIMEOUT_MS.load(Ordering::Relaxed).max(0) as u64),
     }
 }
 
@@ -287,17 +295,12 @@ pub fn roots() -> Roots {
 }
 
 /// The change stream in force, if any.
-pub fn stream() -> Option<StreamSpec> {
+fn stream() -> Option<StreamSpec> {
     let key = STREAM.get();
     (!key.is_empty()).then(|| StreamSpec {
         key: key.into_bytes(),
         maxlen: STREAM_MAXLEN.load(Ordering::Relaxed),
     })
-}
-
-/// `zksync.stall-timeout`; zero: stalls are not watched.
-pub fn stall_timeout() -> Duration {
-    Duration::from_millis(STALL_TIMEOUT_MS.load(Ordering::Relaxed).max(0) as u64)
 }
 
 pub fn load_interval() -> Duration {

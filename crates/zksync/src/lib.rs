@@ -20,9 +20,9 @@ mod tls;
 
 use zksync_core::{access, cluster, error, group, lease, lock, mirror, path, reply, settings, snapshot, text};
 
-use config::GROUP;
 use redis_module::{redis_module, Context, ContextFlags, InfoContext, RedisResult, RedisString, Status};
 use session::Control;
+use settings::Settings;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -44,7 +44,8 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
             secrets: secret::hooks(),
         };
         ffi::filter::init(ctx, hooks)?;
-        redis::fence::install(ctx, !GROUP.get().is_empty());
+        let settings = publish_settings();
+        redis::fence::install(ctx, settings.group.is_some());
         Ok(())
     });
     match loaded.unwrap_or_else(|| Err("internal error, see above".to_string())) {
@@ -106,19 +107,26 @@ fn deinit(_ctx: &Context) -> Status {
 }
 
 /// Any config change: the session thread takes the new snapshot (reconnecting
-/// if the connection settings moved); fencing follows `zksync.group`;
-/// commands check paths against the new roots.
+/// if the connection settings moved).
 fn on_config_changed() {
     ffi::guard::catch("a config change", || {
-        shared::ROOTS.publish(config::roots());
-        match config::stream() {
-            Some(stream) => shared::STREAM.publish(stream),
-            None => shared::STREAM.clear(),
-        }
-        let settings = config::settings();
-        redis::fence::set_active(settings.group.is_some());
-        let _ = session::send(Control::Settings(settings));
+        let _ = session::send(Control::Settings(publish_settings()));
     });
+}
+
+/// The configs as of now, published to the main thread and the apply
+/// thread: commands check paths against the roots and answer for the
+/// group, fencing follows `zksync.group`, the apply thread takes the stream.
+fn publish_settings() -> Settings {
+    shared::ROOTS.publish(config::roots());
+    let settings = config::settings();
+    match &settings.stream {
+        Some(stream) => shared::STREAM.publish(stream.clone()),
+        None => shared::STREAM.clear(),
+    }
+    redis::fence::set_active(settings.group.is_some());
+    shared::SETTINGS.publish(settings.clone());
+    settings
 }
 
 /// INFO zksync.

@@ -7,10 +7,19 @@ use crate::access::Roots;
 use crate::group::view::View;
 use crate::lease::Deadline;
 use crate::lock::table::Table;
-use crate::settings::StreamSpec;
+use crate::settings::{Settings, StreamSpec};
 use crate::snapshot::Snapshot;
 use once_cell::sync::Lazy;
 use std::sync::{Mutex, MutexGuard};
+
+/// The configs as of the last change: the one answer to which group this
+/// server is in (the fencing filter keeps a lock-free copy of whether).
+pub static SETTINGS: Snapshot<Settings> = Snapshot::empty();
+
+/// The group this server is in, if any.
+pub fn group() -> Option<String> {
+    SETTINGS.get()?.group.as_ref().map(|g| g.name.clone())
+}
 
 /// The roots commands may act under, as of the last config change (config
 /// setters): STAT and LS consult them on every call.

@@ -75,7 +75,7 @@ pub struct Facts<'a> {
 }
 
 /// `zksync.failover`, `zksync.failover-max-lag` and `zksync.failsafe`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
     /// No election after the first: only ZKSYNC.FAILOVER FORCE.
     pub manual: bool,

@@ -1,12 +1,12 @@
 //! ZKSYNC.LEADER and ZKSYNC.FAILOVER [TO id] [TIMEOUT ms] [FORCE].
 
 use super::block;
-use crate::config::GROUP;
 use crate::error::Error;
 use crate::ffi::reply::{self, CommandResult};
 use crate::group::switchover::Request;
 use crate::reply::Reply;
 use crate::session::{self, Control};
+use crate::shared;
 use crate::status::{SessionState, STATUS};
 use redis_module::{Context, RedisString, RedisValue};
 use std::sync::atomic::Ordering;
@@ -20,7 +20,7 @@ pub fn leader(_ctx: &Context, args: Vec<RedisString>) -> CommandResult {
     if args.len() != 1 {
         return Err(Error::BadArgs("syntax: ZKSYNC.LEADER".into()));
     }
-    if GROUP.get().is_empty() {
+    if shared::group().is_none() {
         return Err(Error::NoGroup);
     }
     // A member cut from ZooKeeper, or a fenced master, names no one.
@@ -73,7 +73,7 @@ fn parse(args: &[RedisString]) -> Result<Request, Error> {
 /// Answers once the new master accepts writes, or with an error once everything is rolled back.
 pub fn failover(ctx: &Context, args: Vec<RedisString>) -> CommandResult {
     let request = parse(&args[1..])?;
-    if GROUP.get().is_empty() {
+    if shared::group().is_none() {
         return Err(Error::NoGroup);
     }
     if STATUS.state() != SessionState::Connected {

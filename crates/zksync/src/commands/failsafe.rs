@@ -6,13 +6,13 @@
 
 use super::block;
 use crate::access::Denied;
-use crate::config::GROUP;
 use crate::error::Error;
 use crate::ffi::acl;
 use crate::ffi::reply::CommandResult;
 use crate::group::failsafe::Ask;
 use crate::redis::credentials;
 use crate::session::failsafe::{self, Input};
+use crate::shared;
 use redis_module::{Context, RedisString, RedisValue};
 use std::time::Duration;
 
@@ -54,8 +54,7 @@ pub fn failsafe(ctx: &Context, args: Vec<RedisString>) -> CommandResult {
             user: expected,
         }));
     }
-    let group = GROUP.get();
-    if group.is_empty() || request.group != group {
+    if shared::group().as_deref() != Some(request.group.as_str()) {
         return Err(Error::Refused(format!(
             "this server is not a member of group '{}'",
             request.group

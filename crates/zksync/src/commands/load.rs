@@ -1,7 +1,7 @@
 //! ZKSYNC.LOAD [PICK [MASTER|REPLICA|ANY] | ZK].
 
 use super::block;
-use crate::config::{self, GROUP};
+use crate::config;
 use crate::error::Error;
 use crate::ffi::reply::{self, CommandResult};
 use crate::group::load::{Role, HEARTBEAT};
@@ -43,7 +43,7 @@ fn parse_role(word: &str) -> Result<Option<Role>, Error> {
 /// `(now, stale after)` in ms: a member is stale once its figures are older
 /// than the heartbeat plus 3 load intervals plus the session timeout.
 pub(super) fn freshness() -> Result<(i64, i64), Error> {
-    if GROUP.get().is_empty() {
+    if shared::group().is_none() {
         return Err(Error::NoGroup);
     }
     let now = SystemTime::now()

@@ -5,7 +5,6 @@
 //! Redis has no SENTINEL command of its own (outside sentinel mode).
 
 use super::load::freshness;
-use crate::config::GROUP;
 use crate::error::Error;
 use crate::ffi::reply::{self, CommandResult};
 use crate::group::discovery::{self, Fields, Group};
@@ -32,7 +31,12 @@ pub fn sentinel(_ctx: &Context, args: Vec<RedisString>) -> CommandResult {
             Reply::Array(vec![text(&master, "ip"), text(&master, "port")])
         })
         .unwrap_or(Reply::Nil),
-        ("MASTERS", None, 1) => Reply::Array(with_group(&GROUP.get(), |g| map(g.master())).into_iter().collect()),
+        ("MASTERS", None, 1) => Reply::Array(
+            shared::group()
+                .and_then(|name| with_group(&name, |g| map(g.master())))
+                .into_iter()
+                .collect(),
+        ),
         ("MASTER", Some(name), 2) => with_group(name, |g| map(g.master())).ok_or_else(no_such_master)?,
         ("REPLICAS" | "SLAVES", Some(name), 2) => with_group(name, |g| {
             Reply::Array(g.replicas_fields().into_iter().map(map).collect())
@@ -54,8 +58,7 @@ pub fn sentinel(_ctx: &Context, args: Vec<RedisString>) -> CommandResult {
 /// `describe(group)` if `name` is this server's group and it can vouch for
 /// a leader; `None` as Sentinel answers for a master it does not know.
 fn with_group(name: &str, describe: impl FnOnce(&Group) -> Reply) -> Option<Reply> {
-    let group = GROUP.get();
-    if group.is_empty() || name != group {
+    if shared::group().as_deref() != Some(name) {
         return None;
     }
     let leader = leader()?;
@@ -64,7 +67,7 @@ fn with_group(name: &str, describe: impl FnOnce(&Group) -> Reply) -> Option<Repl
     let rows = view.rows(now, stale_after);
     let me = STATUS.member().map(|m| m.id);
     let described = Group {
-        name: &group,
+        name,
         leader: &leader,
         epoch: leader.epoch,
         rows: &rows,

@@ -4,7 +4,6 @@
 //! heartbeat.
 
 use super::Session;
-use crate::config;
 use crate::ffi::log;
 use crate::group::detection::{self, Refusal};
 use crate::group::layout::Layout;
@@ -130,7 +129,7 @@ impl Session {
     pub(super) async fn watch_stall(&mut self, client: &Client) {
         let now = Instant::now();
         let beat = HEARTBEAT.get().unwrap_or(now);
-        let stalled = detection::stalled(beat, now, config::stall_timeout());
+        let stalled = detection::stalled(beat, now, self.settings.stall_timeout);
         if stalled == self.stalled {
             return;
         }

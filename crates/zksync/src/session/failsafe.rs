@@ -12,7 +12,7 @@ use super::peers::{Answer, Peers};
 use crate::error::Error;
 use crate::ffi::blocked::Pending;
 use crate::ffi::log;
-use crate::group::election::{Effect, Effects, Election, Facts};
+use crate::group::election::{Effect, Effects, Election, Facts, Policy};
 use crate::group::failsafe::Ask;
 use crate::redis::credentials::Credentials;
 use crate::redis::fence;
@@ -57,6 +57,7 @@ pub(super) struct Basis {
     pub group: String,
     pub session: i64,
     pub session_timeout: Duration,
+    pub policy: Policy,
 }
 
 /// What the session loop and the failsafe task share on the session thread.
@@ -108,7 +109,7 @@ impl Shared {
             session_timeout: basis.session_timeout,
             sample: None,
             members: &[],
-            policy: super::leadership::policy(),
+            policy: basis.policy,
         };
         decision(&mut self.election.borrow_mut(), &facts)
     }

@@ -5,13 +5,10 @@
 
 use super::failsafe::Basis;
 use super::Session;
-use crate::config::{FailoverMode, FAILOVER, FAILOVER_MAX_LAG, FAILSAFE};
 use crate::error::Error;
 use crate::ffi::blocked::Pending;
 use crate::ffi::log;
-use crate::group::election::{
-    left_by_previous_run, Effect, Effects, Election, Facts, Leader, LeaseCheck, Policy, Takeover,
-};
+use crate::group::election::{left_by_previous_run, Effect, Effects, Election, Facts, Leader, LeaseCheck, Takeover};
 use crate::group::failsafe::List;
 use crate::group::layout::{Layout, HISTORY};
 use crate::group::leader::{self, decode_epoch, decode_offset, LeaderNode};
@@ -23,7 +20,6 @@ use crate::session::zk_error;
 use crate::status::STATUS;
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 use zookeeper_client::{Client, CreateMode, Error as ZkError, Stat};
 
@@ -45,13 +41,14 @@ impl Session {
             session_timeout: client.session_timeout(),
             sample: self.publisher.sample(),
             members: &self.members,
-            policy: policy(),
+            policy: self.settings.policy,
         };
         self.shared.keep_basis(Basis {
             me: me.clone(),
             group: group.to_string(),
             session: facts.session,
             session_timeout: facts.session_timeout,
+            policy: facts.policy,
         });
         let out = decision(&mut self.shared.election(), &facts);
         self.shared.report();
@@ -261,7 +258,7 @@ impl Session {
             }
         }
         let list_version = self.shared.election().failsafe_list_version();
-        if let (true, Some(version)) = (FAILSAFE.get(), list_version) {
+        if let (true, Some(version)) = (self.settings.policy.failsafe, list_version) {
             // The failsafe list the election judged by is still the one in force.
             built = built.and(multi.add_check_version(&layout.failsafe(), version));
         }
@@ -386,13 +383,5 @@ async fn read_json<T: DeserializeOwned>(client: &Client, path: &str) -> Result<O
             log::warning(&format!("cannot read {path}: {e}"));
             Err(())
         }
-    }
-}
-
-pub(super) fn policy() -> Policy {
-    Policy {
-        manual: *FAILOVER.lock().unwrap_or_else(|e| e.into_inner()) == FailoverMode::manual,
-        max_lag: FAILOVER_MAX_LAG.load(Ordering::Relaxed),
-        failsafe: FAILSAFE.get(),
     }
 }
