@@ -175,7 +175,8 @@ impl Config {
     }
 }
 
-// Each config in one line: name, default, bounds or parser, flag.
+// Each config in one line: name, default, bounds or parser, flag. Statics:
+// Redis keeps a pointer to each value, and calls the setters without one of ours.
 pub static SESSION_TIMEOUT_MS: Number = Number::new("session-timeout", 6000, 500, 600_000, Flag::Plain);
 pub static FAILOVER_MAX_LAG: Number = Number::new("failover-max-lag", 1_048_576, 0, i64::MAX, Flag::Memory);
 pub static LOAD_INTERVAL_MS: Number = Number::new("load-interval", 1000, 100, 3_600_000, Flag::Plain);

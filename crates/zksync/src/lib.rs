@@ -68,6 +68,8 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
 }
 
 /// Whether the threads were started; until then the module can be unloaded.
+/// (The statics here are read by serverCron and MODULE UNLOAD, which Redis
+/// calls without a pointer of ours.)
 static STARTED: AtomicBool = AtomicBool::new(false);
 
 /// Whether the threads run (they may fail to start: the module is inert then).

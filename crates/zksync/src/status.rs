@@ -81,6 +81,8 @@ pub struct Status {
     pub cluster_keys: AtomicU64,
 }
 
+/// A static: STATUS and INFO, which Redis calls without a pointer of ours,
+/// read what every thread writes here.
 pub static STATUS: Lazy<Status> = Lazy::new(Status::default);
 
 impl Status {

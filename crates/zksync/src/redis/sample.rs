@@ -6,7 +6,8 @@ use redis_module::{Context, ContextFlags};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The main thread's CPU use, measured at each of its samples.
+/// The main thread's CPU use, measured at each of its samples (serverCron,
+/// which Redis calls without a pointer of ours).
 static CPU: Mutex<CpuMeter> = Mutex::new(CpuMeter::new());
 
 /// Samples this server on the main thread, measuring its CPU use over the

@@ -29,6 +29,8 @@ struct Turns {
     apply_thread: OnceCell<Thread>,
 }
 
+/// A static: the main thread takes its turn in an event-loop callback Redis
+/// calls without a pointer of ours.
 static TURNS: Turns = Turns {
     posted: AtomicU64::new(0),
     taken: AtomicU64::new(0),

@@ -20,6 +20,8 @@ const FAILURE: &str = "fails ";
 /// The module of the client that connects.
 const TARGET: &str = "zookeeper_client::session";
 
+/// The first failure the client reported during the current attempt. A
+/// static: the client reports through `tracing`, to a subscriber it owns.
 static FIRST: Mutex<Option<String>> = Mutex::new(None);
 
 /// Runs a connection attempt, keeping the client's report of why it failed.

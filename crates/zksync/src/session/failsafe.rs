@@ -32,6 +32,8 @@ pub enum Input {
     Credentials(Option<Credentials>),
 }
 
+/// The failsafe task's inbox. A static: ZKSYNC.FAILSAFE's handler and
+/// serverCron feed it, and Redis calls them without a pointer of ours.
 static INPUTS: OnceCell<UnboundedSender<Input>> = OnceCell::new();
 
 /// The channel the main thread feeds; its receiver outlives session restarts.

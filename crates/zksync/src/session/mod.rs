@@ -88,6 +88,9 @@ pub enum Control {
     Refused(Refusal),
 }
 
+/// The session thread's inbox. A static: command handlers, server events
+/// and the config setters send to it, and Redis calls them without a
+/// pointer of ours.
 static CONTROL: OnceCell<UnboundedSender<Control>> = OnceCell::new();
 
 /// Starts the session thread. Called once, from module load.
