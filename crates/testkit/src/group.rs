@@ -4,7 +4,7 @@
 //! `tests/failover.rs` and `tests/failsafe.rs`.
 
 use crate::writer::{connect, counter_writer, lost_writes, set_stopped, Acked, Background};
-use crate::*;
+use crate::{text, unique_root, wait_until, Redis, ZkClient};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
