@@ -16,14 +16,11 @@
 //!
 //! Run by `bench/failover [--quick]`.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
-use common::sentinel_client::SentinelClient;
-use common::writer::{connect, counter_writer, longest_gap, lost_writes, Acked, Background};
-use common::*;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use testkit::sentinel_client::SentinelClient;
+use testkit::writer::{connect, counter_writer, longest_gap, lost_writes, Acked, Background};
+use testkit::*;
 
 const TICK_MS: u64 = 200;
 

@@ -5,12 +5,10 @@
 //! with control bytes, and a seeded fuzz of every command and config. After
 //! every refusal ZooKeeper is read back with a client of its own: unchanged.
 
-mod common;
-
-use common::*;
 use redis::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use testkit::*;
 use zookeeper_client as zk;
 
 const SETTLE: Duration = Duration::from_secs(5);

@@ -8,16 +8,13 @@
 //! `CLUSTER FAILOVER` is followed. A reshard of thousands of slots while
 //! znodes change ends with `--cluster check` clean and every key right.
 
-mod common;
-
-use common::*;
 use redis::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::*;
 
 const SETTLE: Duration = Duration::from_secs(20);
 const STREAM: &str = "changes";
@@ -179,12 +176,9 @@ fn keys_live_on_their_owners_and_clients_read_their_writes() {
 
     // Read-your-writes through redis-py's cluster client.
     let out = Command::new("python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/cluster_ryw.py"))
+        .arg(workspace_root().join("tests/py/cluster_ryw.py"))
         .args([&nodes[0].port().to_string(), &root, "30"])
-        .env(
-            "PYTHONPATH",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/python"),
-        )
+        .env("PYTHONPATH", workspace_root().join("target/python"))
         .output()
         .expect("run python3");
     let report = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);

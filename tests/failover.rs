@@ -3,17 +3,15 @@
 //! counter on whoever is master and records each acknowledged value, and a
 //! prober that writes through every member to catch two accepting at once.
 
-mod common;
-
-use common::group::*;
-use common::proxy::Proxy;
-use common::sentinel_client::{Library, SentinelClient};
-use common::writer::{connect, longest_gap, lost_writes, Acked, Background};
-use common::*;
 use redis::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use testkit::group::*;
+use testkit::proxy::Proxy;
+use testkit::sentinel_client::{Library, SentinelClient};
+use testkit::writer::{connect, longest_gap, lost_writes, Acked, Background};
+use testkit::*;
 
 const SESSION_TIMEOUT: Duration = Duration::from_millis(2000);
 

@@ -9,15 +9,13 @@
 //!
 //! The tests run one at a time: they stop the ZooKeeper they share.
 
-mod common;
-
-use common::group::*;
-use common::proxy::Proxy;
-use common::writer::{connect, longest_gap, lost_writes, Acked, Background};
-use common::*;
 use redis::Value;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use testkit::group::*;
+use testkit::proxy::Proxy;
+use testkit::writer::{connect, longest_gap, lost_writes, Acked, Background};
+use testkit::*;
 
 const SESSION_TIMEOUT: Duration = Duration::from_millis(2000);
 /// What the scheduler may add to a deadline on a loaded 2-core machine.

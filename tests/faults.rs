@@ -8,10 +8,6 @@
 //! The tests run one at a time (`serial()`): they measure Redis's latency and
 //! kill servers, and the machine has two cores.
 
-mod common;
-
-use common::proxy::Proxy;
-use common::*;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::{Read, Write};
@@ -20,6 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use testkit::proxy::Proxy;
+use testkit::*;
 use zookeeper_client as zkc;
 
 /// Time for the mirror to converge once the fault is over.

@@ -2,14 +2,12 @@
 //! leave nothing behind — not even when the test binary exits without
 //! dropping them.
 
-mod common;
-
-use common::*;
 use redis::Value;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+use testkit::*;
 
 const CHILD_ENV: &str = "ZKSYNC_HARNESS_CHILD";
 

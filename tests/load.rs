@@ -1,13 +1,11 @@
 //! Load: group membership and load-aware picking, against real redis-servers
 //! and a real ZooKeeper. Each test uses its own group name.
 
-mod common;
-
-use common::proxy::Proxy;
-use common::*;
 use std::collections::{BTreeSet, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::proxy::Proxy;
+use testkit::*;
 
 /// A unique group name per test.
 fn group(name: &str) -> String {

@@ -7,13 +7,11 @@
 //! write in a script; bad input gets clear errors. ZooKeeper is read back
 //! with a client of its own.
 
-mod common;
-
-use common::curator::*;
-use common::proxy::Proxy;
-use common::*;
 use redis::Value;
 use std::time::{Duration, Instant};
+use testkit::curator::*;
+use testkit::proxy::Proxy;
+use testkit::*;
 
 const SETTLE: Duration = Duration::from_secs(10);
 

@@ -3,14 +3,12 @@
 //! standalone server shared by the whole binary, a subtree of its own per
 //! test); every test asserts on data.
 
-mod common;
-
-use common::*;
 use redis::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::*;
 
 /// Generous: the contract is 1 s without faults, but two cores run the whole
 /// binary (and maybe another one) at once.

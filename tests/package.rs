@@ -2,12 +2,10 @@
 //! maintainer script, and its module loaded into a real server that mirrors
 //! a znode.
 
-mod common;
-
-use common::*;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
+use testkit::*;
 
 fn run(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
@@ -25,7 +23,7 @@ fn run(program: &str, args: &[&str]) -> String {
 
 /// Builds the package from the module the tests load.
 fn package() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = workspace_root();
     module_path();
     let script = root.join("scripts/package");
     let deb = run(script.to_str().unwrap(), &["--no-build"]);

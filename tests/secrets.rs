@@ -2,14 +2,12 @@
 //! MONITOR, the log, INFO and STATUS. Real redis-server (or valkey-server),
 //! real ZooKeeper with a digest-protected subtree.
 
-mod common;
-
-use common::*;
 use redis::Value;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
+use testkit::*;
 
 const SETTLE: Duration = Duration::from_secs(10);
 const SECRET: &str = "s3cr3t-in-file";

@@ -5,16 +5,14 @@
 //! session once it is gone, and UNLOCK never answers 1 for a lock that
 //! another server's client may hold.
 
-mod common;
-
-use common::netns::{self, NetNs};
-use common::proxy::Proxy;
-use common::*;
 use redis::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use testkit::netns::{self, NetNs};
+use testkit::proxy::Proxy;
+use testkit::*;
 
 const SETTLE: Duration = Duration::from_secs(10);
 /// What the scheduler may add to a deadline on a loaded 2-core machine.

@@ -8,13 +8,11 @@
 //! the old value kept. A stream key of another type is logged once; the
 //! keyspace events are XADD's.
 
-mod common;
-
-use common::proxy::Proxy;
-use common::*;
 use redis::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
+use testkit::proxy::Proxy;
+use testkit::*;
 
 const SETTLE: Duration = Duration::from_secs(10);
 const STREAM: &str = "changes";

@@ -5,13 +5,11 @@
 //! certificate, a missing or wrong file, TLS to the plaintext port and
 //! plaintext to the TLS port: a clear state and log, never a crash.
 
-mod common;
-
-use common::tls::{Certs, TlsEnsemble, TlsZk};
-use common::*;
 use redis::Value;
 use std::sync::OnceLock;
 use std::time::Duration;
+use testkit::tls::{Certs, TlsEnsemble, TlsZk};
+use testkit::*;
 
 const SETTLE: Duration = Duration::from_secs(10);
 

@@ -3,8 +3,8 @@
 //! that catches two members accepting writes at once. Used by
 //! `tests/failover.rs` and `tests/failsafe.rs`.
 
-use super::writer::{connect, counter_writer, lost_writes, set_stopped, Acked, Background};
-use super::*;
+use crate::writer::{connect, counter_writer, lost_writes, set_stopped, Acked, Background};
+use crate::{text, unique_root, wait_until, Redis, ZkClient};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

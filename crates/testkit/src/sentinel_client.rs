@@ -4,8 +4,8 @@
 //! v5's, `tests/go/sentinel_writer.go` built once per test binary into
 //! target/go against Debian's golang-gopkg-redis.v5-dev.
 
-use super::wait_until;
-use super::writer::Acked;
+use crate::writer::Acked;
+use crate::{wait_until, workspace_root};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -29,7 +29,7 @@ impl Library {
     }
 
     fn command(self) -> Command {
-        let root = manifest_dir();
+        let root = workspace_root();
         match self {
             Library::RedisPy => {
                 let mut command = Command::new("python3");
@@ -115,10 +115,6 @@ impl Drop for SentinelClient {
     }
 }
 
-fn manifest_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// Debian's go-redis v5 (golang-gopkg-redis.v5-dev) lives in the system
 /// GOPATH; there are no modules and no network, so the build is in GOPATH
 /// mode with that tree after a writable one under target/go.
@@ -131,7 +127,7 @@ fn go_writer() -> &'static Path {
 }
 
 fn build_go_writer() -> PathBuf {
-    let root = manifest_dir();
+    let root = workspace_root();
     if !Path::new(SYSTEM_GOPATH).join("src/gopkg.in/redis.v5").is_dir() {
         panic!("{SYSTEM_GOPATH}/src/gopkg.in/redis.v5 is missing: run scripts/setup (it installs golang-gopkg-redis.v5-dev)");
     }

@@ -2,7 +2,7 @@
 //! ZooKeeper serving TLS (with client certificates required) on a second
 //! port.
 
-use super::{free_port, Ensemble, Zk};
+use crate::{free_port, Ensemble, Zk};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

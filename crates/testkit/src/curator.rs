@@ -9,7 +9,7 @@
 //! - `overlaps`, `assert_tokens_increase`: checks on holdings from both sides,
 //!   with `epoch_us` for the Rust side's timestamps (the same clock).
 
-use super::temp_dir;
+use crate::{temp_dir, workspace_root};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -302,10 +302,6 @@ fn classes() -> &'static Path {
     CLASSES.get_or_init(compile)
 }
 
-fn manifest_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn classpath() -> String {
     let jars: Vec<String> = JARS.iter().map(|j| format!("/usr/share/java/{j}.jar")).collect();
     if let Some(missing) = jars.iter().find(|j| !Path::new(j).exists()) {
@@ -315,9 +311,9 @@ fn classpath() -> String {
 }
 
 fn compile() -> PathBuf {
-    let source = manifest_dir().join("tests/java/CuratorLock.java");
+    let source = workspace_root().join("tests/java/CuratorLock.java");
     let text = std::fs::read(&source).unwrap_or_else(|e| panic!("read {}: {e}", source.display()));
-    let root = manifest_dir().join("target/curator-lock");
+    let root = workspace_root().join("target/curator-lock");
     let dir = root.join(format!("{:016x}", fnv1a(&text)));
     if dir.join("CuratorLock.class").exists() {
         return dir;
