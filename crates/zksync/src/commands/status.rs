@@ -1,16 +1,16 @@
 //! ZKSYNC.STATUS and the `zksync` INFO section.
 
+use super::{arguments, no_arguments};
 use crate::config::FAILSAFE;
 use crate::latency::{Hop, HOPS};
 use crate::redis::fence;
 use crate::reply::Reply;
 use crate::status::{Fencing, Field, STATUS};
-use redis_module::{Context, InfoContext, RedisError, RedisResult, RedisString};
+use redis_module::{Context, InfoContext, RedisResult, RedisString};
 
+/// `ZKSYNC.STATUS`: the fields of the INFO section, as a map.
 pub fn status(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    if args.len() != 1 {
-        return Err(RedisError::WrongArity);
-    }
+    no_arguments("zksync.status", &arguments(&args))?;
     let fields = STATUS
         .fields(fencing())
         .into_iter()
