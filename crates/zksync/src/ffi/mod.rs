@@ -5,8 +5,8 @@
 //! have (`commands`), the configs as Redis registers
 //! and sees them (`config`), serverCron and exit (`events`), a command filter (`filter`), the key API writes and reads of the apply
 //! thread (`keyspace`), the Redis lock held from a thread of ours (`lock`),
-//! the one way to write to the Redis log (`log`), and the change stream's
-//! append (`stream`).
+//! the one way to write to the Redis log (`log`), the change stream's
+//! append (`stream`), and the one Redis string zksync owns (`string`).
 
 pub mod acl;
 pub mod blocked;
@@ -20,3 +20,4 @@ pub mod keyspace;
 pub mod lock;
 pub mod log;
 pub mod stream;
+pub mod string;
