@@ -66,17 +66,11 @@ fn parse<'a>(command: Command, args: &[&'a [u8]]) -> Result<Request<'a>, Error> 
     };
     Ok(match (command, args) {
         (Command::Pull, [path]) => Request::Pull { path: path_arg(path)? },
-        (Command::Push, [path, value, rest @ ..]) => {
-            let path = path_arg(path)?;
-            let version = version_arg(rest)?;
-            if value.len() > MAX_VALUE {
-                return Err(Error::BadArgs(format!(
-                    "value of {} bytes exceeds ZooKeeper's znode limit of {MAX_VALUE} bytes",
-                    value.len()
-                )));
-            }
-            Request::Push { path, value, version }
-        }
+        (Command::Push, [path, value, rest @ ..]) => Request::Push {
+            path: path_arg(path)?,
+            value,
+            version: version_arg(rest)?,
+        },
         (Command::Delete, [path, rest @ ..]) => Request::Delete {
             path: path_arg(path)?,
             version: version_arg(rest)?,
@@ -110,18 +104,21 @@ pub fn ls(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 fn run(ctx: &Context, command: Command, args: &[RedisString]) -> RedisResult {
     match parse(command, &arguments(args))? {
         Request::Pull { path } => {
-            write_here(ctx, &path, Action::Pull)?;
+            authorize_write(ctx, &path, Action::Pull)?;
             // Every key of the subtree is checked too, once it is read.
             let user = acl::current_user(ctx);
             submit(ctx, SessionRequest::Pull { path, user })
         }
         Request::Push { path, value, version } => {
-            write_here(ctx, &path, Action::Push)?;
+            authorize_write(ctx, &path, Action::Push)?;
+            // After the path's and this server's refusals: a write meant for
+            // another node is redirected there whatever its size.
+            value_fits(value)?;
             let value = value.to_vec();
             submit(ctx, SessionRequest::Push { path, value, version })
         }
         Request::Delete { path, version } => {
-            write_here(ctx, &path, Action::Delete)?;
+            authorize_write(ctx, &path, Action::Delete)?;
             submit(ctx, SessionRequest::Delete { path, version })
         }
         Request::Stat { path } => {
@@ -137,10 +134,21 @@ fn run(ctx: &Context, command: Command, args: &[RedisString]) -> RedisResult {
 
 /// A mirror write at `path` is allowed, and this server is where it runs:
 /// the master serving the path's slot.
-fn write_here(ctx: &Context, path: &str, action: Action) -> Result<(), Error> {
+fn authorize_write(ctx: &Context, path: &str, action: Action) -> Result<(), Error> {
     let target = authorize(ctx, path, action)?;
     cluster::route(ctx, &target.key(path))?;
     master_only(ctx)
+}
+
+/// A value ZooKeeper can store in one znode.
+fn value_fits(value: &[u8]) -> Result<(), Error> {
+    if value.len() > MAX_VALUE {
+        return Err(Error::BadArgs(format!(
+            "value of {} bytes exceeds ZooKeeper's znode limit of {MAX_VALUE} bytes",
+            value.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Mirror writes happen on the master and reach replicas by replication,
@@ -297,12 +305,18 @@ mod tests {
                 "{command:?} {line}: {parsed:?}"
             );
         }
+    }
+
+    /// Checked once the path and this server may take the write.
+    #[test]
+    fn a_value_over_the_znode_limit_is_bad_args() {
         let over = vec![b'x'; MAX_VALUE + 1];
-        let parsed = parse(Command::Push, &[b"/a", &over]);
+        let refused = value_fits(&over);
         assert!(
-            matches!(&parsed, Err(Error::BadArgs(m)) if m.contains("znode limit")),
-            "{parsed:?}"
+            matches!(&refused, Err(Error::BadArgs(m)) if m.contains("znode limit")),
+            "{refused:?}"
         );
-        assert!(parse(Command::Push, &[b"/a", &over[1..]]).is_ok());
+        assert_eq!(value_fits(&over[1..]), Ok(()));
+        assert_eq!(value_fits(b""), Ok(()));
     }
 }
