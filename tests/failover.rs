@@ -504,7 +504,10 @@ fn bad_input_is_refused() {
         (vec!["ZKSYNC.FAILOVER", "TIMEOUT", "0"], "TIMEOUT"),
         (vec!["ZKSYNC.FAILOVER", "NOW"], "syntax"),
         (vec!["ZKSYNC.FAILOVER", "TO", "10.9.9.9:1"], "not a member"),
-        (vec!["ZKSYNC.LEADER", "x"], "syntax"),
+        (
+            vec!["ZKSYNC.LEADER", "x"],
+            "wrong number of arguments for 'zksync.leader' command",
+        ),
     ] {
         let e = m.try_cmd(&args).unwrap_err();
         assert!(e.to_string().contains(want), "{args:?}: {e}");

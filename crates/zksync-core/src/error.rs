@@ -5,11 +5,25 @@ use crate::text::quote;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
-    /// The wrong number of arguments: Redis's own error, which names the
-    /// command as registered (the module replies through Redis's call).
-    WrongArity,
-    /// Wrong arguments: paths, numbers, sizes, unknown options.
+    /// Too few or too many arguments for `command` (its name as registered):
+    /// the text Redis gives for its own commands.
+    WrongArity {
+        command: &'static str,
+    },
+    /// Bad arguments: a syntax error, an invalid path, number or size.
     BadArgs(String),
+    /// The client cannot wait for ZooKeeper's answer where it runs.
+    CannotBlock(CannotBlock),
+    /// ZKSYNC.LOCK on a path whose lock this connection already holds.
+    LockHeld(String),
+    /// `command` needs a client connection and ran without one (from
+    /// another module, say).
+    NoClient {
+        command: &'static str,
+    },
+    /// SENTINEL about a master this server does not describe: not its
+    /// group, or no leader it can vouch for. Sentinel's own text.
+    NoSuchMaster,
     ZkDown(String),
     NoNode(String),
     NodeExists(String),
@@ -47,10 +61,39 @@ pub enum Error {
     ClusterDown(String),
 }
 
+/// Why a client cannot be blocked to wait for an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CannotBlock {
+    /// Inside MULTI or a script, or where Redis denies blocking.
+    InMultiOrScript,
+    /// This server's module API has no way to block a client.
+    Unsupported,
+    /// Redis refused to block this client.
+    Refused,
+}
+
+impl CannotBlock {
+    fn message(self) -> &'static str {
+        match self {
+            CannotBlock::InMultiOrScript => "this command waits for ZooKeeper and cannot run inside MULTI or a script",
+            CannotBlock::Unsupported => "blocking is not available",
+            CannotBlock::Refused => "this client cannot be blocked",
+        }
+    }
+}
+
 impl Error {
     pub fn code(&self) -> &'static str {
         match self {
-            Error::WrongArity | Error::BadArgs(_) | Error::Failover(_) | Error::Zk { .. } => "ERR",
+            // Refusals of a client's state are `ERR`, as Redis's own are.
+            Error::WrongArity { .. }
+            | Error::BadArgs(_)
+            | Error::CannotBlock(_)
+            | Error::LockHeld(_)
+            | Error::NoClient { .. }
+            | Error::NoSuchMaster
+            | Error::Failover(_)
+            | Error::Zk { .. } => "ERR",
             Error::ZkDown(_) => "ZKDOWN",
             Error::NoNode(_) => "ZKNONODE",
             Error::NodeExists(_) => "ZKNODEEXISTS",
@@ -77,6 +120,11 @@ impl Error {
             | Error::Fenced(m)
             | Error::Refused(m)
             | Error::ClusterDown(m) => m.clone(),
+            Error::WrongArity { command } => format!("wrong number of arguments for '{command}' command"),
+            Error::CannotBlock(why) => why.message().to_string(),
+            Error::LockHeld(path) => format!("this connection already holds the lock at {path}"),
+            Error::NoClient { command } => format!("{command} needs a client connection"),
+            Error::NoSuchMaster => "No such master with that name".to_string(),
             Error::Failover(m) => format!("failover: {m}"),
             Error::ZkDown(why) => format!("no ZooKeeper session ({why})"),
             Error::NoNode(p) => format!("znode {p} does not exist"),
@@ -84,7 +132,6 @@ impl Error {
             Error::BadVersion(p) => format!("version mismatch on znode {p}"),
             Error::NotEmpty(p) => format!("znode {p} has children"),
             Error::NoAuth(p) => format!("ZooKeeper refused access to {p}"),
-            Error::WrongArity => "wrong number of arguments".to_string(),
             Error::Timeout => "ZooKeeper did not answer in time".to_string(),
             Error::NoGroup => "this server is in no group (set zksync.group)".to_string(),
             Error::Zk { path, message } => format!("ZooKeeper error on {path}: {message}"),
@@ -145,6 +192,40 @@ mod tests {
             quoted.len(),
             "an error quoted in the docs is not checked here"
         );
+    }
+
+    /// Clients see these texts (and their `ERR`): they are pinned here.
+    #[test]
+    fn arity_and_refusals_read_as_before() {
+        for (error, text) in [
+            (
+                Error::WrongArity { command: "zksync.pull" },
+                "ERR wrong number of arguments for 'zksync.pull' command",
+            ),
+            (
+                Error::CannotBlock(CannotBlock::InMultiOrScript),
+                "ERR this command waits for ZooKeeper and cannot run inside MULTI or a script",
+            ),
+            (
+                Error::CannotBlock(CannotBlock::Unsupported),
+                "ERR blocking is not available",
+            ),
+            (
+                Error::CannotBlock(CannotBlock::Refused),
+                "ERR this client cannot be blocked",
+            ),
+            (
+                Error::LockHeld("/locks/a".into()),
+                "ERR this connection already holds the lock at /locks/a",
+            ),
+            (
+                Error::NoClient { command: "ZKSYNC.LOCK" },
+                "ERR ZKSYNC.LOCK needs a client connection",
+            ),
+            (Error::NoSuchMaster, "ERR No such master with that name"),
+        ] {
+            assert_eq!(error.to_string(), text);
+        }
     }
 
     #[test]

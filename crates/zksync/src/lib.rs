@@ -4,8 +4,10 @@
 //! section, the start of the threads, the serverCron tick, the exit. See
 //! docs/architecture.md for the architecture.
 
-// Every unsafe block says why it is sound.
+// Every unsafe block says why it is sound, and an unsafe fn's body is no
+// unsafe block: each operation in it needs its own, with its reason.
 #![warn(clippy::undocumented_unsafe_blocks)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 mod commands;
 mod config;

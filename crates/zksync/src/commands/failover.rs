@@ -1,9 +1,9 @@
 //! ZKSYNC.LEADER and ZKSYNC.FAILOVER [TO id] [TIMEOUT ms] [FORCE].
 
-use super::block;
+use super::{arguments, block, is_keyword, no_arguments, number, text};
 use crate::error::Error;
 use crate::ffi::reply::{self, CommandResult};
-use crate::group::switchover::Request;
+use crate::group::switchover::Request as Switchover;
 use crate::reply::Reply;
 use crate::session::{self, Control};
 use crate::shared;
@@ -13,13 +13,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 const DEFAULT_TIMEOUT_MS: u64 = 5000;
+const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
-/// `[id, host:port, epoch]` of the group's master as this member last read
-/// it, or nil (also while this member cannot vouch for it).
+/// `ZKSYNC.LEADER`: `[id, host:port, epoch]` of the group's master as this
+/// member last read it, or nil (also while this member cannot vouch for it).
 pub fn leader(_ctx: &Context, args: Vec<RedisString>) -> CommandResult {
-    if args.len() != 1 {
-        return Err(Error::BadArgs("syntax: ZKSYNC.LEADER".into()));
-    }
+    no_arguments("zksync.leader", &arguments(&args))?;
     if shared::group().is_none() {
         return Err(Error::NoGroup);
     }
@@ -35,44 +34,42 @@ pub fn leader(_ctx: &Context, args: Vec<RedisString>) -> CommandResult {
     reply::result(reply)
 }
 
-fn parse(args: &[RedisString]) -> Result<Request, Error> {
-    let mut request = Request {
+/// `[TO id] [TIMEOUT ms] [FORCE]`, in any order; an unknown word is a syntax error.
+fn parse(args: &[&[u8]]) -> Result<Switchover, Error> {
+    let mut request = Switchover {
         to: None,
         timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
         force: false,
     };
-    let mut words = args.iter().map(|a| a.to_string_lossy());
+    let mut words = args.iter();
     while let Some(word) = words.next() {
-        match word.to_uppercase().as_str() {
-            "TO" => {
-                request.to = Some(
-                    words
-                        .next()
-                        .ok_or_else(|| Error::BadArgs("TO needs a member id".into()))?,
-                )
-            }
-            "TIMEOUT" => {
-                let ms = words
-                    .next()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .filter(|ms| (1..=3_600_000).contains(ms))
-                    .ok_or_else(|| Error::BadArgs("TIMEOUT must be milliseconds, 1 to 3600000".into()))?;
-                request.timeout = Duration::from_millis(ms);
-            }
-            "FORCE" => request.force = true,
-            _ => {
-                return Err(Error::BadArgs(
-                    "syntax: ZKSYNC.FAILOVER [TO id] [TIMEOUT ms] [FORCE]".into(),
-                ))
-            }
+        if is_keyword(word, "TO") {
+            let id = words
+                .next()
+                .ok_or_else(|| Error::BadArgs("TO needs a member id".into()))?;
+            request.to = Some(text(id));
+        } else if is_keyword(word, "TIMEOUT") {
+            let ms = words
+                .next()
+                .and_then(|v| number::<u64>(v))
+                .filter(|ms| (1..=MAX_TIMEOUT_MS).contains(ms))
+                .ok_or_else(|| Error::BadArgs(format!("TIMEOUT must be milliseconds, 1 to {MAX_TIMEOUT_MS}")))?;
+            request.timeout = Duration::from_millis(ms);
+        } else if is_keyword(word, "FORCE") {
+            request.force = true;
+        } else {
+            return Err(Error::BadArgs(
+                "syntax: ZKSYNC.FAILOVER [TO id] [TIMEOUT ms] [FORCE]".into(),
+            ));
         }
     }
     Ok(request)
 }
 
-/// Answers once the new master accepts writes, or with an error once everything is rolled back.
+/// `ZKSYNC.FAILOVER`: answers once the new master accepts writes, or with
+/// an error once everything is rolled back.
 pub fn failover(ctx: &Context, args: Vec<RedisString>) -> CommandResult {
-    let request = parse(&args[1..])?;
+    let request = parse(&arguments(&args))?;
     if shared::group().is_none() {
         return Err(Error::NoGroup);
     }
@@ -85,4 +82,63 @@ pub fn failover(ctx: &Context, args: Vec<RedisString>) -> CommandResult {
     let pending = block(ctx, request.timeout + session_timeout * 2 + Duration::from_secs(1))?;
     session::send(Control::Failover(request, pending));
     Ok(RedisValue::NoReply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::words;
+    use super::*;
+
+    #[test]
+    fn valid_forms() {
+        let request = |to: Option<&str>, ms: u64, force: bool| Switchover {
+            to: to.map(String::from),
+            timeout: Duration::from_millis(ms),
+            force,
+        };
+        let cases = [
+            ("", request(None, DEFAULT_TIMEOUT_MS, false)),
+            ("FORCE", request(None, DEFAULT_TIMEOUT_MS, true)),
+            (
+                "to 10.0.0.2:6379",
+                request(Some("10.0.0.2:6379"), DEFAULT_TIMEOUT_MS, false),
+            ),
+            ("TIMEOUT 1 FORCE TO m", request(Some("m"), 1, true)),
+            ("timeout 3600000", request(None, MAX_TIMEOUT_MS, false)),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse(&words(line)), Ok(want), "{line}");
+        }
+    }
+
+    #[test]
+    fn each_bad_value_is_bad_args() {
+        let cases = [
+            ("TO", "TO needs"),
+            ("TIMEOUT", "TIMEOUT must be"),
+            ("TIMEOUT x", "TIMEOUT must be"),
+            ("TIMEOUT 0", "TIMEOUT must be"),
+            ("TIMEOUT 3600001", "TIMEOUT must be"),
+            ("NOW", "syntax"),
+            ("FORCE NOW", "syntax"),
+        ];
+        for (line, says) in cases {
+            let parsed = parse(&words(line));
+            assert!(
+                matches!(&parsed, Err(Error::BadArgs(m)) if m.contains(says)),
+                "{line}: {parsed:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn leader_takes_no_arguments() {
+        assert_eq!(no_arguments("zksync.leader", &[]), Ok(()));
+        assert_eq!(
+            no_arguments("zksync.leader", &words("x")),
+            Err(Error::WrongArity {
+                command: "zksync.leader"
+            })
+        );
+    }
 }

@@ -4,7 +4,7 @@
 //! user); the reply is the grant's length in milliseconds, or `-REFUSED`
 //! with the reason.
 
-use super::block;
+use super::{arguments, block, number, text};
 use crate::access::Denied;
 use crate::error::Error;
 use crate::ffi::acl;
@@ -26,15 +26,15 @@ struct Request {
     ask: Ask,
 }
 
+/// `group master-id epoch`.
 fn parse(args: &[&[u8]]) -> Result<Request, Error> {
     let [group, master, epoch] = args else {
-        return Err(Error::BadArgs("syntax: ZKSYNC.FAILSAFE group master-id epoch".into()));
+        return Err(Error::WrongArity {
+            command: "zksync.failsafe",
+        });
     };
-    let text = |arg: &[u8]| String::from_utf8_lossy(arg).into_owned();
-    let epoch = std::str::from_utf8(epoch)
-        .ok()
-        .and_then(|e| e.parse::<u64>().ok())
-        .ok_or_else(|| Error::BadArgs("the epoch must be a non-negative integer".into()))?;
+    let epoch =
+        number::<u64>(epoch).ok_or_else(|| Error::BadArgs("the epoch must be a non-negative integer".into()))?;
     Ok(Request {
         group: text(group),
         ask: Ask {
@@ -45,8 +45,7 @@ fn parse(args: &[&[u8]]) -> Result<Request, Error> {
 }
 
 pub fn failsafe(ctx: &Context, args: Vec<RedisString>) -> CommandResult {
-    let words: Vec<&[u8]> = args[1..].iter().map(RedisString::as_slice).collect();
-    let request = parse(&words)?;
+    let request = parse(&arguments(&args))?;
     let expected = credentials::grant_user(ctx);
     if acl::current_user(ctx).is_some_and(|user| user != expected.as_bytes()) {
         return Err(Error::NoPerm(Denied::Internal {
@@ -67,6 +66,7 @@ pub fn failsafe(ctx: &Context, args: Vec<RedisString>) -> CommandResult {
 
 #[cfg(test)]
 mod tests {
+    use super::super::words;
     use super::*;
 
     #[test]
@@ -80,9 +80,18 @@ mod tests {
             },
         };
         assert_eq!(ok, Ok(want));
-        let bad: [&[&[u8]]; 4] = [&[], &[b"g", b"m"], &[b"g", b"m", b"-1"], &[b"g", b"m", b"7", b"x"]];
-        for args in bad {
-            assert!(matches!(parse(args), Err(Error::BadArgs(_))), "{args:?}");
+        let arity = Err(Error::WrongArity {
+            command: "zksync.failsafe",
+        });
+        for line in ["", "g", "g m", "g m 7 x"] {
+            assert_eq!(parse(&words(line)), arity, "{line}");
+        }
+        for line in ["g m -1", "g m x", "g m 1.5", "g m 18446744073709551616"] {
+            let parsed = parse(&words(line));
+            assert!(
+                matches!(&parsed, Err(Error::BadArgs(m)) if m.contains("epoch")),
+                "{line}: {parsed:?}"
+            );
         }
     }
 }

@@ -1,6 +1,6 @@
-//! ZKSYNC.LOAD [PICK [MASTER|REPLICA|ANY] | ZK].
+//! ZKSYNC.LOAD [PICK [MASTER|REPLICA|ANY] | ZK]: the group's load figures.
 
-use super::block;
+use super::{arguments, block, is_keyword, text};
 use crate::config;
 use crate::error::Error;
 use crate::ffi::reply::{self, CommandResult};
@@ -14,29 +14,51 @@ use redis_module::{Context, RedisString, RedisValue};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub fn load(ctx: &Context, args: Vec<RedisString>) -> CommandResult {
-    let words: Vec<String> = args[1..].iter().map(|a| a.to_string_lossy().to_uppercase()).collect();
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    match words.as_slice() {
-        // ZooKeeper's own load needs no group.
-        ["ZK"] => ask_servers(ctx),
-        [] => table(),
-        ["PICK"] => pick(None),
-        ["PICK", role] => pick(parse_role(role)?),
+/// A parsed ZKSYNC.LOAD.
+#[derive(Debug, PartialEq, Eq)]
+enum Request {
+    /// Every member's figures.
+    Table,
+    /// The address of the least loaded member in `role` (`None`: any).
+    Pick(Option<Role>),
+    /// ZooKeeper's own servers' load.
+    ZkServers,
+}
+
+fn parse(args: &[&[u8]]) -> Result<Request, Error> {
+    match args {
+        [] => Ok(Request::Table),
+        [zk] if is_keyword(zk, "ZK") => Ok(Request::ZkServers),
+        [pick] if is_keyword(pick, "PICK") => Ok(Request::Pick(None)),
+        [pick, role] if is_keyword(pick, "PICK") => Ok(Request::Pick(parse_role(role)?)),
         _ => Err(Error::BadArgs(
             "syntax: ZKSYNC.LOAD [PICK [MASTER|REPLICA|ANY] | ZK]".into(),
         )),
     }
 }
 
-fn parse_role(word: &str) -> Result<Option<Role>, Error> {
-    match word {
-        "MASTER" => Ok(Some(Role::Master)),
-        "REPLICA" => Ok(Some(Role::Replica)),
-        "ANY" => Ok(None),
-        _ => Err(Error::BadArgs(format!(
-            "unknown role '{word}': use MASTER, REPLICA or ANY"
-        ))),
+fn parse_role(word: &[u8]) -> Result<Option<Role>, Error> {
+    if is_keyword(word, "MASTER") {
+        Ok(Some(Role::Master))
+    } else if is_keyword(word, "REPLICA") {
+        Ok(Some(Role::Replica))
+    } else if is_keyword(word, "ANY") {
+        Ok(None)
+    } else {
+        Err(Error::BadArgs(format!(
+            "unknown role '{}': use MASTER, REPLICA or ANY",
+            text(word).to_uppercase()
+        )))
+    }
+}
+
+/// `ZKSYNC.LOAD [PICK [MASTER|REPLICA|ANY] | ZK]`.
+pub fn load(ctx: &Context, args: Vec<RedisString>) -> CommandResult {
+    match parse(&arguments(&args))? {
+        // ZooKeeper's own load needs no group.
+        Request::ZkServers => ask_servers(ctx),
+        Request::Table => table(),
+        Request::Pick(role) => pick(role),
     }
 }
 
@@ -94,4 +116,43 @@ fn ask_servers(ctx: &Context) -> CommandResult {
     // If the session thread is gone, dropping the request unblocks the client with ZKDOWN.
     let _ = session::send(Control::AskServers(pending));
     Ok(RedisValue::NoReply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::words;
+    use super::*;
+
+    #[test]
+    fn valid_forms() {
+        let cases = [
+            ("", Request::Table),
+            ("zk", Request::ZkServers),
+            ("PICK", Request::Pick(None)),
+            ("pick any", Request::Pick(None)),
+            ("PICK master", Request::Pick(Some(Role::Master))),
+            ("PICK REPLICA", Request::Pick(Some(Role::Replica))),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse(&words(line)), Ok(want), "{line}");
+        }
+    }
+
+    #[test]
+    fn each_bad_value_is_bad_args() {
+        let cases = [
+            ("PICK leader", "unknown role 'LEADER'"),
+            ("PICK MASTER extra", "syntax"),
+            ("ZK extra", "syntax"),
+            ("TABLE", "syntax"),
+            ("MASTER", "syntax"),
+        ];
+        for (line, says) in cases {
+            let parsed = parse(&words(line));
+            assert!(
+                matches!(&parsed, Err(Error::BadArgs(m)) if m.contains(says)),
+                "{line}: {parsed:?}"
+            );
+        }
+    }
 }

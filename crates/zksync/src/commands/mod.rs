@@ -1,4 +1,7 @@
-//! Command handlers: parse, call into the domain, reply. One file per family.
+//! Command handlers, one file per family. Each parses its arguments (after
+//! the command's name, as bytes: `arguments`) into a typed request with a
+//! `parse` that needs no server, then authorizes, calls into the domain or
+//! the session thread, and replies.
 
 pub mod failover;
 pub mod failsafe;
@@ -9,7 +12,7 @@ pub mod sentinel;
 pub mod status;
 
 use crate::access::{Action, Target};
-use crate::error::Error;
+use crate::error::{CannotBlock, Error};
 use crate::ffi::acl;
 use crate::ffi::blocked::Pending;
 use crate::ffi::reply::CommandResult;
@@ -21,11 +24,38 @@ use redis_module::{Context, ContextFlags, RedisString, RedisValue};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+/// A command's arguments after its name, as bytes: what every parser takes
+/// (the name is the handler's to know).
+fn arguments(args: &[RedisString]) -> Vec<&[u8]> {
+    args.iter().skip(1).map(RedisString::as_slice).collect()
+}
+
+/// `Ok` for a command that takes no arguments.
+fn no_arguments(command: &'static str, args: &[&[u8]]) -> Result<(), Error> {
+    match args {
+        [] => Ok(()),
+        _ => Err(Error::WrongArity { command }),
+    }
+}
+
+/// Whether `arg` is the keyword `word`, in any case.
+fn is_keyword(arg: &[u8], word: &str) -> bool {
+    arg.eq_ignore_ascii_case(word.as_bytes())
+}
+
+/// `arg` as a number written in decimal, if it is one of type `T`.
+fn number<T: std::str::FromStr>(arg: &[u8]) -> Option<T> {
+    std::str::from_utf8(arg).ok()?.parse().ok()
+}
+
+/// `arg` as text, invalid UTF-8 replaced (names compared or shown, never paths).
+fn text(arg: &[u8]) -> String {
+    String::from_utf8_lossy(arg).into_owned()
+}
+
 /// An argument that must be an absolute znode path.
-fn path_arg(arg: &RedisString) -> Result<String, Error> {
-    let text = arg
-        .try_as_str()
-        .map_err(|_| Error::BadArgs("a znode path must be valid UTF-8".into()))?;
+fn path_arg(arg: &[u8]) -> Result<String, Error> {
+    let text = std::str::from_utf8(arg).map_err(|_| Error::BadArgs("a znode path must be valid UTF-8".into()))?;
     path::validate(text).map_err(Error::BadArgs)?;
     Ok(text.to_string())
 }
@@ -46,14 +76,12 @@ fn authorize(ctx: &Context, path: &str, action: Action) -> Result<Target, Error>
 }
 
 /// The optional `VERSION v` tail of PUSH and DELETE.
-fn version_arg(rest: &[RedisString]) -> Result<Option<i32>, Error> {
+fn version_arg(rest: &[&[u8]]) -> Result<Option<i32>, Error> {
     match rest {
         [] => Ok(None),
-        [word, v] if word.to_string_lossy().eq_ignore_ascii_case("VERSION") => v
-            .to_string_lossy()
-            .parse::<i32>()
+        [word, v] if is_keyword(word, "VERSION") => number(v)
             .map(Some)
-            .map_err(|_| Error::BadArgs("VERSION must be an integer".into())),
+            .ok_or_else(|| Error::BadArgs("VERSION must be an integer".into())),
         _ => Err(Error::BadArgs("syntax error: expected [VERSION v]".into())),
     }
 }
@@ -86,9 +114,44 @@ fn refuse_in_transaction(ctx: &Context) -> Result<(), Error> {
         .get_flags()
         .intersects(ContextFlags::MULTI | ContextFlags::LUA | ContextFlags::DENY_BLOCKING)
     {
-        return Err(Error::BadArgs(
-            "this command waits for ZooKeeper and cannot run inside MULTI or a script".into(),
-        ));
+        return Err(Error::CannotBlock(CannotBlock::InMultiOrScript));
     }
     Ok(())
+}
+
+/// Test arguments from words split at spaces.
+#[cfg(test)]
+fn words(line: &str) -> Vec<&[u8]> {
+    line.split_whitespace().map(str::as_bytes).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_tails() {
+        assert_eq!(version_arg(&[]), Ok(None));
+        assert_eq!(version_arg(&words("version 7")), Ok(Some(7)));
+        assert_eq!(version_arg(&words("VERSION -1")), Ok(Some(-1)));
+        for bad in [
+            "VERSION",
+            "VERSION x",
+            "VERSION 1.5",
+            "VERSION 99999999999",
+            "NOTVERSION 1",
+            "VERSION 1 x",
+        ] {
+            assert!(matches!(version_arg(&words(bad)), Err(Error::BadArgs(_))), "{bad}");
+        }
+        assert!(matches!(version_arg(&[b"VERSION", b""]), Err(Error::BadArgs(_))));
+    }
+
+    #[test]
+    fn paths_are_validated_utf8() {
+        assert_eq!(path_arg(b"/a/b"), Ok("/a/b".to_string()));
+        for bad in [&b"a"[..], b"", b"/a/", b"/a//b", b"/a\0", b"/\xff"] {
+            assert!(matches!(path_arg(bad), Err(Error::BadArgs(_))), "{bad:?}");
+        }
+    }
 }

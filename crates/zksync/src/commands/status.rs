@@ -1,7 +1,7 @@
 //! ZKSYNC.STATUS and the `zksync` INFO section.
 
+use super::{arguments, no_arguments};
 use crate::config::FAILSAFE;
-use crate::error::Error;
 use crate::ffi::reply::{self, CommandResult};
 use crate::latency::{Hop, HOPS};
 use crate::redis::fence;
@@ -9,10 +9,9 @@ use crate::reply::Reply;
 use crate::status::{Fencing, Field, STATUS};
 use redis_module::{Context, InfoContext, RedisString};
 
+/// `ZKSYNC.STATUS`: the fields of the INFO section, as a map.
 pub fn status(_ctx: &Context, args: Vec<RedisString>) -> CommandResult {
-    if args.len() != 1 {
-        return Err(Error::WrongArity);
-    }
+    no_arguments("zksync.status", &arguments(&args))?;
     let fields = STATUS
         .fields(fencing())
         .into_iter()

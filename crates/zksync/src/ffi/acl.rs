@@ -3,6 +3,7 @@
 //! declare no key positions (their keys are derived from znode paths), so
 //! Redis cannot check them itself.
 
+use super::string::OwnedString;
 use crate::access::{Denied, KeyAccess};
 use redis_module::{raw, Context, ContextFlags};
 use std::os::raw::c_int;
@@ -31,15 +32,17 @@ fn current_user_name(ctx: &Context) -> Option<OwnedString> {
     {
         return None;
     }
-    // SAFETY: API pointers are set at module load; Redis gives a client id
-    // of 0 where the context has no client, and only then has no user.
-    unsafe {
-        if raw::RedisModule_GetClientId?(ctx.ctx) == 0 {
-            return None;
-        }
-        let name = raw::RedisModule_GetCurrentUserName?(ctx.ctx);
-        (!name.is_null()).then_some(OwnedString(name, ctx.ctx))
+    // SAFETY: API pointers are set at module load.
+    let (client_id, user_name) = unsafe { (raw::RedisModule_GetClientId?, raw::RedisModule_GetCurrentUserName?) };
+    // SAFETY: `ctx` is the live context of the calling command. Redis gives
+    // a client id of 0 where the context has no client, and only then has
+    // no user.
+    if unsafe { client_id(ctx.ctx) } == 0 {
+        return None;
     }
+    // SAFETY: as above; the name is a new string, made in `ctx`, for the
+    // caller to free, and `ctx` outlives it (the command's run).
+    unsafe { OwnedString::from_raw(user_name(ctx.ctx), ctx.ctx) }
 }
 
 /// A user looked up by name, for any number of checks. Needs the Redis lock
@@ -58,8 +61,10 @@ impl User {
     }
 
     fn find(name: &OwnedString) -> Option<User> {
-        // SAFETY: API pointers are set at module load; `name` is a valid string.
-        let user = unsafe { raw::RedisModule_GetModuleUserFromUserName?(name.0) };
+        // SAFETY: API pointers are set at module load.
+        let get_user = unsafe { raw::RedisModule_GetModuleUserFromUserName }?;
+        // SAFETY: `name` is a live string; the user is ours to free (`Drop`).
+        let user = unsafe { get_user(name.as_ptr()) };
         (!user.is_null()).then_some(User(user))
     }
 
@@ -83,29 +88,25 @@ impl User {
             return false;
         };
         // SAFETY: `self.0` and `key` are valid until dropped.
-        unsafe { check(self.0, key.0, flags(access)) == raw::REDISMODULE_OK as c_int }
+        unsafe { check(self.0, key.as_ptr(), flags(access)) == raw::REDISMODULE_OK as c_int }
     }
 
     /// Adds an `ACL LOG` entry for a refused key, as Redis does for its own
     /// commands. Only with a client behind `ctx` (Redis describes it).
     pub fn log_refusal(&self, ctx: &Context, key: &[u8]) {
-        // SAFETY: API pointers are set at module load; a client id of 0 means no client.
-        unsafe {
-            let (Some(id), Some(add)) = (raw::RedisModule_GetClientId, raw::RedisModule_ACLAddLogEntry) else {
-                return;
-            };
-            if id(ctx.ctx) == 0 {
-                return;
-            }
-            if let Some(key) = OwnedString::new(key) {
-                add(
-                    ctx.ctx,
-                    self.0,
-                    key.0,
-                    raw::RedisModuleACLLogEntryReason_REDISMODULE_ACL_LOG_KEY,
-                );
-            }
+        // SAFETY: API pointers are set at module load.
+        let (client_id, add) = unsafe { (raw::RedisModule_GetClientId, raw::RedisModule_ACLAddLogEntry) };
+        let (Some(client_id), Some(add)) = (client_id, add) else {
+            return;
+        };
+        // SAFETY: `ctx` is a live context; a client id of 0 means no client.
+        if unsafe { client_id(ctx.ctx) } == 0 {
+            return;
         }
+        let Some(key) = OwnedString::new(key) else { return };
+        let reason = raw::RedisModuleACLLogEntryReason_REDISMODULE_ACL_LOG_KEY;
+        // SAFETY: `ctx` has a client; `self.0` and `key` are alive until dropped.
+        unsafe { add(ctx.ctx, self.0, key.as_ptr(), reason) };
     }
 }
 
@@ -115,35 +116,6 @@ impl Drop for User {
         if let Some(free) = unsafe { raw::RedisModule_FreeModuleUser } {
             // SAFETY: `self.0` came from RedisModule_GetModuleUserFromUserName and is freed once.
             unsafe { free(self.0) };
-        }
-    }
-}
-
-/// A Redis string of ours, with the context it was made in (NULL for none),
-/// freed when dropped.
-struct OwnedString(*mut raw::RedisModuleString, *mut raw::RedisModuleCtx);
-
-impl OwnedString {
-    /// From any bytes: no CString on the way.
-    fn new(bytes: &[u8]) -> Option<OwnedString> {
-        // SAFETY: API pointers are set at module load; a NULL context makes
-        // a string that lives until freed.
-        let s = unsafe { raw::RedisModule_CreateString?(std::ptr::null_mut(), bytes.as_ptr().cast(), bytes.len()) };
-        (!s.is_null()).then_some(OwnedString(s, std::ptr::null_mut()))
-    }
-
-    fn bytes(&self) -> &[u8] {
-        redis_module::RedisString::string_as_slice(self.0)
-    }
-}
-
-impl Drop for OwnedString {
-    fn drop(&mut self) {
-        // SAFETY: API pointers are set at module load.
-        if let Some(free) = unsafe { raw::RedisModule_FreeString } {
-            // SAFETY: freed once, with the context it was made in (so that
-            // Redis's automatic memory of that context forgets it too).
-            unsafe { free(self.1, self.0) };
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use super::{acl, guard};
 use crate::access::Denied;
-use crate::error::Error;
+use crate::error::{CannotBlock, Error};
 use crate::reply::Reply;
 use redis_module::{raw, Context};
 use std::os::raw::{c_int, c_void};
@@ -25,8 +25,7 @@ impl Pending {
     /// Blocks the calling client; it gets ZKTIMEOUT if no reply comes within `timeout`.
     pub fn block(ctx: &Context, timeout: Duration) -> Result<Pending, Error> {
         // SAFETY: API pointers are set once at module load, before any command runs.
-        let block = unsafe { raw::RedisModule_BlockClient }
-            .ok_or_else(|| Error::BadArgs("blocking is not available".into()))?;
+        let block = unsafe { raw::RedisModule_BlockClient }.ok_or(Error::CannotBlock(CannotBlock::Unsupported))?;
         // SAFETY: `ctx` is the context of the command being run, on the main
         // thread; the callbacks live as long as the module (never unloaded
         // once started).
@@ -40,7 +39,7 @@ impl Pending {
             )
         };
         if client.is_null() {
-            return Err(Error::BadArgs("this client cannot be blocked".into()));
+            return Err(Error::CannotBlock(CannotBlock::Refused));
         }
         Ok(Pending { client, reply: None })
     }

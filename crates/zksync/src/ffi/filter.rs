@@ -6,6 +6,7 @@
 //! fires). What the filter rewrites is the caller's decision (`Hooks`).
 
 use super::guard;
+use super::string::OwnedString;
 use once_cell::sync::OnceCell;
 use redis_module::{raw, Context, RedisString};
 use std::os::raw::{c_int, c_void};
@@ -89,63 +90,66 @@ pub fn watch_role(on: bool) -> Option<bool> {
         dataver: 1,
     };
     SUBSCRIBED.store(on, Ordering::Relaxed);
-    // SAFETY: API pointers are set at module load; `ctx` lives as long as
-    // the process. Unsubscribing pairs with a subscription: Redis 7.0 would
-    // add an empty one for an event never subscribed.
-    unsafe {
-        if !on {
-            raw::subscribe_to_server_event(ctx, role_changes, None);
-            return None;
-        }
-        raw::subscribe_to_server_event(ctx, role_changes, Some(on_role_change));
-        let flags = raw::RedisModule_GetContextFlags?;
-        Some(flags(ctx) as u32 & raw::REDISMODULE_CTX_FLAGS_SLAVE != 0)
+    if !on {
+        // Unsubscribing pairs with a subscription: Redis 7.0 would add an
+        // empty one for an event never subscribed.
+        raw::subscribe_to_server_event(ctx, role_changes, None);
+        return None;
     }
+    raw::subscribe_to_server_event(ctx, role_changes, Some(on_role_change));
+    // SAFETY: API pointers are set at module load.
+    let flags = unsafe { raw::RedisModule_GetContextFlags }?;
+    // SAFETY: `ctx` lives as long as the process.
+    Some(unsafe { flags(ctx) } as u32 & raw::REDISMODULE_CTX_FLAGS_SLAVE != 0)
 }
 
-unsafe extern "C" fn on_role_change(
-    _: *mut raw::RedisModuleCtx,
-    _: raw::RedisModuleEvent,
-    subevent: u64,
-    _: *mut c_void,
-) {
+extern "C" fn on_role_change(_: *mut raw::RedisModuleCtx, _: raw::RedisModuleEvent, subevent: u64, _: *mut c_void) {
     if let Some(hooks) = HOOKS.get() {
         let replica = subevent == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_REPLICA;
         guard::catch("a role change", || (hooks.fencing.role_changed)(replica));
     }
 }
 
-unsafe extern "C" fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
+extern "C" fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
     let Some(hooks) = HOOKS.get() else {
         return;
     };
-    // SAFETY: Redis passes a filter context valid for this call.
-    guard::catch("the command filter", || unsafe { rewrite(fctx, hooks) });
+    // SAFETY: Redis calls the filter with a filter context valid for this call.
+    let Some(args) = (unsafe { Args::of(fctx) }) else {
+        return;
+    };
+    guard::catch("the command filter", || rewrite(args, hooks));
 }
 
-/// The filter context's arguments, as Redis's API gives them.
+/// The filter context's arguments, as Redis's API gives them, for the
+/// filter's call only.
 struct Args {
     fctx: *mut raw::RedisModuleCommandFilterCtx,
     count: unsafe extern "C" fn(*mut raw::RedisModuleCommandFilterCtx) -> c_int,
     get: unsafe extern "C" fn(*mut raw::RedisModuleCommandFilterCtx, c_int) -> *mut raw::RedisModuleString,
     replace: unsafe extern "C" fn(*mut raw::RedisModuleCommandFilterCtx, c_int, *mut raw::RedisModuleString) -> c_int,
-    create: unsafe extern "C" fn(
-        *mut raw::RedisModuleCtx,
-        *const std::os::raw::c_char,
-        usize,
-    ) -> *mut raw::RedisModuleString,
 }
 
 impl Args {
     /// # Safety
     /// `fctx` is the filter context of the current call.
     unsafe fn of(fctx: *mut raw::RedisModuleCommandFilterCtx) -> Option<Args> {
+        if fctx.is_null() {
+            return None;
+        }
+        // SAFETY: API pointers are set at module load.
+        let (count, get, replace) = unsafe {
+            (
+                raw::RedisModule_CommandFilterArgsCount?,
+                raw::RedisModule_CommandFilterArgGet?,
+                raw::RedisModule_CommandFilterArgReplace?,
+            )
+        };
         Some(Args {
             fctx,
-            count: raw::RedisModule_CommandFilterArgsCount?,
-            get: raw::RedisModule_CommandFilterArgGet?,
-            replace: raw::RedisModule_CommandFilterArgReplace?,
-            create: raw::RedisModule_CreateString?,
+            count,
+            get,
+            replace,
         })
     }
 
@@ -165,26 +169,19 @@ impl Args {
 
     /// Frees the argument at `pos`: `&mut` so that no borrowed one outlives it.
     fn replace(&mut self, pos: usize, with: &str) {
-        let Ok(pos) = c_int::try_from(pos) else { return };
-        // SAFETY: `fctx` is valid for this call; Redis takes ownership of
-        // the new string (created without a context, so not auto-freed).
-        unsafe {
-            (self.replace)(
-                self.fctx,
-                pos,
-                (self.create)(std::ptr::null_mut(), with.as_ptr().cast(), with.len()),
-            )
+        let (Ok(pos), Some(with)) = (c_int::try_from(pos), OwnedString::new(with.as_bytes())) else {
+            return;
         };
+        // SAFETY: `fctx` is valid for this call (`of`); Redis takes
+        // ownership of the new string (of no context, so no context frees it).
+        unsafe { (self.replace)(self.fctx, pos, with.into_raw().as_ptr()) };
     }
 }
 
 /// Swaps secrets for placeholders, then a fenced command for its
-/// replacement, as the hooks say.
-///
-/// # Safety
-/// `fctx` is the filter context of the current call.
-unsafe fn rewrite(fctx: *mut raw::RedisModuleCommandFilterCtx, hooks: &Hooks) {
-    let Some(mut args) = Args::of(fctx) else { return };
+/// replacement, as the hooks say. `Args` is all it touches of Redis: what
+/// it relies on, a live filter context, `Args::of` requires.
+fn rewrite(mut args: Args, hooks: &Hooks) {
     let engaged = (hooks.fencing.engaged)();
     let may_hold_secrets = args.len() >= hooks.secrets.min_args;
     if !engaged && !may_hold_secrets {

@@ -6,6 +6,7 @@
 //! than through `RM_Call` (no client, no parsing, no reply), a compare
 //! during a resync far less than a GET (bench/overhead).
 
+use super::string::OwnedString;
 use redis_module::raw;
 use std::os::raw::c_int;
 use std::ptr::NonNull;
@@ -25,36 +26,28 @@ pub(super) use api;
 /// The key and the value `set` wrote, as strings that the key's entry in
 /// the change stream reuses rather than copying them again (`stream`).
 pub struct Written<'a> {
-    pub(super) strings: [(&'a [u8], RedisStr); 2],
+    pub(super) strings: [(&'a [u8], OwnedString); 2],
 }
 
 /// Sets `key` to the string `value`, whatever it held (its TTL goes too).
 pub fn set<'a>(ctx: Ctx, key: &'a [u8], value: &'a [u8]) -> Result<Written<'a>, &'static str> {
-    let (Some(name), Some(value_str)) = (RedisStr::new(ctx, key), RedisStr::new(ctx, value)) else {
+    let (Some(name), Some(value_str)) = (OwnedString::new(key), OwnedString::new(value)) else {
         return Err("cannot create a string");
     };
-    let Some(open) = OpenKey::new(ctx, name.0, raw::REDISMODULE_WRITE) else {
+    let Some(open) = OpenKey::new(ctx, name.as_non_null(), raw::REDISMODULE_WRITE) else {
         return Err("cannot open the key");
     };
     let (Some(string_set), Some(replicate)) = (api!(RedisModule_StringSet), api!(RedisModule_Replicate)) else {
         return Err("the key API is missing");
     };
     // SAFETY: the key is open for writing; the strings live until the end.
-    if unsafe { string_set(open.0.as_ptr(), value_str.0.as_ptr()) } != raw::REDISMODULE_OK as c_int {
+    if unsafe { string_set(open.0.as_ptr(), value_str.as_ptr()) } != raw::REDISMODULE_OK as c_int {
         return Err("cannot set the key");
     }
     drop(open);
-    notify(ctx, raw::REDISMODULE_NOTIFY_STRING, c"set", name.0);
+    notify(ctx, raw::REDISMODULE_NOTIFY_STRING, c"set", name.as_non_null());
     // SAFETY: the lock is held; "ss" takes two RedisModuleStrings, both alive.
-    unsafe {
-        replicate(
-            ctx,
-            c"SET".as_ptr(),
-            c"ss".as_ptr(),
-            name.0.as_ptr(),
-            value_str.0.as_ptr(),
-        )
-    };
+    unsafe { replicate(ctx, c"SET".as_ptr(), c"ss".as_ptr(), name.as_ptr(), value_str.as_ptr()) };
     Ok(Written {
         strings: [(key, name), (value, value_str)],
     })
@@ -62,10 +55,10 @@ pub fn set<'a>(ctx: Ctx, key: &'a [u8], value: &'a [u8]) -> Result<Written<'a>, 
 
 /// Deletes `key` if it exists; whether it did.
 pub fn delete(ctx: Ctx, key: &[u8]) -> bool {
-    let Some(name) = RedisStr::new(ctx, key) else {
+    let Some(name) = OwnedString::new(key) else {
         return false;
     };
-    let Some(open) = OpenKey::new(ctx, name.0, raw::REDISMODULE_WRITE) else {
+    let Some(open) = OpenKey::new(ctx, name.as_non_null(), raw::REDISMODULE_WRITE) else {
         return false;
     };
     let (Some(key_type), Some(delete), Some(replicate)) = (
@@ -82,9 +75,9 @@ pub fn delete(ctx: Ctx, key: &[u8]) -> bool {
     // SAFETY: the key is open for writing and holds a value.
     unsafe { delete(open.0.as_ptr()) };
     drop(open);
-    notify(ctx, raw::REDISMODULE_NOTIFY_GENERIC, c"del", name.0);
+    notify(ctx, raw::REDISMODULE_NOTIFY_GENERIC, c"del", name.as_non_null());
     // SAFETY: the lock is held; "s" takes one RedisModuleString, alive.
-    unsafe { replicate(ctx, c"DEL".as_ptr(), c"s".as_ptr(), name.0.as_ptr()) };
+    unsafe { replicate(ctx, c"DEL".as_ptr(), c"s".as_ptr(), name.as_ptr()) };
     true
 }
 
@@ -101,8 +94,12 @@ pub fn holds(ctx: Ctx, key: &[u8], value: &[u8]) -> bool {
 /// Calls `f` with the key's string value (None for another type); None if
 /// the key does not exist. Does not touch the key's LRU/LFU clock.
 fn read<R>(ctx: Ctx, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Option<R> {
-    let name = RedisStr::new(ctx, key)?;
-    let open = OpenKey::new(ctx, name.0, raw::REDISMODULE_READ | raw::REDISMODULE_OPEN_KEY_NOTOUCH)?;
+    let name = OwnedString::new(key)?;
+    let open = OpenKey::new(
+        ctx,
+        name.as_non_null(),
+        raw::REDISMODULE_READ | raw::REDISMODULE_OPEN_KEY_NOTOUCH,
+    )?;
     let key_type = api!(RedisModule_KeyType)?;
     let dma = api!(RedisModule_StringDMA)?;
     // SAFETY: the key is open.
@@ -127,28 +124,6 @@ pub(super) fn notify(ctx: Ctx, event_type: c_int, event: &std::ffi::CStr, key: N
     if let Some(notify) = api!(RedisModule_NotifyKeyspaceEvent) {
         // SAFETY: the lock is held; the caller keeps the key string alive.
         unsafe { notify(ctx, event_type, event.as_ptr(), key.as_ptr()) };
-    }
-}
-
-/// A RedisModuleString this code owns (redis-module's `RedisString::create`
-/// goes through a CString and panics on a NUL byte: znode data is binary).
-pub(super) struct RedisStr(pub(super) NonNull<raw::RedisModuleString>, Ctx);
-
-impl RedisStr {
-    fn new(ctx: Ctx, bytes: &[u8]) -> Option<RedisStr> {
-        let create = api!(RedisModule_CreateString)?;
-        // SAFETY: Redis copies the bytes; binary data is fine.
-        let string = unsafe { create(ctx, bytes.as_ptr().cast(), bytes.len()) };
-        NonNull::new(string).map(|s| RedisStr(s, ctx))
-    }
-}
-
-impl Drop for RedisStr {
-    fn drop(&mut self) {
-        if let Some(free) = api!(RedisModule_FreeString) {
-            // SAFETY: created by `new` with the same context, freed once here.
-            unsafe { free(self.1, self.0.as_ptr()) };
-        }
     }
 }
 

@@ -6,8 +6,8 @@
 //! and sees them (`config`), serverCron and exit (`events`), a command filter (`filter`), the key API writes and reads of the apply
 //! thread (`keyspace`), the Redis lock held from a thread of ours (`lock`),
 //! the one way to write to the Redis log (`log`), replies and errors as
-//! Redis takes them (`reply`), and the change stream's
-//! append (`stream`).
+//! Redis takes them (`reply`), the change stream's append (`stream`), and
+//! the one Redis string zksync owns (`string`).
 
 pub mod acl;
 pub mod blocked;
@@ -22,3 +22,4 @@ pub mod lock;
 pub mod log;
 pub mod reply;
 pub mod stream;
+pub mod string;

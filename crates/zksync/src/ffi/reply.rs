@@ -12,12 +12,8 @@ pub type CommandResult = Result<RedisValue, Error>;
 
 /// `CODE message` as is: not through redis-module's conversion of
 /// `std::error::Error`s, which would put `ERR` in front of our own code.
-/// Arity errors are Redis's own, which names the command as registered.
 pub fn error(e: Error) -> RedisError {
-    match e {
-        Error::WrongArity => RedisError::WrongArity,
-        e => RedisError::String(e.to_string()),
-    }
+    RedisError::String(e.to_string())
 }
 
 pub fn redis_result(result: CommandResult) -> RedisResult {

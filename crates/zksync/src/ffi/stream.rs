@@ -11,6 +11,7 @@
 //! fewer instructions (bench/README.md, "Change stream").
 
 use super::keyspace::{api, notify, Ctx, OpenKey, Written};
+use super::string::OwnedString;
 use redis_module::raw;
 use std::cell::RefCell;
 use std::os::raw::{c_int, c_longlong};
@@ -19,14 +20,16 @@ use std::ptr::{self, NonNull};
 /// Field/value pairs an entry may have.
 const MAX_FIELDS: usize = 6;
 
+/// A string kept by this thread (interned, or the stream's key), lent for an append.
 type Str = NonNull<raw::RedisModuleString>;
 
 thread_local! {
     /// Field names and XADD's words, made once per thread and never freed
     /// (the module cannot be unloaded).
     static INTERNED: RefCell<Vec<(&'static [u8], Str)>> = const { RefCell::new(Vec::new()) };
-    /// The stream's key, kept while the config names the same one.
-    static STREAM_KEY: RefCell<Option<(Vec<u8>, Str)>> = const { RefCell::new(None) };
+    /// The stream's key, kept while the config names the same one; freed
+    /// when replaced, during an append (so under the lock).
+    static STREAM_KEY: RefCell<Option<(Vec<u8>, OwnedString)>> = const { RefCell::new(None) };
 }
 
 /// Appends an entry of `fields` to the stream at `key` (created if missing)
@@ -39,7 +42,7 @@ pub fn append(
     fields: &[(&'static [u8], &[u8])],
     written: Option<&Written>,
 ) -> Result<(), &'static str> {
-    let (Some(name), Some(args)) = (stream_key(key), Args::new(ctx, fields, written)) else {
+    let (Some(name), Some(args)) = (stream_key(key), Args::new(fields, written)) else {
         return Err("cannot create a string");
     };
     let Some(open) = OpenKey::new(ctx, name, raw::REDISMODULE_WRITE) else {
@@ -134,7 +137,7 @@ fn interned(bytes: &'static [u8]) -> Option<Str> {
         if let Some(&(_, string)) = same.or_else(|| interned.iter().find(|(b, _)| *b == bytes)) {
             return Some(string);
         }
-        let string = create(bytes)?;
+        let string = OwnedString::new(bytes)?.into_raw();
         interned.push((bytes, string));
         Some(string)
     })
@@ -143,49 +146,36 @@ fn interned(bytes: &'static [u8]) -> Option<Str> {
 /// The stream's key as a string, made again only when the key changes.
 fn stream_key(key: &[u8]) -> Option<Str> {
     STREAM_KEY.with_borrow_mut(|kept| {
-        if let Some((bytes, string)) = kept {
-            if bytes.as_slice() == key {
-                return Some(*string);
-            }
-            if let Some(free) = api!(RedisModule_FreeString) {
-                // SAFETY: made by `create`, replaced now, under the lock.
-                unsafe { free(ptr::null_mut(), string.as_ptr()) };
-            }
-            *kept = None;
+        match kept {
+            Some((bytes, string)) if bytes.as_slice() == key => return Some(string.as_non_null()),
+            // Freed now, under the lock.
+            _ => *kept = None,
         }
-        let string = create(key)?;
+        let string = OwnedString::new(key)?;
+        let lent = string.as_non_null();
         *kept = Some((key.to_vec(), string));
-        Some(string)
+        Some(lent)
     })
-}
-
-/// A string of no context, so that it may outlive any; freed by the caller.
-fn create(bytes: &[u8]) -> Option<Str> {
-    let create = api!(RedisModule_CreateString)?;
-    // SAFETY: Redis copies the bytes (a NULL context is allowed).
-    NonNull::new(unsafe { create(ptr::null_mut(), bytes.as_ptr().cast(), bytes.len()) })
 }
 
 /// An entry's fields as the API takes them, in one array on the stack: the
 /// interned names, and the values, made here (and freed on drop) unless
 /// the key write made them.
 struct Args {
-    ctx: Ctx,
     strings: [*mut raw::RedisModuleString; 2 * MAX_FIELDS],
-    owned: [bool; 2 * MAX_FIELDS],
+    /// The values made here, which `strings` points to; freed on drop.
+    owned: [Option<OwnedString>; 2 * MAX_FIELDS],
     len: usize,
 }
 
 impl Args {
-    fn new(ctx: Ctx, fields: &[(&'static [u8], &[u8])], written: Option<&Written>) -> Option<Args> {
-        let create = api!(RedisModule_CreateString)?;
+    fn new(fields: &[(&'static [u8], &[u8])], written: Option<&Written>) -> Option<Args> {
         if fields.len() > MAX_FIELDS {
             return None;
         }
         let mut args = Args {
-            ctx,
             strings: [ptr::null_mut(); 2 * MAX_FIELDS],
-            owned: [false; 2 * MAX_FIELDS],
+            owned: Default::default(),
             len: 0,
         };
         for &(name, value) in fields {
@@ -193,17 +183,14 @@ impl Args {
             args.len += 1;
             let reused = written.and_then(|w| w.strings.iter().find(|(bytes, _)| ptr::eq(*bytes, value)));
             args.strings[args.len] = match reused {
-                Some((_, string)) => string.0.as_ptr(),
+                Some((_, string)) => string.as_ptr(),
                 None => {
-                    // SAFETY: Redis copies the bytes; binary data is fine.
-                    // The string is a plain one (not an integer-encoded one,
-                    // which a stream could not take).
-                    let string = unsafe { create(ctx, value.as_ptr().cast(), value.len()) };
-                    if string.is_null() {
-                        return None;
-                    }
-                    args.owned[args.len] = true;
-                    string
+                    // A plain string (not an integer-encoded one, which a
+                    // stream could not take).
+                    let string = OwnedString::new(value)?;
+                    let ptr = string.as_ptr();
+                    args.owned[args.len] = Some(string);
+                    ptr
                 }
             };
             args.len += 1;
@@ -218,16 +205,5 @@ impl Args {
 
     fn pairs(&self) -> i64 {
         (self.len / 2) as i64
-    }
-}
-
-impl Drop for Args {
-    fn drop(&mut self) {
-        if let Some(free) = api!(RedisModule_FreeString) {
-            for (&string, _) in self.strings.iter().zip(self.owned).filter(|(_, owned)| *owned) {
-                // SAFETY: made by `new` with the same context, freed once here.
-                unsafe { free(self.ctx, string) };
-            }
-        }
     }
 }

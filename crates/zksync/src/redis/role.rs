@@ -7,14 +7,14 @@
 //! not wait behind them.
 
 use super::sample::off_main_thread;
-use crate::ffi::lock::wake_event_loop;
+use crate::ffi::lock::{thread_context, wake_event_loop, Locked};
 use crate::ffi::{guard, log};
 use crate::group::election::Action;
 use crate::group::load;
 use crate::group::split_addr;
 use crossbeam_channel::Sender;
 use once_cell::sync::OnceCell;
-use redis_module::{Context, ContextFlags, DetachedFromClient, ThreadSafeContext};
+use redis_module::{raw, Context, ContextFlags};
 use std::time::Duration;
 
 static ACTIONS: OnceCell<Sender<Action>> = OnceCell::new();
@@ -34,9 +34,13 @@ fn start() -> Result<Sender<Action>, String> {
     std::thread::Builder::new()
         .name("zksync-role".into())
         .spawn(move || {
-            let ctx: ThreadSafeContext<DetachedFromClient> = ThreadSafeContext::new();
+            // One context for the thread's life, locked for each action.
+            let Some(ctx) = thread_context() else {
+                log::warning("the role thread has no Redis context: the group's actions are dropped");
+                return;
+            };
             while let Ok(action) = rx.recv() {
-                guard::catch("the role thread", || carry_out(&ctx, action));
+                guard::catch("the role thread", || carry_out(ctx, action));
             }
         })
         .map_err(|e| format!("cannot start the role thread: {e}"))?;
@@ -44,9 +48,9 @@ fn start() -> Result<Sender<Action>, String> {
 }
 
 /// Runs `action` once Redis is not loading, and reports it with a fresh sample.
-fn carry_out(ctx: &ThreadSafeContext<DetachedFromClient>, action: Action) {
+fn carry_out(ctx: *mut raw::RedisModuleCtx, action: Action) {
     let (outcome, sample) = loop {
-        let guard = ctx.lock();
+        let guard = Locked::new(ctx);
         if guard.get_flags().contains(ContextFlags::LOADING) {
             drop(guard);
             std::thread::sleep(Duration::from_millis(20));
