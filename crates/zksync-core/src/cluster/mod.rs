@@ -1,7 +1,7 @@
 //! Redis Cluster: which mirrored keys this node writes. Each master writes
 //! only the keys of the hash slots it serves (`slot`), as `CLUSTER NODES`
 //! tells them (`nodes`); a node that serves no slot holds no mirrored key.
-//! Pure: the shell reads `CLUSTER NODES` (`crate::redis::cluster`).
+//! Pure: the shell reads `CLUSTER NODES` (`zksync::redis::cluster`).
 
 pub mod catchup;
 pub mod nodes;

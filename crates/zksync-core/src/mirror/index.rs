@@ -1,6 +1,6 @@
 //! What the keyspace holds for every mirror: the stat of each mirrored znode
 //! and each mirror's health. Written by the apply thread and read by commands,
-//! both only while holding the Redis lock (`crate::redis::INDEX`). The
+//! both only while holding the Redis lock (`zksync::redis::INDEX`). The
 //! znodes are kept in a trie (`trie`), about 90 bytes each.
 
 mod trie;

@@ -2,14 +2,17 @@
 //!
 //! Data flows one way: the session thread coalesces watch events (`events`),
 //! reads ZooKeeper, and hands every read to the apply thread
-//! (`crate::redis::apply`), the only writer of the keyspace and of the
+//! (`zksync::redis::apply`), the only writer of the keyspace and of the
 //! `index`: each mirrored znode's stat, the one record of what the keyspace
 //! holds, which ZKSYNC.STAT and ZKSYNC.LS answer from. What a read writes is
 //! decided against the index in `plan`: stale versions are dropped, and a
-//! resync writes only what changed.
+//! resync writes only what changed. The apply thread carries the writes out
+//! through the steps of `apply`, over a `keyspace`.
 
+pub mod apply;
 pub mod events;
 pub mod index;
+pub mod keyspace;
 pub mod plan;
 pub mod stat;
 pub mod stream;

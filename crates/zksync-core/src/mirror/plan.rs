@@ -1,6 +1,6 @@
 //! What a batch of ops does to the index and which key writes it calls for,
 //! and how a resync's read becomes ops, decided without Redis. The apply
-//! thread (`src/redis/apply.rs`) runs these under the Redis lock and carries
+//! thread (`crates/zksync/src/redis/apply.rs`) runs these under the Redis lock and carries
 //! the writes out in order.
 
 use super::index::{Advance, Index};
@@ -288,7 +288,7 @@ pub fn sweeps(key: &[u8], prefix: &str, root: &str, keep: impl Fn(&str) -> bool)
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::mirror::Node;
     use crate::mirror::Stat;
@@ -316,7 +316,7 @@ mod tests {
     }
 
     /// `+node` an upsert, `?node` a verify, `-path` a delete.
-    fn op(text: &str) -> Op {
+    pub(crate) fn op(text: &str) -> Op {
         match text.split_at(1) {
             ("+", n) => Op::Upsert(node(n)),
             ("?", n) => Op::Verify(node(n)),
@@ -337,7 +337,7 @@ mod tests {
             .collect()
     }
 
-    fn index(nodes: &[&str]) -> Index {
+    pub(crate) fn index(nodes: &[&str]) -> Index {
         let mut index = Index::default();
         index.set_mirrors(&[spec()]);
         for n in nodes {

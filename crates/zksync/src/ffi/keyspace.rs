@@ -7,6 +7,7 @@
 //! during a resync far less than a GET (bench/overhead).
 
 use super::string::OwnedString;
+use crate::mirror::keyspace::WriteError;
 use redis_module::raw;
 use std::os::raw::c_int;
 use std::ptr::NonNull;
@@ -30,19 +31,19 @@ pub struct Written<'a> {
 }
 
 /// Sets `key` to the string `value`, whatever it held (its TTL goes too).
-pub fn set<'a>(ctx: Ctx, key: &'a [u8], value: &'a [u8]) -> Result<Written<'a>, &'static str> {
+pub fn set<'a>(ctx: Ctx, key: &'a [u8], value: &'a [u8]) -> Result<Written<'a>, WriteError> {
     let (Some(name), Some(value_str)) = (OwnedString::new(key), OwnedString::new(value)) else {
-        return Err("cannot create a string");
+        return Err(WriteError::NoString);
     };
     let Some(open) = OpenKey::new(ctx, name.as_non_null(), raw::REDISMODULE_WRITE) else {
-        return Err("cannot open the key");
+        return Err(WriteError::CannotOpen);
     };
     let (Some(string_set), Some(replicate)) = (api!(RedisModule_StringSet), api!(RedisModule_Replicate)) else {
-        return Err("the key API is missing");
+        return Err(WriteError::NoKeyApi);
     };
     // SAFETY: the key is open for writing; the strings live until the end.
     if unsafe { string_set(open.0.as_ptr(), value_str.as_ptr()) } != raw::REDISMODULE_OK as c_int {
-        return Err("cannot set the key");
+        return Err(WriteError::SetRefused);
     }
     drop(open);
     notify(ctx, raw::REDISMODULE_NOTIFY_STRING, c"set", name.as_non_null());

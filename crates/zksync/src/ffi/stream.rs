@@ -12,6 +12,7 @@
 
 use super::keyspace::{api, notify, Ctx, OpenKey, Written};
 use super::string::OwnedString;
+use crate::mirror::keyspace::WriteError;
 use redis_module::raw;
 use std::cell::RefCell;
 use std::os::raw::{c_int, c_longlong};
@@ -41,12 +42,12 @@ pub fn append(
     maxlen: i64,
     fields: &[(&'static [u8], &[u8])],
     written: Option<&Written>,
-) -> Result<(), &'static str> {
+) -> Result<(), WriteError> {
     let (Some(name), Some(args)) = (stream_key(key), Args::new(fields, written)) else {
-        return Err("cannot create a string");
+        return Err(WriteError::NoString);
     };
     let Some(open) = OpenKey::new(ctx, name, raw::REDISMODULE_WRITE) else {
-        return Err("cannot open the key");
+        return Err(WriteError::CannotOpen);
     };
     let (Some(key_type), Some(stream_add), Some(trim), Some(length)) = (
         api!(RedisModule_KeyType),
@@ -54,20 +55,20 @@ pub fn append(
         api!(RedisModule_StreamTrimByLength),
         api!(RedisModule_ValueLength),
     ) else {
-        return Err("the stream API is missing");
+        return Err(WriteError::NoStreamApi);
     };
     let key = open.0.as_ptr();
     // SAFETY: the key is open.
     let held = unsafe { key_type(key) } as isize;
     if held != raw::REDISMODULE_KEYTYPE_EMPTY && held != raw::REDISMODULE_KEYTYPE_STREAM {
-        return Err("the key holds another type");
+        return Err(WriteError::WrongType);
     }
     let mut id = raw::RedisModuleStreamID { ms: 0, seq: 0 };
     let flags = raw::REDISMODULE_STREAM_ADD_AUTOID as c_int;
     // SAFETY: the key is open for writing and empty or a stream; `args`
     // holds `2 * pairs` live strings, which Redis copies.
     if unsafe { stream_add(key, flags, &mut id, args.argv(), args.pairs()) } != raw::REDISMODULE_OK as c_int {
-        return Err("cannot add the entry");
+        return Err(WriteError::AddRefused);
     }
     let mut trimmed = 0;
     if maxlen > 0 {

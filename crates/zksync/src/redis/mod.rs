@@ -1,15 +1,16 @@
 //! The Redis side, off the command path: the apply thread, the only writer
-//! of mirrored keys (`apply`); the role thread, which carries out the
-//! group's decisions (`role`); the fencing filter on every command
-//! (`fence`); this server's load figures (`sample`); the credentials
-//! members call each other with (`credentials`); the apply thread's turns
-//! with the main thread at the Redis lock (`turns`). They act on what the
-//! session thread decided and touch no ZooKeeper.
+//! of mirrored keys (`apply`, writing through `keyspace`); the role thread,
+//! which carries out the group's decisions (`role`); the fencing filter on
+//! every command (`fence`); this server's load figures (`sample`); the
+//! credentials members call each other with (`credentials`); the apply
+//! thread's turns with the main thread at the Redis lock (`turns`). They act
+//! on what the session thread decided and touch no ZooKeeper.
 
 pub mod apply;
 pub mod cluster;
 pub mod credentials;
 pub mod fence;
+mod keyspace;
 pub mod role;
 pub mod sample;
 mod turns;
