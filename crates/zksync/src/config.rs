@@ -4,8 +4,6 @@
 //! Every string config is validated in CONFIG SET (and at load): an invalid
 //! value is refused with the reason and the old value stays in force.
 
-use crate::access::Roots;
-use crate::group::election::Policy;
 use crate::secret;
 use crate::tls::{self, Pem};
 use redis_module::enum_configuration;
@@ -13,6 +11,8 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+use zksync_core::access::Roots;
+use zksync_core::group::election::Policy;
 use zksync_core::settings::{
     parse_allow, parse_announce, parse_auth, parse_group, parse_mirrors, parse_servers, stream_clear, Auth, Connection,
     GroupSpec, Settings, StreamSpec, TlsFiles,

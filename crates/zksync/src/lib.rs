@@ -20,14 +20,12 @@ mod shared;
 mod status;
 mod tls;
 
-use zksync_core::{access, cluster, error, group, lease, lock, mirror, path, reply, settings, snapshot, text};
-
 use redis_module::{redis_module, Context, ContextFlags, InfoContext, RedisResult, RedisString, Status};
 use session::Control;
-use settings::Settings;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use zksync_core::settings::Settings;
 
 /// Redis's allocator inside redis-server (module memory counts in INFO); the
 /// system one for unit tests, which run outside Redis.

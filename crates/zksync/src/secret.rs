@@ -8,12 +8,12 @@
 //! config's setter turns the placeholder back into the secret.
 
 use crate::config;
-use crate::settings::{self, Auth};
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use zksync_core::settings::{self, Auth};
 
 /// Secrets swapped out and not yet set: a placeholder is taken once. A
 /// CONFIG SET that never reaches the setter (a MULTI discarded, another

@@ -3,14 +3,14 @@
 //! calls without a pointer of ours, so what they read lives here, each value
 //! with the one side that writes it.
 
-use crate::access::Roots;
-use crate::group::view::View;
-use crate::lease::Deadline;
-use crate::lock::table::Table;
-use crate::settings::{Settings, StreamSpec};
-use crate::snapshot::Snapshot;
 use once_cell::sync::Lazy;
 use std::sync::{Mutex, MutexGuard};
+use zksync_core::access::Roots;
+use zksync_core::group::view::View;
+use zksync_core::lease::Deadline;
+use zksync_core::lock::table::Table;
+use zksync_core::settings::{Settings, StreamSpec};
+use zksync_core::snapshot::Snapshot;
 
 /// The configs as of the last change: the one answer to which group this
 /// server is in (the fencing filter keeps a lock-free copy of whether).

@@ -1,13 +1,13 @@
 //! Figures for ZKSYNC.STATUS and INFO zksync. Each field has one writer
 //! (the session thread or the apply thread); commands read a snapshot.
 
-use crate::group::election::Report as FailsafeReport;
-use crate::group::leader::LeaderNode;
-use crate::lease::Deadline;
 use once_cell::sync::Lazy;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
+use zksync_core::group::election::Report as FailsafeReport;
+use zksync_core::group::leader::LeaderNode;
+use zksync_core::lease::Deadline;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

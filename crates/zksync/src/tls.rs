@@ -2,9 +2,9 @@
 //! again at each connection, so a renewed certificate is picked up at the
 //! next one), and the names the server's certificate is verified against.
 
-use crate::settings::TlsFiles;
 use rustls_pemfile::Item;
 use rustls_pki_types::ServerName;
+use zksync_core::settings::TlsFiles;
 
 /// What a PEM file must hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

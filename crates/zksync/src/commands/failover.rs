@@ -1,16 +1,16 @@
 //! ZKSYNC.LEADER and ZKSYNC.FAILOVER [TO id] [TIMEOUT ms] [FORCE].
 
 use super::{arguments, block, is_keyword, no_arguments, number, text};
-use crate::error::Error;
 use crate::ffi::reply::{self, CommandResult};
-use crate::group::switchover::Request as Switchover;
-use crate::reply::Reply;
 use crate::session::{self, Control};
 use crate::shared;
 use crate::status::{SessionState, STATUS};
 use redis_module::{Context, RedisString, RedisValue};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use zksync_core::error::Error;
+use zksync_core::group::switchover::Request as Switchover;
+use zksync_core::reply::Reply;
 
 const DEFAULT_TIMEOUT_MS: u64 = 5000;
 const MAX_TIMEOUT_MS: u64 = 3_600_000;

@@ -5,16 +5,16 @@
 //! with the reason.
 
 use super::{arguments, block, number, text};
-use crate::access::Denied;
-use crate::error::Error;
 use crate::ffi::acl;
 use crate::ffi::reply::CommandResult;
-use crate::group::failsafe::Ask;
 use crate::redis::credentials;
 use crate::session::failsafe::{self, Input};
 use crate::shared;
 use redis_module::{Context, RedisString, RedisValue};
 use std::time::Duration;
+use zksync_core::access::Denied;
+use zksync_core::error::Error;
+use zksync_core::group::failsafe::Ask;
 
 /// The grant is given or refused at once; this bounds a stuck session thread.
 const ANSWER_WITHIN: Duration = Duration::from_secs(1);

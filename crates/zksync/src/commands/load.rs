@@ -2,17 +2,17 @@
 
 use super::{arguments, block, is_keyword, text};
 use crate::config;
-use crate::error::Error;
 use crate::ffi::reply::{self, CommandResult};
-use crate::group::load::{Role, HEARTBEAT};
-use crate::group::view::Row;
-use crate::reply::Reply;
 use crate::session::{self, Control};
 use crate::shared;
 use crate::status::STATUS;
 use redis_module::{Context, RedisString, RedisValue};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use zksync_core::error::Error;
+use zksync_core::group::load::{Role, HEARTBEAT};
+use zksync_core::group::view::Row;
+use zksync_core::reply::Reply;
 
 /// A parsed ZKSYNC.LOAD.
 #[derive(Debug, PartialEq, Eq)]

@@ -2,19 +2,19 @@
 //! tokens (see `lock`).
 
 use super::{arguments, authorize, block, is_keyword, number, path_arg, refuse_in_transaction};
-use crate::access::Action;
-use crate::error::Error;
 use crate::ffi::clients;
 use crate::ffi::reply::{self, CommandResult};
-use crate::lock::table::Unlock;
-use crate::lock::{LockRequest, Token};
-use crate::reply::Reply;
 use crate::session::{self, Control};
 use crate::shared::{self, VOUCHED};
 use crate::status::{SessionState, STATUS};
 use redis_module::{Context, RedisString, RedisValue};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use zksync_core::access::Action;
+use zksync_core::error::Error;
+use zksync_core::lock::table::Unlock;
+use zksync_core::lock::{LockRequest, Token};
+use zksync_core::reply::Reply;
 
 /// The longest TIMEOUT or LEASE (about 31 years): deadlines stay representable.
 const MAX_MS: u64 = 1_000_000_000_000;

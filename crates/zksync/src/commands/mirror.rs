@@ -1,14 +1,14 @@
 //! ZKSYNC.PULL, PUSH, DELETE, STAT, LS.
 
 use super::{arguments, authorize, path_arg, submit, version_arg};
-use crate::access::Action;
-use crate::error::Error;
 use crate::ffi::acl;
 use crate::ffi::reply::{self, CommandResult};
 use crate::redis::{cluster, INDEX};
-use crate::reply::Reply;
 use crate::session::Request as SessionRequest;
 use redis_module::{Context, ContextFlags, RedisString, RedisValue};
+use zksync_core::access::Action;
+use zksync_core::error::Error;
+use zksync_core::reply::Reply;
 
 /// ZooKeeper refuses requests over jute.maxbuffer (1 MB); leave room for the path and header.
 const MAX_VALUE: usize = 1024 * 1024 - 1024;

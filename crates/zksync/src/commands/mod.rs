@@ -11,18 +11,18 @@ pub mod mirror;
 pub mod sentinel;
 pub mod status;
 
-use crate::access::{Action, Target};
-use crate::error::{CannotBlock, Error};
 use crate::ffi::acl;
 use crate::ffi::blocked::Pending;
 use crate::ffi::reply::CommandResult;
-use crate::path;
 use crate::session::{self, Control, Request};
 use crate::shared;
 use crate::status::{SessionState, STATUS};
 use redis_module::{Context, ContextFlags, RedisString, RedisValue};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use zksync_core::access::{Action, Target};
+use zksync_core::error::{CannotBlock, Error};
+use zksync_core::path;
 
 /// A command's arguments after its name, as bytes: what every parser takes
 /// (the name is the handler's to know).

@@ -6,17 +6,17 @@
 
 use super::load::freshness;
 use super::{arguments, is_keyword, text};
-use crate::error::Error;
 use crate::ffi::reply::{self, CommandResult};
-use crate::group::discovery::{self, Fields, Group};
-use crate::group::leader::LeaderNode;
 use crate::redis::fence;
-use crate::reply::Reply;
 use crate::shared;
 use crate::status::{SessionState, STATUS};
 use redis_module::{Context, RedisString};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+use zksync_core::error::Error;
+use zksync_core::group::discovery::{self, Fields, Group};
+use zksync_core::group::leader::LeaderNode;
+use zksync_core::reply::Reply;
 
 /// A parsed SENTINEL subcommand; `name` is the master's as asked.
 #[derive(Debug, PartialEq, Eq)]

@@ -5,9 +5,9 @@ use crate::config::FAILSAFE;
 use crate::ffi::reply::{self, CommandResult};
 use crate::latency::{Hop, HOPS};
 use crate::redis::fence;
-use crate::reply::Reply;
 use crate::status::{Fencing, Field, STATUS};
 use redis_module::{Context, InfoContext, RedisString};
+use zksync_core::reply::Reply;
 
 /// `ZKSYNC.STATUS`: the fields of the INFO section, as a map.
 pub fn status(_ctx: &Context, args: Vec<RedisString>) -> CommandResult {

@@ -4,9 +4,9 @@
 //! Redis cannot check them itself.
 
 use super::string::OwnedString;
-use crate::access::{Denied, KeyAccess};
 use redis_module::{raw, Context, ContextFlags};
 use std::os::raw::c_int;
+use zksync_core::access::{Denied, KeyAccess};
 
 /// The key-spec flags Redis checks `access` as.
 fn flags(access: KeyAccess) -> c_int {

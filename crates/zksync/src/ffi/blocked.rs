@@ -3,12 +3,12 @@
 //! dropped, wherever that happens.
 
 use super::{acl, guard};
-use crate::access::Denied;
-use crate::error::{CannotBlock, Error};
-use crate::reply::Reply;
 use redis_module::{raw, Context};
 use std::os::raw::{c_int, c_void};
 use std::time::Duration;
+use zksync_core::access::Denied;
+use zksync_core::error::{CannotBlock, Error};
+use zksync_core::reply::Reply;
 
 /// A client blocked on a request to the session thread. Dropping it
 /// unblocks the client: with the reply given to `resolve`, else with ZKDOWN.

@@ -14,6 +14,8 @@ pub fn id(ctx: &Context) -> Option<u64> {
     (id != 0).then_some(id)
 }
 
+/// Redis calls its event callbacks with no pointer of ours: what to run is
+/// kept here.
 static ON_DISCONNECT: OnceCell<fn(u64)> = OnceCell::new();
 
 /// Has `callback` called with the id of every client that disconnects from

@@ -3,7 +3,6 @@
 
 use super::guard;
 use crate::config::{Checked, Config, Flag, Number, Switch, CONFIGS};
-use crate::text::quote;
 use redis_module::configuration::{
     get_bool_default_config_value, get_enum_default_config_value, get_i64_default_config_value,
     get_string_default_config_value, register_bool_configuration, register_enum_configuration,
@@ -13,6 +12,7 @@ use redis_module::configuration::{
 use redis_module::{raw, Context, RedisError, RedisString};
 use std::os::raw::c_int;
 use std::sync::atomic::Ordering;
+use zksync_core::text::quote;
 
 impl ConfigurationValue<RedisString> for Checked {
     fn get(&self, _ctx: &ConfigurationContext) -> RedisString {

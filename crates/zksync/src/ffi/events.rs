@@ -5,6 +5,8 @@ use once_cell::sync::OnceCell;
 use redis_module::{raw, Context};
 use std::os::raw::{c_int, c_void};
 
+// Redis calls its event callbacks with no pointer of ours: what each runs is
+// kept here, set once at module load.
 static ON_CRON: OnceCell<fn(&Context)> = OnceCell::new();
 static AT_EXIT: OnceCell<fn()> = OnceCell::new();
 static ON_MASTER_LINK_DOWN: OnceCell<fn()> = OnceCell::new();

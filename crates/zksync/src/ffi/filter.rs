@@ -42,6 +42,8 @@ pub struct Hooks {
     pub secrets: Secrets,
 }
 
+/// What the filter asks of the module. A static: Redis calls the filter
+/// with no pointer of ours.
 static HOOKS: OnceCell<Hooks> = OnceCell::new();
 /// A context of this module that outlives module load, to (un)subscribe at
 /// run time. Main thread only.

@@ -7,10 +7,10 @@
 //! during a resync far less than a GET (bench/overhead).
 
 use super::string::OwnedString;
-use crate::mirror::keyspace::WriteError;
 use redis_module::raw;
 use std::os::raw::c_int;
 use std::ptr::NonNull;
+use zksync_core::mirror::keyspace::WriteError;
 
 pub(super) type Ctx = *mut raw::RedisModuleCtx;
 

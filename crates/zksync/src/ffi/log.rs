@@ -5,9 +5,9 @@
 //! the printf format (a `%s` in a znode path would read garbage) and panics
 //! on a NUL byte.
 
-use crate::text::quote;
 use redis_module::raw;
 use std::ffi::CString;
+use zksync_core::text::quote;
 
 pub fn warning(message: &str) {
     write(c"warning", message);

@@ -1,11 +1,11 @@
 //! zksync's replies and errors as redis-module's: the one place an `Error`
 //! becomes an error reply.
 
-use crate::error::Error;
-use crate::reply::Reply;
 use redis_module::redisvalue::RedisValueKey;
 use redis_module::{RedisError, RedisResult, RedisValue};
 use std::collections::BTreeMap;
+use zksync_core::error::Error;
+use zksync_core::reply::Reply;
 
 /// What a command handler returns.
 pub type CommandResult = Result<RedisValue, Error>;

@@ -12,11 +12,11 @@
 
 use super::keyspace::{api, notify, Ctx, OpenKey, Written};
 use super::string::OwnedString;
-use crate::mirror::keyspace::WriteError;
 use redis_module::raw;
 use std::cell::RefCell;
 use std::os::raw::{c_int, c_longlong};
 use std::ptr::{self, NonNull};
+use zksync_core::mirror::keyspace::WriteError;
 
 /// Field/value pairs an entry may have.
 const MAX_FIELDS: usize = 6;

@@ -1,26 +1,17 @@
 //! The apply thread: the only writer of mirrored keys. It takes `Update`s in
 //! order from the session thread and writes each in bounded batches, one hold
 //! of the Redis lock per batch, replicated to replicas and the AOF. What a
-//! hold does to the keyspace and the index is `crate::mirror::apply`'s
+//! hold does to the keyspace and the index is `zksync_core::mirror::apply`'s
 //! steps, over the keyspace of `super::keyspace`; this thread holds the
 //! lock, walks the index and the SCAN in steps, and records what the steps
 //! return in STATUS and the log.
 
 use super::keyspace::RedisKeyspace;
 use super::{turns, INDEX};
-use crate::access::{Denied, KeyAccess};
-use crate::error::Error;
 use crate::ffi::blocked::Pending;
 use crate::ffi::lock::{thread_context, Locked};
 use crate::ffi::{acl, guard, log};
 use crate::latency::{Hop, Timing, HOPS};
-use crate::mirror::apply::{self, Access, Hold, Record, Resyncing};
-use crate::mirror::index::Index;
-use crate::mirror::keyspace::Cursor;
-use crate::mirror::plan;
-use crate::mirror::{Node, Op};
-use crate::reply::Reply;
-use crate::settings::MirrorSpec;
 use crate::status::STATUS;
 use crossbeam_channel::{Receiver, Sender};
 use redis_module::{raw, ContextFlags};
@@ -28,6 +19,15 @@ use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use zksync_core::access::{Denied, KeyAccess};
+use zksync_core::error::Error;
+use zksync_core::mirror::apply::{self, Access, Hold, Record, Resyncing};
+use zksync_core::mirror::index::Index;
+use zksync_core::mirror::keyspace::Cursor;
+use zksync_core::mirror::plan;
+use zksync_core::mirror::{Node, Op};
+use zksync_core::reply::Reply;
+use zksync_core::settings::MirrorSpec;
 
 /// What the session thread hands to the apply thread, in order.
 pub enum Update {

@@ -2,16 +2,16 @@
 //! and which mirrored keys it writes, read from `CLUSTER NODES` when it is
 //! needed (under the Redis lock, so the answer holds for the whole hold: a
 //! `CLUSTER SETSLOT` or a `MIGRATE` runs on the main thread, never inside it).
-//! Decisions are in `crate::cluster`.
+//! Decisions are in `zksync_core::cluster`.
 
-use crate::cluster::{Catchup, KeyRule, Route, Slot, Slots, Topology};
-use crate::error::Error;
 use crate::ffi::{keyspace, log};
 use crate::status::STATUS;
 use redis_module::{CallOptionsBuilder, CallReply, CallResult, Context, ContextFlags, RedisValue};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
+use zksync_core::cluster::{Catchup, KeyRule, Route, Slot, Slots, Topology};
+use zksync_core::error::Error;
 
 /// Notes whether this server runs with `cluster-enabled yes` (fixed for
 /// the life of the process). Module load.

@@ -13,17 +13,17 @@
 //! which answers `-READONLY` (also inside MULTI and scripts, whose commands
 //! pass the filter too); EXEC becomes DISCARD.
 
-use crate::error::Error;
 use crate::ffi::filter;
 use crate::ffi::reply::CommandResult;
-use crate::group::election::{FailsafeLease, LeaseChange};
-use crate::lease::{self, Deadline};
 use once_cell::sync::Lazy;
 use redis_module::{Context, RedisString, RedisValue};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use zksync_core::error::Error;
+use zksync_core::group::election::{FailsafeLease, LeaseChange};
+use zksync_core::lease::{self, Deadline};
 
 /// The command a fenced write becomes.
 pub const FENCED_COMMAND: &str = "zksync.fenced";

@@ -1,4 +1,4 @@
-//! The keyspace the apply steps write (`crate::mirror::keyspace`), over
+//! The keyspace the apply steps write (`zksync_core::mirror::keyspace`), over
 //! Redis in one hold of the lock: keys through the key API (`ffi::keyspace`),
 //! the change stream through the stream API (`ffi::stream`), SCAN through
 //! `RM_Call`, and in a cluster the keys this node writes (`Placement`, read
@@ -6,12 +6,12 @@
 
 use super::cluster::Placement;
 use crate::ffi::{keyspace, stream as ffi_stream};
-use crate::mirror::keyspace::{Cursor, Keyspace, Scanned, WriteError};
-use crate::mirror::stream::Entry;
-use crate::settings::StreamSpec;
 use crate::shared;
 use redis_module::{CallOptionsBuilder, CallReply, CallResult, Context};
 use std::sync::Arc;
+use zksync_core::mirror::keyspace::{Cursor, Keyspace, Scanned, WriteError};
+use zksync_core::mirror::stream::Entry;
+use zksync_core::settings::StreamSpec;
 
 /// Keys examined per SCAN step of a sweep.
 const SCAN_COUNT: &[u8] = b"1000";

@@ -15,10 +15,10 @@ pub mod role;
 pub mod sample;
 mod turns;
 
-use crate::lease::Stamp;
-use crate::mirror::index::Index;
 use once_cell::sync::Lazy;
 use redis_module::{Context, RedisGILGuard, RedisValue};
+use zksync_core::lease::Stamp;
+use zksync_core::mirror::index::Index;
 
 /// The index of mirrored znodes: written by the apply thread, read by
 /// ZKSYNC.STAT and LS, both under the Redis lock.

@@ -9,14 +9,16 @@
 use super::sample::off_main_thread;
 use crate::ffi::lock::{thread_context, wake_event_loop, Locked};
 use crate::ffi::{guard, log};
-use crate::group::election::Action;
-use crate::group::load;
-use crate::group::split_addr;
 use crossbeam_channel::Sender;
 use once_cell::sync::OnceCell;
 use redis_module::{raw, Context, ContextFlags};
 use std::time::Duration;
+use zksync_core::group::election::Action;
+use zksync_core::group::load;
+use zksync_core::group::split_addr;
 
+/// The role thread's inbox, made on first use (`request`): a server that
+/// never joins a group never starts the thread.
 static ACTIONS: OnceCell<Sender<Action>> = OnceCell::new();
 
 /// Where a carried-out action is reported, with a fresh sample: the session

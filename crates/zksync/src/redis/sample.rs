@@ -1,10 +1,10 @@
 //! This server's load figures, read from Redis through the module API on
 //! the main thread (every `zksync.load-interval`) or the role thread.
 
-use crate::group::load::{Cpu, CpuMeter, CpuTime, Figures, Role, Sample};
 use redis_module::{Context, ContextFlags};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use zksync_core::group::load::{Cpu, CpuMeter, CpuTime, Figures, Role, Sample};
 
 /// The main thread's CPU use, measured at each of its samples (serverCron,
 /// which Redis calls without a pointer of ours).

@@ -6,15 +6,15 @@ use super::liveness::Liveness;
 use super::mirrors::{drain, Watches};
 use super::{peer, Control, End, Session};
 use crate::ffi::log;
-use crate::group::election::Action;
-use crate::group::load::Sample;
-use crate::mirror::events::WatchEvent;
-use crate::settings::Settings;
 use crate::status::{SessionState, STATUS};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use zksync_core::group::election::Action;
+use zksync_core::group::load::Sample;
+use zksync_core::mirror::events::WatchEvent;
+use zksync_core::settings::Settings;
 use zookeeper_client::{Client, SessionState as ZkState};
 
 impl Session {

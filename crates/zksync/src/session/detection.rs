@@ -5,15 +5,15 @@
 
 use super::Session;
 use crate::ffi::log;
-use crate::group::detection::{self, Refusal};
-use crate::group::layout::Layout;
-use crate::group::leader::{self, decode_epoch};
 use crate::redis::HEARTBEAT;
 use crate::status::STATUS;
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use zksync_core::group::detection::{self, Refusal};
+use zksync_core::group::layout::Layout;
+use zksync_core::group::leader::{self, decode_epoch};
 use zookeeper_client::{Client, CreateMode, Error as ZkError};
 
 /// How long a connection attempt to the master may take: a refusal comes

@@ -9,20 +9,20 @@
 //! asked while a takeover is under way is refused by the election itself.
 
 use super::peers::{Answer, Peers};
-use crate::error::Error;
 use crate::ffi::blocked::Pending;
 use crate::ffi::log;
-use crate::group::election::{Effect, Effects, Election, Facts, Policy};
-use crate::group::failsafe::Ask;
 use crate::redis::credentials::Credentials;
 use crate::redis::fence;
-use crate::reply::Reply;
 use crate::status::STATUS;
 use once_cell::sync::OnceCell;
 use std::cell::{Cell, RefCell, RefMut};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use zksync_core::error::Error;
+use zksync_core::group::election::{Effect, Effects, Election, Facts, Policy};
+use zksync_core::group::failsafe::Ask;
+use zksync_core::reply::Reply;
 
 /// What the main thread tells the failsafe.
 pub enum Input {

@@ -6,15 +6,15 @@
 
 use super::Session;
 use crate::ffi::log;
-use crate::group::layout::Layout;
-use crate::group::load::Sample;
-use crate::group::membership::{Entry, Own, Publication};
-use crate::group::view::View;
 use crate::session::read;
-use crate::settings::GroupSpec;
 use crate::shared;
 use crate::status::{MemberOf, STATUS};
 use std::time::{Duration, Instant};
+use zksync_core::group::layout::Layout;
+use zksync_core::group::load::Sample;
+use zksync_core::group::membership::{Entry, Own, Publication};
+use zksync_core::group::view::View;
+use zksync_core::settings::GroupSpec;
 use zookeeper_client::{Client, CreateMode, Error as ZkError};
 
 impl Session {
@@ -267,7 +267,7 @@ impl Session {
     }
 }
 
-fn entry(data: Vec<u8>, stat: &crate::mirror::Stat) -> Entry {
+fn entry(data: Vec<u8>, stat: &zksync_core::mirror::Stat) -> Entry {
     Entry {
         data,
         mtime_ms: stat.mtime,

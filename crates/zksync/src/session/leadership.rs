@@ -5,22 +5,24 @@
 
 use super::failsafe::Basis;
 use super::Session;
-use crate::error::Error;
 use crate::ffi::blocked::Pending;
 use crate::ffi::log;
-use crate::group::election::{left_by_previous_run, Effect, Effects, Election, Facts, Leader, LeaseCheck, Takeover};
-use crate::group::failsafe::List;
-use crate::group::layout::{Layout, HISTORY};
-use crate::group::leader::{self, decode_epoch, decode_offset, LeaderNode};
-use crate::group::switchover::{Request, Rollback, Switchover, Versioned};
 use crate::redis::fence;
 use crate::redis::role;
-use crate::reply::Reply;
 use crate::session::zk_error;
 use crate::status::STATUS;
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
 use std::time::Instant;
+use zksync_core::error::Error;
+use zksync_core::group::election::{
+    left_by_previous_run, Effect, Effects, Election, Facts, Leader, LeaseCheck, Takeover,
+};
+use zksync_core::group::failsafe::List;
+use zksync_core::group::layout::{Layout, HISTORY};
+use zksync_core::group::leader::{self, decode_epoch, decode_offset, LeaderNode};
+use zksync_core::group::switchover::{Request, Rollback, Switchover, Versioned};
+use zksync_core::reply::Reply;
 use zookeeper_client::{Client, CreateMode, Error as ZkError, Stat};
 
 impl Session {

@@ -17,7 +17,6 @@
 //! after 2/5 of the timeout without a byte.
 
 use crate::ffi::log;
-use crate::lease::{self, Standing};
 use crate::shared::VOUCHED;
 use crate::status::{SessionState, STATUS};
 use std::future::Future;
@@ -25,6 +24,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use zksync_core::lease::{self, Standing};
 use zookeeper_client::{Client, Error as ZkError, SessionState as ZkState, Stat};
 
 /// Judges one session, beside the session loop, until dropped.

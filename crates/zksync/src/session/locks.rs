@@ -5,20 +5,20 @@
 //! while locks are held, so that CHECK can vouch for them (`shared::VOUCHED`).
 
 use super::Session;
-use crate::error::Error;
 use crate::ffi::blocked::Pending;
 use crate::ffi::log;
-use crate::lease;
-use crate::lock::name::{position, Position, Protected};
-use crate::lock::table::{Grant, WaiterId};
-use crate::lock::{LockRequest, Token};
-use crate::reply::Reply;
 use crate::session::zk_error;
 use crate::shared::{self, VOUCHED};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
+use zksync_core::error::Error;
+use zksync_core::lease;
+use zksync_core::lock::name::{position, Position, Protected};
+use zksync_core::lock::table::{Grant, WaiterId};
+use zksync_core::lock::{LockRequest, Token};
+use zksync_core::reply::Reply;
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, EventType};
 
 /// How long a contender waits before retrying a request after a lost connection.

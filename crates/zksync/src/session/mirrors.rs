@@ -6,16 +6,16 @@ use super::read;
 use super::Session;
 use crate::ffi::log;
 use crate::latency::{Hop, Timing, HOPS};
-use crate::mirror::events::{self, Reads, WatchEvent};
-use crate::mirror::Op;
 use crate::redis::apply::{ResyncPart, Update};
-use crate::settings::MirrorSpec;
 use crate::status::{SessionState, STATUS};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
+use zksync_core::mirror::events::{self, Reads, WatchEvent};
+use zksync_core::mirror::Op;
+use zksync_core::settings::MirrorSpec;
 use zookeeper_client::{AddWatchMode, Client, EventType};
 
 /// The persistent recursive watches of one session: a task per watched

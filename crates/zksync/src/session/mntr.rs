@@ -2,10 +2,10 @@
 //! of the connect string (on the session thread's runtime, never on Redis's
 //! main thread).
 
-use crate::settings::ConnectString;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use zksync_core::settings::ConnectString;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// `mntr` answers a few KB; more is not a ZooKeeper.

@@ -2,10 +2,10 @@
 //! so it is read from Linux: the remote end of this process's established
 //! TCP connection to a server of the connect string.
 
-use crate::settings::ConnectString;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
+use zksync_core::settings::ConnectString;
 
 /// How long a host name of the connect string may take to resolve: the
 /// session thread waits for it (a slow DNS only makes STATUS vaguer).
@@ -122,7 +122,7 @@ mod tests {
 
     #[tokio::test]
     async fn resolves_the_connect_string_without_its_chroot() {
-        let connect = |text: &str| crate::settings::parse_servers(text).unwrap();
+        let connect = |text: &str| zksync_core::settings::parse_servers(text).unwrap();
         let servers = resolve(connect("127.0.0.1:2181,localhost:2182/app").servers()).await;
         assert_eq!(
             servers.get(&"127.0.0.1:2182".parse().unwrap()).map(String::as_str),

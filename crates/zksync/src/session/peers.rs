@@ -7,7 +7,6 @@
 //! further than the newer one.
 
 use crate::ffi::log;
-use crate::group::failsafe::Ask;
 use crate::redis::credentials::Credentials;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -16,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
+use zksync_core::group::failsafe::Ask;
 
 /// A member's answer to the round of asks sent at `sent`.
 #[derive(Debug)]

@@ -1,9 +1,9 @@
 //! Reading ZooKeeper for the mirror: whole subtrees level by level with
 //! multi-reads, and batches of single znodes, all pipelined.
 
-use crate::mirror::{stat_zxid, Node, Stat};
-use crate::path;
 use std::future::Future;
+use zksync_core::mirror::{stat_zxid, Node, Stat};
+use zksync_core::path;
 use zookeeper_client::{Client, Error, MultiReadResult};
 
 /// Znodes per multi-read request (two operations each for a subtree read).

@@ -4,16 +4,16 @@
 
 use super::read;
 use super::Session;
-use crate::access;
-use crate::error::Error;
 use crate::ffi::blocked::Pending;
-use crate::mirror::{Node, Op};
-use crate::path;
 use crate::redis::apply::Update;
-use crate::reply::Reply;
 use crate::session::zk_error;
-use crate::settings::DEFAULT_PREFIX;
 use std::time::Duration;
+use zksync_core::access;
+use zksync_core::error::Error;
+use zksync_core::mirror::{Node, Op};
+use zksync_core::path;
+use zksync_core::reply::Reply;
+use zksync_core::settings::DEFAULT_PREFIX;
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, Stat};
 
 pub enum Request {

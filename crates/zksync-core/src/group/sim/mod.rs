@@ -14,7 +14,7 @@
 //! paused, its main thread running, holding an unexpired lease: a stalled
 //! master whose lease was revoked is fenced when it runs again). Once every fault has healed, a master must exist
 //! within a bound. A failing seed prints itself and its trace, and replays
-//! exactly: `ZKSYNC_SIM_SEED=<seed> cargo test --release --lib sim`.
+//! exactly: `ZKSYNC_SIM_SEED=<seed> cargo test --release -p zksync-core sim`.
 //! `ZKSYNC_SIM_SEEDS=<n>` runs more seeds.
 //!
 //! As in raft-rs's test harness (a network of nodes, isolate and recover)
@@ -178,7 +178,7 @@ impl std::fmt::Display for Failure {
                 }
                 writeln!(
                     f,
-                    "replay: {with}ZKSYNC_SIM_SEED={} cargo test --release --lib sim",
+                    "replay: {with}ZKSYNC_SIM_SEED={} cargo test --release -p zksync-core sim",
                     self.seed
                 )?;
             }
