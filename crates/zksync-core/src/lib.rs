@@ -3,6 +3,8 @@
 //! return what to do. The module (`crates/zksync`) feeds them what happened
 //! and carries out what they return; see docs/architecture.md.
 
+#![forbid(unsafe_code)]
+
 pub mod access;
 pub mod cluster;
 pub mod error;
