@@ -2,8 +2,9 @@
 //! in one hold of the Redis lock, over any `Keyspace`. What to write is
 //! decided in `plan`; here the writes are carried out, each with its entry in
 //! the change stream, and what the shell must record (STATUS counts, log
-//! lines) is returned in a `Record`. The shell (`crates/zksync/src/redis/apply.rs`) takes
-//! the lock, builds a `Hold`, runs the steps, and records.
+//! lines) is returned in a `Record`. The procedures of `super::applier` run
+//! the steps hold by hold; the shell (`crates/zksync/src/redis/apply.rs`)
+//! takes the lock, builds a `Hold`, and records.
 
 use super::index::Index;
 use super::keyspace::{Cursor, Keyspace, WriteError};
@@ -391,4 +392,4 @@ pub fn permitted(prefix: &str, ops: &[Op], may_write: impl Fn(&[u8]) -> bool) ->
 
 #[cfg(test)]
 #[path = "apply_tests.rs"]
-mod tests;
+pub(super) mod tests;

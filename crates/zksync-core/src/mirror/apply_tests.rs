@@ -1,27 +1,25 @@
-//! The apply steps against the in-memory keyspace, driven hold by hold as
-//! the apply thread drives them (`crates/zksync/src/redis/apply.rs`).
+//! The apply steps against the in-memory keyspace, driven hold by hold by
+//! the apply thread's own procedures (`super::super::applier`) over a
+//! `MemoryLock`.
 
 use super::*;
+use crate::mirror::applier::memory::{MemoryLock, MemoryState};
+use crate::mirror::applier::{Applier, Lock};
 use crate::mirror::keyspace::memory::{MemoryKeyspace, StreamEntry};
 use crate::mirror::plan::tests::{index, op};
+use crate::reply::Reply;
+use std::cell::{Ref, RefMut};
 
-/// A keyspace, the index and what the holds recorded, carried from hold to
-/// hold as the shell carries them.
-struct World {
-    keyspace: MemoryKeyspace,
-    index: Index,
-    access: Access,
-    last_zxid: i64,
-    append_failing: bool,
-    applied: u64,
-    diverged: Option<usize>,
-    warnings: Vec<Warning>,
+/// The procedures over a keyspace and an index in memory, and what their
+/// holds recorded.
+pub(in crate::mirror) struct World {
+    pub applier: Applier<MemoryLock>,
 }
 
 /// `+path@zxid` an upsert, `?path@zxid` a verify (`path@mzxid/pzxid` for
 /// a pzxid of its own), `-path` a delete. The data is the node's text
 /// (`/a/b@5`), so that a key tells the version it holds.
-fn versioned(text: &str) -> Op {
+pub(in crate::mirror) fn versioned(text: &str) -> Op {
     let data = |mut n: Node| {
         n.data = text.as_bytes()[1..].to_vec();
         n
@@ -34,7 +32,7 @@ fn versioned(text: &str) -> Op {
 }
 
 /// The znodes of a read, as `versioned` writes them.
-fn read(nodes: &[&str]) -> Vec<Node> {
+pub(in crate::mirror) fn read(nodes: &[&str]) -> Vec<Node> {
     nodes
         .iter()
         .map(|n| match versioned(&format!("+{n}")) {
@@ -47,108 +45,86 @@ fn read(nodes: &[&str]) -> Vec<Node> {
 impl World {
     /// The mirror `zk:` + `/a` with the index holding `known` (as `plan`'s
     /// tests write them) and the keyspace `keys` (`key=value`).
-    fn new(known: &[&str], keys: &[&str]) -> World {
+    pub fn new(known: &[&str], keys: &[&str]) -> World {
         let mut keyspace = MemoryKeyspace::default().with_stream(b"changes");
         for kv in keys {
             let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
             keyspace.keys.insert(key.as_bytes().to_vec(), value.as_bytes().to_vec());
         }
         World {
-            keyspace,
-            index: index(known),
-            access: Access::Write,
-            last_zxid: 0,
-            append_failing: false,
-            applied: 0,
-            diverged: None,
-            warnings: Vec::new(),
+            applier: Applier::new(MemoryLock::new(keyspace, index(known))),
+        }
+    }
+
+    /// The keyspace, the index and what the holds recorded.
+    pub fn state(&self) -> Ref<'_, MemoryState> {
+        self.applier.lock().state.borrow()
+    }
+
+    pub fn state_mut(&self) -> RefMut<'_, MemoryState> {
+        self.applier.lock().state.borrow_mut()
+    }
+
+    /// How many holds were taken so far.
+    pub fn holds(&self) -> usize {
+        self.applier.lock().holds.get()
+    }
+
+    /// This node writes only the keys `owner` accepts (a cluster).
+    fn with_owner(&self, owner: impl Fn(&[u8]) -> bool + Send + 'static) {
+        let mut state = self.state_mut();
+        state.keyspace = std::mem::take(&mut state.keyspace).with_owner(owner);
+    }
+
+    /// The mirror at `/a` has applied up to `zxid`.
+    pub fn applied_up_to(&self, zxid: i64) {
+        if let Some(entry) = self.state_mut().index.mirror_mut("/a") {
+            entry.applied_zxid = zxid;
         }
     }
 
     /// One hold of the lock.
-    fn hold<R>(&mut self, f: impl FnOnce(&mut Hold<'_, MemoryKeyspace>) -> R) -> R {
-        let mut hold = Hold::new(
-            &mut self.keyspace,
-            &mut self.index,
-            self.access,
-            self.last_zxid,
-            self.append_failing,
-        );
-        let result = f(&mut hold);
-        let record = hold.finish();
-        self.last_zxid = self.last_zxid.max(record.zxid);
-        self.append_failing = record.append_failing;
-        self.applied += record.applied;
-        self.diverged = record.diverged.or(self.diverged);
-        self.warnings.extend(record.warnings);
-        result
+    pub fn hold<R>(&self, f: impl FnOnce(&mut Hold<'_, MemoryKeyspace>) -> R) -> R {
+        self.applier.lock().hold(f)
     }
 
-    /// Live changes of `/a`, in one batch; how many keys were repaired.
-    fn live(&mut self, ops: &[&str]) -> usize {
-        self.hold(|hold| hold.apply_ops("/a", ops.iter().map(|o| versioned(o)).collect()))
+    /// Live changes of `/a`; how many keys were repaired.
+    pub fn live(&self, ops: &[&str]) -> usize {
+        self.applier.changes("/a", ops.iter().map(|o| versioned(o)).collect())
     }
 
     /// A whole resync of `/a` whose read is `nodes`, its highest zxid
-    /// `zxid`, in one part: the gate, the end's checks, the vanished, the
-    /// sweep. `None` if the mirror diverged, else how many keys were repaired.
-    fn resync(&mut self, nodes: &[&str], zxid: i64) -> Option<usize> {
-        let mut resync = self.hold(|hold| hold.begin_resync("/a"))?;
-        let ready = resync.gate.nodes(read(nodes), zxid);
-        resync.repaired += self.hold(|hold| hold.resynced("/a", ready));
-        let held = self.hold(|hold| hold.end_resync(&mut resync, zxid))?;
-        resync.repaired += self.hold(|hold| hold.resynced("/a", held));
-        if resync.gate.may_have_vanished() {
-            let indexed = self.index.paths_below_after("/a", None, usize::MAX);
-            let vanished = indexed.into_iter().filter(|p| resync.gate.vanished(p)).collect();
-            self.hold(|hold| hold.apply_ops("/a", plan::deepest_first(vanished)));
-        }
-        self.sweep("zk:", "/a", |index, path| index.stat(path).is_some(), |_| true);
-        Some(resync.repaired)
+    /// `zxid`, in one part. `None` if the mirror diverged (or was not
+    /// healthy), else how many keys were repaired.
+    pub fn resync(&mut self, nodes: &[&str], zxid: i64) -> Option<usize> {
+        self.applier.begin_resync("/a");
+        self.applier.resync_nodes("/a", read(nodes), zxid);
+        self.applier.end_resync("/a", Some(zxid))
     }
 
     /// A ZKSYNC.PULL of `path` (under `zk:`) at `zxid` that read `nodes`,
-    /// for a user who may write the keys `may_write` accepts.
-    fn pull(&mut self, path: &str, zxid: i64, nodes: &[&str], may_write: fn(&[u8]) -> bool) -> Result<(), Error> {
-        let nodes = read(nodes);
-        let live: Vec<String> = nodes.iter().map(|n| n.path.clone()).collect();
-        let mirror = self.hold(|hold| hold.begin_pull(path, zxid))?;
-        let mut ops: Vec<Op> = nodes.into_iter().map(Op::Upsert).collect();
-        if mirror.is_some() {
-            let indexed = self.index.paths_below_after(path, None, usize::MAX);
-            ops.extend(indexed.into_iter().filter(|p| !live.contains(p)).map(Op::Delete));
+    /// by a user who may write the keys `may_write` accepts.
+    pub fn pull(&self, path: &str, zxid: i64, nodes: &[&str], may_write: fn(&[u8]) -> bool) -> Result<(), Error> {
+        *self.applier.lock().rights.borrow_mut() = Box::new(may_write);
+        match self.applier.pull("zk:", path, zxid, read(nodes), Some(b"user")) {
+            Reply::Integer(n) if n == nodes.len() as i64 => Ok(()),
+            Reply::Error(e) => Err(e),
+            other => panic!("{other:?}"),
         }
-        permitted("zk:", &ops, may_write).map_err(Error::NoPerm)?;
-        let spec = MirrorSpec {
-            root: path.to_string(),
-            prefix: "zk:".to_string(),
-        };
-        self.hold(|hold| hold.apply_pulled(&spec, ops, mirror.is_some()));
-        self.sweep("zk:", path, |_, p| live.iter().any(|l| l == p), may_write);
-        Ok(())
     }
 
-    /// A sweep, step by step.
-    fn sweep(
-        &mut self,
-        prefix: &str,
-        root: &str,
-        keep: impl Fn(&Index, &str) -> bool,
-        may_write: impl Fn(&[u8]) -> bool,
-    ) {
-        let mut cursor = None;
-        loop {
-            cursor = self.hold(|hold| hold.sweep_step(prefix, root, cursor.as_ref(), &keep, &may_write));
-            if cursor.is_none() {
-                return;
-            }
-        }
+    /// A sweep of `zk:` + `root`, by a user who may write the keys
+    /// `may_write` accepts.
+    fn sweep(&self, root: &str, keep: impl Fn(&Index, &str) -> bool, may_write: impl Fn(&[u8]) -> bool + 'static) {
+        *self.applier.lock().rights.borrow_mut() = Box::new(may_write);
+        self.applier.sweep("zk:", root, Some(b"user"), keep);
     }
 
     /// The keyspace, `key=value` (stream entries apart).
-    fn keys(&self) -> Vec<String> {
+    pub fn keys(&self) -> Vec<String> {
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        self.keyspace
+        self.state()
+            .keyspace
             .keys
             .iter()
             .map(|(key, value)| format!("{}={}", text(key), text(value)))
@@ -156,9 +132,10 @@ impl World {
     }
 
     /// The change stream's entries: `set key mzxid` or `del key zxid`.
-    fn entries(&self) -> Vec<String> {
+    pub fn entries(&self) -> Vec<String> {
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        self.keyspace
+        self.state()
+            .keyspace
             .entries
             .iter()
             .map(|e| match e {
@@ -166,6 +143,12 @@ impl World {
                 StreamEntry::Del { key, zxid, .. } => format!("del {} {zxid}", text(key)),
             })
             .collect()
+    }
+
+    /// The value of `key`, if it is held.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let value = self.state().keyspace.get(key.as_bytes()).map(<[u8]>::to_vec);
+        value.map(|v| String::from_utf8_lossy(&v).into_owned())
     }
 }
 
@@ -199,10 +182,8 @@ fn a_key_never_goes_back_to_an_older_version() {
     ];
     for (what, steps, value, entries) in cases {
         let mut world = World::new(&["/a@1", "/a/b@5"], &["zk:/a=/a@1", "zk:/a/b=/a/b@5"]);
-        world.last_zxid = 5;
-        if let Some(entry) = world.index.mirror_mut("/a") {
-            entry.applied_zxid = 5;
-        }
+        world.state_mut().last_zxid = 5;
+        world.applied_up_to(5);
         for step in steps {
             match step.split_once(' ') {
                 Some(("live", ops)) => {
@@ -218,9 +199,9 @@ fn a_key_never_goes_back_to_an_older_version() {
                 _ => panic!("{step}"),
             }
         }
-        assert_eq!(world.keyspace.get(b"zk:/a/b"), value.map(str::as_bytes), "{what}");
+        assert_eq!(world.get("zk:/a/b").as_deref(), value, "{what}");
         assert_eq!(world.entries(), entries, "{what}");
-        assert_eq!(world.keyspace.get(b"zk:/a"), Some(&b"/a@1"[..]), "{what}");
+        assert_eq!(world.get("zk:/a").as_deref(), Some("/a@1"), "{what}");
     }
 }
 
@@ -233,22 +214,22 @@ fn an_upsert_after_a_delete_is_written_whatever_its_version() {
     let mut world = World::new(&["/a@1", "/a/b@5"], &["zk:/a=/a@1", "zk:/a/b=/a/b@5"]);
     world.live(&["-/a/b"]);
     world.live(&["+/a/b@3"]);
-    assert_eq!(world.keyspace.get(b"zk:/a/b"), Some(&b"/a/b@3"[..]));
+    assert_eq!(world.get("zk:/a/b").as_deref(), Some("/a/b@3"));
     assert_eq!(world.resync(&["/a@1"], 6), Some(0));
-    assert_eq!(world.keyspace.get(b"zk:/a/b"), None);
+    assert_eq!(world.get("zk:/a/b"), None);
 }
 
 #[test]
 fn a_replica_moves_the_index_and_writes_nothing() {
     let mut world = World::new(&["/a@1", "/a/b@5"], &["zk:/a/b=/a/b@5", "zk:/a/hand=x"]);
-    world.access = Access::IndexOnly;
+    world.state_mut().access = Access::IndexOnly;
     world.live(&["+/a/b@6", "+/a/c@7", "-/a/gone"]);
     assert_eq!(world.resync(&["/a@1", "/a/b@6", "/a/c@7"], 7), Some(0));
     assert_eq!(world.keys(), ["zk:/a/b=/a/b@5", "zk:/a/hand=x"]);
     assert!(world.entries().is_empty());
-    let mzxid = |w: &World, p: &str| w.index.stat(p).map(|s| s.mzxid);
+    let mzxid = |w: &World, p: &str| w.state().index.stat(p).map(|s| s.mzxid);
     assert_eq!([mzxid(&world, "/a/b"), mzxid(&world, "/a/c")], [Some(6), Some(7)]);
-    assert_eq!((world.last_zxid, world.applied), (7, 2));
+    assert_eq!((world.state().last_zxid, world.state().applied), (7, 2));
 }
 
 /// The keys of a sweep of `zk:` + `/a`, in a keyspace that holds them
@@ -282,17 +263,17 @@ fn a_sweep_deletes_only_unknown_keys_below_the_root_it_may_write() {
     ];
     for (what, may_write_locked, writes_elsewhere, replica, deleted) in cases {
         for scan_count in [1, 2, 1000] {
-            let mut world = World::new(&["/a/known@1"], &SWEPT_KEYSPACE);
-            world.last_zxid = 42;
-            world.keyspace.scan_count = scan_count;
+            let world = World::new(&["/a/known@1"], &SWEPT_KEYSPACE);
+            world.state_mut().last_zxid = 42;
+            world.state_mut().keyspace.scan_count = scan_count;
             if !writes_elsewhere {
-                world.keyspace = std::mem::take(&mut world.keyspace).with_owner(|key| key != b"zk:/a/elsewhere");
+                world.with_owner(|key| key != b"zk:/a/elsewhere");
             }
             if replica {
-                world.access = Access::IndexOnly;
+                world.state_mut().access = Access::IndexOnly;
             }
-            let may_write = |key: &[u8]| may_write_locked || key != b"zk:/a/locked";
-            world.sweep("zk:", "/a", |index, p| index.stat(p).is_some(), may_write);
+            let may_write = move |key: &[u8]| may_write_locked || key != b"zk:/a/locked";
+            world.sweep("/a", |index, p| index.stat(p).is_some(), may_write);
             let mut kept: Vec<&str> = SWEPT_KEYSPACE.to_vec();
             kept.retain(|k| !deleted.contains(k));
             kept.sort();
@@ -307,16 +288,16 @@ fn a_sweep_deletes_only_unknown_keys_below_the_root_it_may_write() {
 
 #[test]
 fn a_sweep_of_a_pull_keeps_the_znodes_read() {
-    let mut world = World::new(&[], &["zk:/p/x=old", "zk:/p/hand=x", "zk:/q=y"]);
+    let world = World::new(&[], &["zk:/p/x=old", "zk:/p/hand=x", "zk:/q=y"]);
     world.pull("/p", 9, &["/p@2", "/p/x@9"], |_| true).unwrap();
     assert_eq!(world.keys(), ["zk:/p=/p@2", "zk:/p/x=/p/x@9", "zk:/q=y"]);
     // Not mirrored: the index does not move.
-    assert_eq!(world.index.stat("/p"), None);
+    assert_eq!(world.state().index.stat("/p"), None);
 }
 
 #[test]
 fn a_pull_needs_every_key_written() {
-    let mut world = World::new(&[], &["zk:/p/hand=x"]);
+    let world = World::new(&[], &["zk:/p/hand=x"]);
     let refused = world.pull("/p", 9, &["/p@2", "/p/secret@9"], |key| key != b"zk:/p/secret");
     assert_eq!(
         refused,
@@ -333,14 +314,14 @@ fn a_pull_needs_every_key_written() {
 #[test]
 fn a_pull_of_the_root_resumes_a_diverged_mirror() {
     let mut world = World::new(&["/a@1", "/a/b@9"], &["zk:/a=/a@1", "zk:/a/b=/a/b@9", "zk:/a/hand=x"]);
-    if let Some(entry) = world.index.mirror_mut("/a") {
-        entry.applied_zxid = 9;
-    }
+    world.applied_up_to(9);
     // ZooKeeper is behind the mirror: another history. Nothing is written.
     assert_eq!(world.resync(&["/a@1", "/a/c@5"], 5), None);
-    assert_eq!(world.diverged, Some(1));
-    assert!(matches!(&world.warnings[..], [Warning::Diverged { root, reason }]
-        if root == "/a" && reason.contains("another history")));
+    assert_eq!(world.state().diverged, Some(1));
+    assert!(
+        matches!(&world.state().warnings[..], [Warning::Diverged { root, reason }]
+        if root == "/a" && reason.contains("another history"))
+    );
     let before = world.keys();
     // Diverged: no live change is applied, no resync begins.
     world.live(&["+/a/c@6", "-/a/b"]);
@@ -348,17 +329,23 @@ fn a_pull_of_the_root_resumes_a_diverged_mirror() {
     assert_eq!((world.keys(), world.entries().len()), (before.clone(), 0));
     // A pull below the root writes its subtree but does not resume the mirror.
     world.pull("/a/c", 5, &["/a/c@5"], |_| true).unwrap();
-    assert!(world.index.mirrors()[0].diverged.is_some());
+    assert!(world.state().index.mirrors()[0].diverged.is_some());
     world.live(&["+/a/c@6"]);
-    assert_eq!(world.keyspace.get(b"zk:/a/c"), Some(&b"/a/c@5"[..]));
+    assert_eq!(world.get("zk:/a/c").as_deref(), Some("/a/c@5"));
     // The root's pull: the keyspace becomes this ZooKeeper's tree.
     world.pull("/a", 5, &["/a@1", "/a/c@5"], |_| true).unwrap();
     assert_eq!(world.keys(), ["zk:/a=/a@1", "zk:/a/c=/a/c@5"]);
-    assert_eq!(world.diverged, Some(0));
-    assert_eq!(world.warnings.last(), Some(&Warning::Resumed { root: "/a".into() }));
-    let entry = &world.index.mirrors()[0];
-    assert_eq!((entry.diverged.is_none(), entry.applied_zxid), (true, 5));
-    assert_eq!(world.index.paths_below_after("/a", None, 10), ["/a", "/a/c"]);
+    assert_eq!(world.state().diverged, Some(0));
+    assert_eq!(
+        world.state().warnings.last(),
+        Some(&Warning::Resumed { root: "/a".into() })
+    );
+    {
+        let state = world.state();
+        let entry = &state.index.mirrors()[0];
+        assert_eq!((entry.diverged.is_none(), entry.applied_zxid), (true, 5));
+    }
+    assert_eq!(world.state().index.paths_below_after("/a", None, 10), ["/a", "/a/c"]);
     // Healthy again: live changes and resyncs apply.
     world.live(&["+/a/c@6"]);
     assert_eq!(world.resync(&["/a@1", "/a/c@6", "/a/d@7"], 7), Some(0));
@@ -367,8 +354,8 @@ fn a_pull_of_the_root_resumes_a_diverged_mirror() {
 
 #[test]
 fn a_pull_on_a_replica_is_refused() {
-    let mut world = World::new(&["/a@1"], &[]);
-    world.access = Access::IndexOnly;
+    let world = World::new(&["/a@1"], &[]);
+    world.state_mut().access = Access::IndexOnly;
     let refused = world.pull("/a", 5, &["/a@1"], |_| true);
     assert!(matches!(refused, Err(Error::ReadOnly(_))), "{refused:?}");
 }
@@ -403,10 +390,10 @@ fn one_stream_entry_per_change() {
     ];
     for (what, known, keys, ops, entries, repaired) in cases {
         for stream in [true, false] {
-            let mut world = World::new(known, keys);
-            world.last_zxid = 7;
+            let world = World::new(known, keys);
+            world.state_mut().last_zxid = 7;
             if !stream {
-                world.keyspace.stream = None;
+                world.state_mut().keyspace.stream = None;
             }
             assert_eq!(world.live(ops), repaired, "{what}");
             let want: &[&str] = if stream { entries } else { &[] };
@@ -436,16 +423,16 @@ fn entries_for_keys_another_node_writes() {
         ("a verify", &["/a/b@5"], &["?/a/b@5"], &[]),
     ];
     for (what, known, ops, entries) in cases {
-        let mut world = World::new(known, &["zk:/a/b=untouched"]);
-        world.last_zxid = 7;
-        world.keyspace = std::mem::take(&mut world.keyspace).with_owner(|key| key != b"zk:/a/b");
+        let world = World::new(known, &["zk:/a/b=untouched"]);
+        world.state_mut().last_zxid = 7;
+        world.with_owner(|key| key != b"zk:/a/b");
         assert_eq!(world.live(ops), 0, "{what}");
         assert_eq!(world.entries(), entries, "{what}");
         assert_eq!(world.keys(), ["zk:/a/b=untouched"], "{what}");
     }
     // A node that does not write the stream's key appends nothing.
-    let mut world = World::new(&["/a/b@5"], &[]);
-    world.keyspace = std::mem::take(&mut world.keyspace).with_owner(|key| key != b"changes");
+    let world = World::new(&["/a/b@5"], &[]);
+    world.with_owner(|key| key != b"changes");
     world.live(&["+/a/b@6", "+/a/c@1"]);
     assert_eq!(world.keys(), ["zk:/a/b=/a/b@6", "zk:/a/c=/a/c@1"]);
     assert!(world.entries().is_empty());
@@ -455,7 +442,7 @@ fn entries_for_keys_another_node_writes() {
 /// same, and the failure is warned of once until an append succeeds.
 #[test]
 fn a_failing_stream_is_warned_of_once() {
-    let mut world = World::new(&[], &["changes=a string"]);
+    let world = World::new(&[], &["changes=a string"]);
     world.live(&["+/a/b@1", "+/a/c@1"]);
     world.live(&["+/a/d@1"]);
     assert_eq!(
@@ -466,39 +453,41 @@ fn a_failing_stream_is_warned_of_once() {
         stream: b"changes".to_vec(),
         error: WriteError::WrongType,
     };
-    assert_eq!(world.warnings, std::slice::from_ref(&failed));
+    assert_eq!(world.state().warnings, std::slice::from_ref(&failed));
     assert_eq!(
         failed.to_string(),
         "cannot append to the change stream changes: the key holds another type"
     );
-    world.keyspace.keys.remove(&b"changes"[..]);
+    world.state_mut().keyspace.keys.remove(&b"changes"[..]);
     world.live(&["+/a/e@1"]);
-    world.keyspace.keys.insert(b"changes".to_vec(), b"again".to_vec());
+    world
+        .state_mut()
+        .keyspace
+        .keys
+        .insert(b"changes".to_vec(), b"again".to_vec());
     world.live(&["+/a/f@1"]);
-    assert_eq!(world.warnings, [failed.clone(), failed]);
+    assert_eq!(world.state().warnings, [failed.clone(), failed]);
     assert_eq!(world.entries(), ["set zk:/a/e 1"]);
 }
 
 #[test]
 fn resync_repairs_count_and_zxids_are_recorded() {
     let mut world = World::new(&["/a@1", "/a/b@5", "/a/c@6"], &["zk:/a=/a@1", "zk:/a/b=hand"]);
-    if let Some(entry) = world.index.mirror_mut("/a") {
-        entry.applied_zxid = 6;
-    }
+    world.applied_up_to(6);
     // `/a/b` changed by hand, `/a/c` deleted by hand, `/a/d` new.
     assert_eq!(world.resync(&["/a@1", "/a/b@5", "/a/c@6", "/a/d@8"], 8), Some(2));
     assert_eq!(
         world.keys(),
         ["zk:/a=/a@1", "zk:/a/b=/a/b@5", "zk:/a/c=/a/c@6", "zk:/a/d=/a/d@8"]
     );
-    assert_eq!((world.last_zxid, world.applied), (8, 1));
-    assert_eq!(world.index.mirrors()[0].applied_zxid, 8);
-    assert!(world.warnings.is_empty());
+    assert_eq!((world.state().last_zxid, world.state().applied), (8, 1));
+    assert_eq!(world.state().index.mirrors()[0].applied_zxid, 8);
+    assert!(world.state().warnings.is_empty());
 }
 
 #[test]
 fn an_unhealthy_or_unknown_mirror_is_not_applied() {
-    let mut world = World::new(&["/a@1"], &[]);
+    let world = World::new(&["/a@1"], &[]);
     assert_eq!(
         world.hold(|hold| hold.apply_ops("/nope", vec![versioned("+/nope@1")])),
         0
@@ -506,9 +495,9 @@ fn an_unhealthy_or_unknown_mirror_is_not_applied() {
     world.hold(|hold| hold.diverge("/a", "a test".into()));
     world.live(&["+/a/b@2"]);
     assert!(world.keys().is_empty());
-    assert_eq!(world.diverged, Some(1));
+    assert_eq!(world.state().diverged, Some(1));
     assert_eq!(
-        world.warnings[0].to_string(),
+        world.state().warnings[0].to_string(),
         "mirror /a stopped applying: a test. Nothing was deleted; run ZKSYNC.PULL /a to resume from this ZooKeeper."
     );
     // The spec the steps use is the index's.

@@ -7,8 +7,10 @@
 //! holds, which ZKSYNC.STAT and ZKSYNC.LS answer from. What a read writes is
 //! decided against the index in `plan`: stale versions are dropped, and a
 //! resync writes only what changed. The apply thread carries the writes out
-//! through the steps of `apply`, over a `keyspace`.
+//! through the steps of `apply`, over a `keyspace`, one hold of the lock
+//! each, in the procedures of `applier`.
 
+pub mod applier;
 pub mod apply;
 pub mod events;
 pub mod index;

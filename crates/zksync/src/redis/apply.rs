@@ -1,10 +1,12 @@
 //! The apply thread: the only writer of mirrored keys. It takes `Update`s in
 //! order from the session thread and writes each in bounded batches, one hold
-//! of the Redis lock per batch, replicated to replicas and the AOF. What a
-//! hold does to the keyspace and the index is `zksync_core::mirror::apply`'s
-//! steps, over the keyspace of `super::keyspace`; this thread holds the
-//! lock, walks the index and the SCAN in steps, and records what the steps
-//! return in STATUS and the log.
+//! of the Redis lock per batch, replicated to replicas and the AOF. The
+//! procedures (batches, a resync's parts, a PULL) are
+//! `zksync_core::mirror::applier`'s and what a hold does is
+//! `zksync_core::mirror::apply`'s steps, over the keyspace of
+//! `super::keyspace`; this thread dispatches the updates, implements the
+//! procedures' `Lock` over the Redis lock, and records what the steps return
+//! in STATUS and the log.
 
 use super::keyspace::RedisKeyspace;
 use super::{turns, INDEX};
@@ -16,15 +18,11 @@ use crate::status::STATUS;
 use crossbeam_channel::{Receiver, Sender};
 use redis_module::{raw, ContextFlags};
 use std::cell::Cell;
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use zksync_core::access::{Denied, KeyAccess};
-use zksync_core::error::Error;
-use zksync_core::mirror::apply::{self, Access, Hold, Record, Resyncing};
-use zksync_core::mirror::index::Index;
-use zksync_core::mirror::keyspace::Cursor;
-use zksync_core::mirror::plan;
+use zksync_core::access::KeyAccess;
+use zksync_core::mirror::applier::{Applier, Lock};
+use zksync_core::mirror::apply::{Access, Hold, Record};
 use zksync_core::mirror::{Node, Op};
 use zksync_core::reply::Reply;
 use zksync_core::settings::MirrorSpec;
@@ -73,28 +71,20 @@ pub enum ResyncPart {
     End(Option<i64>),
 }
 
-/// Key writes per hold of the Redis lock: ~100 keeps Redis's latency near 2 ms
-/// during a large sync (measured: 1,000 per hold cost 8-20 ms).
-const BATCH: usize = 128;
-/// Keys checked against the Redis ACL per hold of the lock.
-const ACL_CHECKS: usize = 1024;
-/// Index paths walked per hold of the lock.
-const WALK: usize = 1024;
-
-/// One hold of the Redis lock, as the steps see it.
-type RedisHold<'h, 'k> = Hold<'h, RedisKeyspace<'k>>;
-
 pub fn start() -> Result<Sender<Update>, String> {
     let (tx, rx) = crossbeam_channel::unbounded();
     std::thread::Builder::new()
         .name("zksync-apply".into())
         .spawn(move || {
             if let Some(ctx) = thread_context() {
-                Applier {
+                let lock = RedisLock {
                     ctx,
-                    rx,
-                    resync: None,
                     append_failing: Cell::new(false),
+                    timing: Cell::new(None),
+                };
+                ApplyThread {
+                    rx,
+                    applier: Applier::new(lock),
                 }
                 .run()
             }
@@ -103,17 +93,13 @@ pub fn start() -> Result<Sender<Update>, String> {
     Ok(tx)
 }
 
-struct Applier {
-    /// A detached thread-safe context, for the life of the thread.
-    ctx: *mut raw::RedisModuleCtx,
+struct ApplyThread {
     rx: Receiver<Update>,
-    /// The resync whose read is arriving, if the mirror is healthy.
-    resync: Option<Resyncing>,
-    /// Whether the last append to the change stream failed (`Record`).
-    append_failing: Cell<bool>,
+    /// The procedures, over the Redis lock.
+    applier: Applier<RedisLock>,
 }
 
-impl Applier {
+impl ApplyThread {
     fn run(mut self) {
         // A panic (a bug) loses that update only: its client is answered,
         // the next resync repairs what it should have written.
@@ -123,8 +109,9 @@ impl Applier {
     }
 
     fn handle(&mut self, update: Update) {
+        let lock = self.applier.lock();
         match update {
-            Update::Mirrors(specs) => self.locked(|hold| {
+            Update::Mirrors(specs) => lock.hold(|hold| {
                 hold.index().set_mirrors(&specs);
                 STATUS.mirrors.store(specs.len() as u64, Ordering::Relaxed);
             }),
@@ -132,17 +119,16 @@ impl Applier {
                 if let Some(timing) = timing {
                     HOPS.record(Hop::Handoff, timing.read, Instant::now());
                 }
-                self.changes(&root, ops, timing);
+                // The first batch records the live change's hops; with no
+                // batch, none.
+                lock.timing.set(timing);
+                self.applier.changes(&root, ops);
+                lock.timing.set(None);
             }
             Update::Resync { root, part } => match part {
-                ResyncPart::Begin => self.resync = self.locked(|hold| hold.begin_resync(&root)),
-                ResyncPart::Nodes(nodes, zxid) => self.resync_nodes(&root, nodes, zxid),
-                ResyncPart::End(zxid) => {
-                    let resync = self.resync.take().filter(|r| r.spec.root == root);
-                    if let (Some(resync), Some(zxid)) = (resync, zxid) {
-                        self.end_resync(&root, resync, zxid);
-                    }
-                }
+                ResyncPart::Begin => self.applier.begin_resync(&root),
+                ResyncPart::Nodes(nodes, zxid) => self.applier.resync_nodes(&root, nodes, zxid),
+                ResyncPart::End(zxid) => _ = self.applier.end_resync(&root, zxid),
             },
             Update::Pull {
                 prefix,
@@ -151,166 +137,52 @@ impl Applier {
                 nodes,
                 user,
                 pending,
-            } => self.pull(&prefix, &path, zxid, nodes, user.as_deref(), pending),
-            Update::Forget => self.locked(|hold| hold.index().forget_all()),
+            } => pending.resolve(self.applier.pull(&prefix, &path, zxid, nodes, user.as_deref())),
+            Update::Forget => lock.hold(|hold| hold.index().forget_all()),
             Update::Reply(pending, reply) => pending.resolve(reply),
         }
     }
+}
 
-    /// Applies `ops` in batches; returns how many keys were repaired. The
-    /// first batch of a live change records its hops.
-    fn changes(&self, root: &str, ops: Vec<Op>, timing: Option<Timing>) -> usize {
-        self.in_batches(ops, timing, |hold, batch| hold.apply_ops(root, batch))
+/// The Redis lock, taken by a detached thread-safe context.
+struct RedisLock {
+    /// A detached thread-safe context, for the life of the thread.
+    ctx: *mut raw::RedisModuleCtx,
+    /// Whether the last append to the change stream failed (`Record`).
+    append_failing: Cell<bool>,
+    /// The live change whose hops the next hold records.
+    timing: Cell<Option<Timing>>,
+}
+
+impl Lock for RedisLock {
+    type Keyspace<'k> = RedisKeyspace<'k>;
+
+    fn hold<R>(&self, f: impl FnOnce(&mut Hold<'_, RedisKeyspace<'_>>) -> R) -> R {
+        self.locked_timed(self.timing.take(), f)
     }
 
-    /// Writes what of the next part of a resync's read is proven of this history.
-    fn resync_nodes(&mut self, root: &str, nodes: Vec<Node>, zxid: i64) {
-        let Some(mut resync) = self.resync.take().filter(|r| r.spec.root == root) else {
-            return;
-        };
-        let ready = resync.gate.nodes(nodes, zxid);
-        resync.repaired += self.resynced(root, ready);
-        self.resync = Some(resync);
+    fn may_write(&self, user: &[u8]) -> impl Fn(&[u8]) -> bool {
+        let user = acl::User::named(user);
+        move |key| user.as_ref().is_some_and(|u| u.may(key, KeyAccess::Write))
     }
 
-    /// The read is complete: the checks, what is still held, the vanished
-    /// znodes, then the sweep of keys without a znode.
-    fn end_resync(&self, root: &str, mut resync: Resyncing, zxid: i64) {
-        let Some(held) = self.locked(|hold| hold.end_resync(&mut resync, zxid)) else {
-            return;
-        };
-        let repaired = resync.repaired + self.resynced(root, held);
-        if repaired > 0 {
-            log::notice(&format!(
-                "the resync of {root} repaired {repaired} keys changed outside zksync"
-            ));
-        }
-        let Resyncing { spec, gate, .. } = resync;
-        if gate.may_have_vanished() {
-            let vanished = self.indexed_below(root, |p| gate.vanished(p));
-            self.changes(root, plan::deepest_first(vanished), None);
-        }
-        // The paths read (~70 bytes a znode) are not needed past this point.
-        drop(gate);
-        self.sweep(&spec.prefix, root, None, |index, path| index.stat(path).is_some());
+    fn repaired(&self, root: &str, keys: usize) {
+        log::notice(&format!(
+            "the resync of {root} repaired {keys} keys changed outside zksync"
+        ));
     }
+}
 
-    /// Writes a resync's znodes in batches; returns how many keys were repaired.
-    fn resynced(&self, root: &str, nodes: Vec<Node>) -> usize {
-        self.in_batches(nodes, None, |hold, batch| hold.resynced(root, batch))
-    }
-
-    /// The paths the index holds at or below `root` that `keep` accepts,
-    /// walked in steps (one hold of the lock each).
-    fn indexed_below(&self, root: &str, keep: impl Fn(&str) -> bool) -> Vec<String> {
-        let mut paths = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let step = self.locked(|hold| hold.index().paths_below_after(root, after.as_deref(), WALK));
-            let done = step.len() < WALK;
-            after = step.last().cloned();
-            paths.extend(step.into_iter().filter(|p| keep(p)));
-            if done {
-                return paths;
-            }
-        }
-    }
-
-    fn pull(&self, prefix: &str, path: &str, zxid: i64, nodes: Vec<Node>, user: Option<&[u8]>, pending: Pending) {
-        let written = nodes.len() as i64;
-        let live: HashSet<String> = nodes.iter().map(|n| n.path.clone()).collect();
-        let mirror = match self.locked(|hold| hold.begin_pull(path, zxid)) {
-            Ok(mirror) => mirror,
-            Err(e) => return pending.resolve(Reply::Error(e)),
-        };
-        let spec = MirrorSpec {
-            root: path.to_string(),
-            prefix: prefix.to_string(),
-        };
-        let mut ops: Vec<Op> = nodes.into_iter().map(Op::Upsert).collect();
-        if mirror.is_some() {
-            let gone = self.indexed_below(path, |p| !live.contains(p));
-            ops.extend(gone.into_iter().map(Op::Delete));
-        }
-        if let Some(user) = user {
-            if let Err(denied) = self.permitted(user, prefix, &ops) {
-                return pending.resolve(Reply::Error(Error::NoPerm(denied)));
-            }
-        }
-        self.in_batches(ops, None, |hold, batch| {
-            hold.apply_pulled(&spec, batch, mirror.is_some());
-            0
-        });
-        self.sweep(prefix, path, user, |_, p| live.contains(p));
-        pending.resolve(Reply::Integer(written));
-    }
-
-    /// Whether `user` may write every key `ops` would change; else the
-    /// first one refused, checked in chunks (one hold of the lock each).
-    fn permitted(&self, user: &[u8], prefix: &str, ops: &[Op]) -> Result<(), Denied> {
-        for chunk in ops.chunks(ACL_CHECKS) {
-            self.locked(|_| {
-                let user = acl::User::named(user);
-                apply::permitted(prefix, chunk, |key| {
-                    user.as_ref().is_some_and(|u| u.may(key, KeyAccess::Write))
-                })
-            })?;
-        }
-        Ok(())
-    }
-
-    /// Deletes the keys under `prefix + root` that `keep` does not know: keys
-    /// of vanished znodes and keys written by hand; with `user`, only those
-    /// that user may write. One SCAN step per hold of the lock.
-    fn sweep(&self, prefix: &str, root: &str, user: Option<&[u8]>, keep: impl Fn(&Index, &str) -> bool) {
-        let mut cursor: Option<Cursor> = None;
-        loop {
-            cursor = self.locked(|hold| {
-                // With `user`, only what that user may write (a user deleted
-                // meanwhile: nothing).
-                let writer = user.map(acl::User::named);
-                let may_write = |key: &[u8]| match &writer {
-                    None => true,
-                    Some(writer) => writer.as_ref().is_some_and(|u| u.may(key, KeyAccess::Write)),
-                };
-                hold.sweep_step(prefix, root, cursor.as_ref(), &keep, may_write)
-            });
-            if cursor.is_none() {
-                return;
-            }
-        }
-    }
-
-    /// Runs `step` on `items` in batches of `BATCH`, one hold of the lock
-    /// each, the first with `timing`; returns the sum of what the steps return.
-    fn in_batches<T>(
-        &self,
-        items: Vec<T>,
-        mut timing: Option<Timing>,
-        mut step: impl FnMut(&mut RedisHold<'_, '_>, Vec<T>) -> usize,
-    ) -> usize {
-        let mut items = items.into_iter().peekable();
-        let mut total = 0;
-        while items.peek().is_some() {
-            let batch: Vec<T> = items.by_ref().take(BATCH).collect();
-            total += self.locked_timed(timing.take(), |hold| step(hold, batch));
-        }
-        total
-    }
-
+impl RedisLock {
     /// Runs `f` under the Redis lock, once Redis may take a replicated write:
     /// not while loading, and not while clients are paused (Redis 7.0 asserts
-    /// if a module propagates then). Wakes the event loop afterwards so
-    /// replies and keyspace notifications leave at once, and lets the main
-    /// thread have its turn before the next hold (`turns`).
-    fn locked<R>(&self, f: impl FnOnce(&mut RedisHold<'_, '_>) -> R) -> R {
-        self.locked_timed(None, f)
-    }
-
-    /// `locked`, recording the hops of a live change given its `timing`.
+    /// if a module propagates then), recording the hops of a live change
+    /// given its `timing`. Wakes the event loop afterwards so replies and
+    /// keyspace notifications leave at once, and lets the main thread have
+    /// its turn before the next hold (`turns`).
     /// (Never inlined: bench/overhead counts the instructions it runs.)
     #[inline(never)]
-    fn locked_timed<R>(&self, timing: Option<Timing>, f: impl FnOnce(&mut RedisHold<'_, '_>) -> R) -> R {
+    fn locked_timed<R>(&self, timing: Option<Timing>, f: impl FnOnce(&mut Hold<'_, RedisKeyspace<'_>>) -> R) -> R {
         let asked = Instant::now();
         loop {
             turns::await_turn();
