@@ -21,16 +21,16 @@ pub fn group() -> Option<String> {
     SETTINGS.get()?.group.as_ref().map(|g| g.name.clone())
 }
 
-/// The roots commands may act under, as of the last config change (config
-/// setters): STAT and LS consult them on every call.
+/// The roots commands may act under, made from the same configs as
+/// `SETTINGS` (with `zksync.allow`): STAT and LS consult them on every call.
 pub static ROOTS: Snapshot<Roots> = Snapshot::empty();
 
 /// The group's table as this member sees it: replaced whole by the session
 /// thread on every change of the members directory, read by ZKSYNC.LOAD.
 pub static VIEW: Snapshot<View> = Snapshot::empty();
 
-/// The change stream in force, if any (config setters; the apply thread
-/// reads it once per batch).
+/// `SETTINGS`'s change stream, kept apart so that the apply thread takes
+/// it once per hold of the lock without copying the settings.
 pub static STREAM: Snapshot<StreamSpec> = Snapshot::empty();
 
 static LOCKS: Lazy<Mutex<Table>> = Lazy::new(Default::default);
