@@ -1,5 +1,38 @@
 //! Absolute znode paths: validation and the few relations the mirror needs.
 
+use std::fmt;
+use std::ops::Deref;
+
+/// An absolute znode path ZooKeeper accepts (`validate`): a command's path
+/// argument, made only by `parse`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ZnodePath(String);
+
+impl ZnodePath {
+    pub fn parse(text: &str) -> Result<ZnodePath, String> {
+        validate(text)?;
+        Ok(ZnodePath(text.to_string()))
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl Deref for ZnodePath {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ZnodePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Checks that `path` is an absolute znode path ZooKeeper accepts: `/` or
 /// `/seg/seg...` with no empty, `.` or `..` segment, no trailing slash, and
 /// none of the characters ZooKeeper refuses (control characters, the
@@ -65,6 +98,18 @@ pub fn ancestors(path: &str) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_znode_path_is_made_only_of_a_valid_path() {
+        let path = ZnodePath::parse("/a/b").unwrap();
+        assert_eq!((&*path, path.to_string()), ("/a/b", "/a/b".to_string()));
+        assert!(is_within(&path, "/a"));
+        assert_eq!(path.into_string(), "/a/b");
+        for bad in ["a", "/a/", "/a//b", "/a/..", ""] {
+            assert_eq!(ZnodePath::parse(bad).err(), validate(bad).err(), "{bad}");
+            assert!(ZnodePath::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn validates_paths() {

@@ -5,6 +5,7 @@
 pub mod name;
 pub mod table;
 
+use crate::path::ZnodePath;
 use std::time::Duration;
 
 /// A fencing token: the holder's contender znode's czxid. Every later
@@ -16,7 +17,7 @@ pub struct Token(pub i64);
 /// ZKSYNC.LOCK path [TIMEOUT ms] [LEASE ms].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockRequest {
-    pub path: String,
+    pub path: ZnodePath,
     /// `None`: wait until acquired; zero: try once.
     pub timeout: Option<Duration>,
     pub lease: Option<Duration>,

@@ -14,6 +14,7 @@ use zksync_core::access::Action;
 use zksync_core::error::Error;
 use zksync_core::lock::table::Unlock;
 use zksync_core::lock::{LockRequest, Token};
+use zksync_core::path::ZnodePath;
 use zksync_core::reply::Reply;
 
 /// The longest TIMEOUT or LEASE (about 31 years): deadlines stay representable.
@@ -46,8 +47,8 @@ impl Command {
 #[derive(Debug, PartialEq, Eq)]
 enum Request {
     Lock(LockRequest),
-    Unlock { path: String, token: Token },
-    Check { path: String, token: Token },
+    Unlock { path: ZnodePath, token: Token },
+    Check { path: ZnodePath, token: Token },
     Locks,
 }
 
@@ -144,7 +145,7 @@ fn acquire(ctx: &Context, request: LockRequest) -> CommandResult {
     let client = clients::id(ctx).ok_or(Error::NoClient { command: "ZKSYNC.LOCK" })?;
     let id = shared::locks()
         .wait(&request.path, client, request.lease)
-        .map_err(|_| Error::LockHeld(request.path.clone()))?;
+        .map_err(|_| Error::LockHeld(request.path.to_string()))?;
     clients::on_disconnect(ctx, client_gone);
     let pending = match block(ctx, Duration::ZERO) {
         Ok(pending) => pending,
@@ -248,7 +249,7 @@ mod tests {
 
     fn lock_request(timeout: Option<u64>, lease: Option<u64>) -> Request {
         Request::Lock(LockRequest {
-            path: "/locks/a".into(),
+            path: ZnodePath::parse("/locks/a").unwrap(),
             timeout: timeout.map(Duration::from_millis),
             lease: lease.map(Duration::from_millis),
         })
@@ -256,7 +257,7 @@ mod tests {
 
     #[test]
     fn valid_forms() {
-        let path = || "/locks/a".to_string();
+        let path = || ZnodePath::parse("/locks/a").unwrap();
         let token = Token(7);
         let cases = [
             (Command::Lock, "/locks/a", lock_request(None, None)),

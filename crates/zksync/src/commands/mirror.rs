@@ -8,6 +8,7 @@ use crate::session::Request as SessionRequest;
 use redis_module::{Context, ContextFlags, RedisString, RedisValue};
 use zksync_core::access::Action;
 use zksync_core::error::Error;
+use zksync_core::path::ZnodePath;
 use zksync_core::reply::Reply;
 
 /// ZooKeeper refuses requests over jute.maxbuffer (1 MB); leave room for the path and header.
@@ -40,22 +41,22 @@ impl Command {
 #[derive(Debug, PartialEq, Eq)]
 enum Request<'a> {
     Pull {
-        path: String,
+        path: ZnodePath,
     },
     Push {
-        path: String,
+        path: ZnodePath,
         value: &'a [u8],
         version: Option<i32>,
     },
     Delete {
-        path: String,
+        path: ZnodePath,
         version: Option<i32>,
     },
     Stat {
-        path: String,
+        path: ZnodePath,
     },
     Ls {
-        path: String,
+        path: ZnodePath,
     },
 }
 
@@ -108,7 +109,13 @@ fn run(ctx: &Context, command: Command, args: &[RedisString]) -> CommandResult {
             authorize_write(ctx, &path, Action::Pull)?;
             // Every key of the subtree is checked too, once it is read.
             let user = acl::current_user(ctx);
-            submit(ctx, SessionRequest::Pull { path, user })
+            submit(
+                ctx,
+                SessionRequest::Pull {
+                    path: path.into_string(),
+                    user,
+                },
+            )
         }
         Request::Push { path, value, version } => {
             authorize_write(ctx, &path, Action::Push)?;
@@ -116,11 +123,24 @@ fn run(ctx: &Context, command: Command, args: &[RedisString]) -> CommandResult {
             // another node is redirected there whatever its size.
             value_fits(value)?;
             let value = value.to_vec();
-            submit(ctx, SessionRequest::Push { path, value, version })
+            submit(
+                ctx,
+                SessionRequest::Push {
+                    path: path.into_string(),
+                    value,
+                    version,
+                },
+            )
         }
         Request::Delete { path, version } => {
             authorize_write(ctx, &path, Action::Delete)?;
-            submit(ctx, SessionRequest::Delete { path, version })
+            submit(
+                ctx,
+                SessionRequest::Delete {
+                    path: path.into_string(),
+                    version,
+                },
+            )
         }
         Request::Stat { path } => {
             authorize(ctx, &path, Action::Stat)?;
@@ -205,7 +225,7 @@ mod tests {
 
     #[test]
     fn valid_forms() {
-        let path = || "/a/b".to_string();
+        let path = || ZnodePath::parse("/a/b").unwrap();
         let cases = [
             (Command::Pull, "/a/b", Request::Pull { path: path() }),
             (
@@ -243,7 +263,13 @@ mod tests {
                 },
             ),
             (Command::Stat, "/a/b", Request::Stat { path: path() }),
-            (Command::Ls, "/", Request::Ls { path: "/".into() }),
+            (
+                Command::Ls,
+                "/",
+                Request::Ls {
+                    path: ZnodePath::parse("/").unwrap(),
+                },
+            ),
         ];
         for (command, line, want) in cases {
             assert_eq!(parse(command, &words(line)), Ok(want), "{command:?} {line}");

@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use zksync_core::access::{Action, Target};
 use zksync_core::error::{CannotBlock, Error};
-use zksync_core::path;
+use zksync_core::path::ZnodePath;
 
 /// A command's arguments after its name, as bytes: what every parser takes
 /// (the name is the handler's to know).
@@ -54,10 +54,9 @@ fn text(arg: &[u8]) -> String {
 }
 
 /// An argument that must be an absolute znode path.
-fn path_arg(arg: &[u8]) -> Result<String, Error> {
+fn path_arg(arg: &[u8]) -> Result<ZnodePath, Error> {
     let text = std::str::from_utf8(arg).map_err(|_| Error::BadArgs("a znode path must be valid UTF-8".into()))?;
-    path::validate(text).map_err(Error::BadArgs)?;
-    Ok(text.to_string())
+    ZnodePath::parse(text).map_err(Error::BadArgs)
 }
 
 /// Whether the calling client may run `action` at `path`: the allowed roots
@@ -149,7 +148,7 @@ mod tests {
 
     #[test]
     fn paths_are_validated_utf8() {
-        assert_eq!(path_arg(b"/a/b"), Ok("/a/b".to_string()));
+        assert_eq!(path_arg(b"/a/b").map(ZnodePath::into_string), Ok("/a/b".to_string()));
         for bad in [&b"a"[..], b"", b"/a/", b"/a//b", b"/a\0", b"/\xff"] {
             assert!(matches!(path_arg(bad), Err(Error::BadArgs(_))), "{bad:?}");
         }

@@ -87,7 +87,7 @@ impl Session {
         let contender = Contender {
             client: client.clone(),
             id,
-            dir: request.path,
+            dir: request.path.into_string(),
             protected: Protected::new(client.session_id().0, self.contention.attempts),
             deadline: request.timeout.map(|t| Instant::now() + t),
             acls: self.acls(),
