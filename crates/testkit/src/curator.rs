@@ -57,7 +57,7 @@ pub struct Holding {
 pub fn epoch_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
+        .unwrap_or_default()
         .as_micros() as i64
 }
 
@@ -224,7 +224,10 @@ impl CuratorHolder {
 
     /// The fencing token of this holding; panics if not held yet.
     pub fn token(&self) -> i64 {
-        self.token.expect("the Curator holder does not hold the lock yet")
+        let Some(token) = self.token else {
+            panic!("the Curator holder does not hold the lock yet");
+        };
+        token
     }
 
     /// Releases the lock, or stops waiting for it, and closes the session;
@@ -322,7 +325,7 @@ fn compile() -> PathBuf {
     // compiling the same source at this moment.
     let scratch = root.join(format!("tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch).expect("create target/curator-lock");
+    std::fs::create_dir_all(&scratch).unwrap_or_else(|e| panic!("create target/curator-lock: {e}"));
     let out = Command::new("javac")
         .args(["-nowarn", "-proc:none", "-d"])
         .arg(&scratch)
@@ -374,7 +377,7 @@ impl Jvm {
         let classpath = format!("{}:{}", classpath(), classes().display());
         let dir = temp_dir("curator");
         let spawned = Instant::now();
-        let log = std::fs::File::create(dir.join("stderr.log")).expect("create the JVM's log");
+        let log = std::fs::File::create(dir.join("stderr.log")).unwrap_or_else(|e| panic!("create the JVM's log: {e}"));
         let mut child = Command::new("java")
             .args(JVM_FLAGS)
             .args(["-cp", &classpath, "CuratorLock", mode])
@@ -384,7 +387,8 @@ impl Jvm {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("run java ({e}): run scripts/setup"));
-        let stdout = child.stdout.take().expect("piped stdout");
+        // Cannot fail: spawned with a piped stdout, taken once here.
+        let stdout = child.stdout.take().expect("stdout is piped");
         let (send, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -441,7 +445,10 @@ impl Jvm {
         if self.line_starting("READY", START_TIMEOUT).is_none() {
             self.fail("never became READY");
         }
-        self.ready.expect("READY read") - self.spawned
+        let Some(ready) = self.ready else {
+            self.fail("never became READY")
+        };
+        ready - self.spawned
     }
 
     fn send(&mut self, line: &str) {
@@ -466,7 +473,7 @@ impl Jvm {
             }
         }
         self.stdin = None;
-        let status = self.child.wait().expect("wait for java");
+        let status = self.child.wait().unwrap_or_else(|e| panic!("wait for java: {e}"));
         if !status.success() {
             self.fail(&format!("exited with {status}"));
         }

@@ -6,7 +6,7 @@
 use crate::writer::{connect, counter_writer, lost_writes, set_stopped, Acked, Background};
 use crate::{text, unique_root, wait_until, Redis, ZkClient};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 pub fn group_name(name: &str) -> String {
@@ -196,7 +196,7 @@ pub fn prober_on(ports: Vec<u16>) -> Background<Vec<String>> {
         if accepted.len() > 1 && last.len() > 1 {
             violations
                 .lock()
-                .unwrap()
+                .unwrap_or_else(PoisonError::into_inner)
                 .push(format!("members {accepted:?} all accepted writes twice in a row"));
         }
         last = accepted;
@@ -207,14 +207,17 @@ pub fn prober_on(ports: Vec<u16>) -> Background<Vec<String>> {
 pub fn counter(redis: &Redis, key: &str) -> i64 {
     match redis.cmd(&["GET", key]) {
         redis::Value::Nil => 0,
-        v => text(&v).parse().unwrap(),
+        v => text(&v)
+            .parse()
+            .unwrap_or_else(|e| panic!("{key} holds {:?}, not a counter: {e}", text(&v))),
     }
 }
 
 /// Acked values rise one by one; after a zero-loss change the counter holds them all.
 pub fn assert_no_acked_write_lost(acked: &Acked, final_value: i64) {
-    assert!(!acked.is_empty(), "the writer got no write through");
-    let max = acked.iter().map(|(_, v)| *v).max().unwrap();
+    let Some(max) = acked.iter().map(|(_, v)| *v).max() else {
+        panic!("the writer got no write through");
+    };
     assert!(
         final_value >= max,
         "acknowledged {max} but the master holds {final_value}"
@@ -223,7 +226,10 @@ pub fn assert_no_acked_write_lost(acked: &Acked, final_value: i64) {
 }
 
 pub fn sigstop(redis: &Redis, stop: bool) {
-    let pid = redis.pid().expect("running") as i32;
+    let Some(pid) = redis.pid() else {
+        panic!("the server on port {} is not running", redis.port());
+    };
+    let pid = pid as i32;
     set_stopped(redis.port(), stop);
     let sig = if stop { libc::SIGSTOP } else { libc::SIGCONT };
     assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
@@ -233,7 +239,7 @@ pub fn history(zk: &ZkClient, group: &str) -> Vec<serde_json::Value> {
     zk.tree(&format!("/zksync/{group}/history"))
         .into_iter()
         .filter(|(p, _)| p.matches('/').count() == 4)
-        .map(|(_, d)| serde_json::from_slice(&d).expect("history entry is JSON"))
+        .map(|(p, d)| serde_json::from_slice(&d).unwrap_or_else(|e| panic!("history entry {p} is not JSON: {e}")))
         .collect()
 }
 

@@ -45,7 +45,7 @@ use std::path::Path;
 /// under `target/`, and the tests' helper programs (`tests/java`, `tests/go`,
 /// `tests/py`).
 pub fn workspace_root() -> &'static Path {
-    // This crate is crates/testkit.
+    // Cannot fail: this crate is crates/testkit, two levels below the root.
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     crate_dir.ancestors().nth(2).expect("crates/testkit has a grandparent")
 }

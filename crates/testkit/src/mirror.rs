@@ -49,7 +49,7 @@ fn scan_mirrored(conn: &mut redis::Connection, prefix: &str, root: &str) -> Vec<
         .arg(1000)
         .clone()
         .iter(conn)
-        .expect("SCAN")
+        .unwrap_or_else(|e| panic!("SCAN {pattern}: {e}"))
         .collect();
     keys.into_iter()
         .filter_map(|key| {

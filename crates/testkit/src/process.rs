@@ -9,7 +9,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Numbers temp dirs and ZooKeeper roots, so that no two in a process meet.
@@ -22,9 +22,9 @@ pub fn free_port() -> u16 {
     loop {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
-            .expect("bind a free port")
+            .unwrap_or_else(|e| panic!("bind a free port: {e}"))
             .port();
-        if given.lock().unwrap().insert(port) {
+        if given.lock().unwrap_or_else(PoisonError::into_inner).insert(port) {
             return port;
         }
     }
@@ -56,7 +56,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    std::fs::create_dir_all(&dir).expect("create a temp dir");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
     dir
 }
 
@@ -78,11 +78,11 @@ impl Guarded {
             .create(true)
             .append(true)
             .open(log)
-            .expect("open a server log");
+            .unwrap_or_else(|e| panic!("open the server log {}: {e}", log.display()));
         let server = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
+            .stdout(log.try_clone().unwrap_or_else(|e| panic!("share the server log: {e}")))
             .stderr(log)
             .process_group(0)
             .spawn()
@@ -108,7 +108,7 @@ impl Guarded {
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
-            .expect("spawn a watchdog");
+            .unwrap_or_else(|e| panic!("spawn a watchdog: {e}"));
         Guarded { server, watchdog }
     }
 

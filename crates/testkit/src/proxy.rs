@@ -76,14 +76,16 @@ impl Proxy {
             .ok()
             .and_then(|mut a| a.next())
             .unwrap_or_else(|| panic!("proxy upstream {upstream} is not an address"));
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
-        let addr = listener.local_addr().expect("proxy address");
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind the proxy: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("the proxy's address: {e}"));
         let shared = Arc::new(Shared::default());
         let accepting = shared.clone();
         let acceptor = std::thread::Builder::new()
             .name(format!("proxy-{}", addr.port()))
             .spawn(move || accept_loop(listener, upstream, accepting))
-            .expect("spawn the proxy");
+            .unwrap_or_else(|e| panic!("spawn the proxy: {e}"));
         Proxy {
             addr,
             shared,

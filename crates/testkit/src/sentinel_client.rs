@@ -8,7 +8,7 @@ use crate::writer::Acked;
 use crate::{wait_until, workspace_root};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The client library a `SentinelClient` runs.
@@ -73,13 +73,16 @@ impl SentinelClient {
                 Library::RedisPy => panic!("python3 with redis-py in target/python (scripts/setup installs it): {e}"),
                 Library::GoRedis => panic!("start the go-redis writer: {e}"),
             });
-        let stdout = child.stdout.take().expect("piped");
+        // Cannot fail: spawned with a piped stdout, taken once here.
+        let stdout = child.stdout.take().expect("stdout is piped");
         let acked: std::sync::Arc<Mutex<Acked>> = Default::default();
         let out = acked.clone();
         let reader = std::thread::spawn(move || {
             for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Ok(value) = line.trim().parse() {
-                    out.lock().unwrap().push((Instant::now(), value));
+                    out.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push((Instant::now(), value));
                 }
             }
         });
@@ -91,11 +94,11 @@ impl SentinelClient {
     }
 
     pub fn count(&self) -> usize {
-        self.acked.lock().unwrap().len()
+        self.acked.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     pub fn acked(&self) -> Acked {
-        self.acked.lock().unwrap().clone()
+        self.acked.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Waits for `n` more acknowledged writes.
@@ -132,7 +135,7 @@ fn build_go_writer() -> PathBuf {
         panic!("{SYSTEM_GOPATH}/src/gopkg.in/redis.v5 is missing: run scripts/setup (it installs golang-gopkg-redis.v5-dev)");
     }
     let dir = root.join("target/go");
-    std::fs::create_dir_all(&dir).expect("create target/go");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create target/go: {e}"));
     let binary = dir.join("sentinel_writer");
     // Built aside and renamed into place: another test binary may be
     // building it at this moment.
@@ -156,6 +159,6 @@ fn build_go_writer() -> PathBuf {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    std::fs::rename(&scratch, &binary).expect("move the go-redis writer into target/go");
+    std::fs::rename(&scratch, &binary).unwrap_or_else(|e| panic!("move the go-redis writer into target/go: {e}"));
     binary
 }

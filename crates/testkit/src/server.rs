@@ -6,7 +6,7 @@ use crate::process::{free_port, tail, temp_dir, wait_until, Guarded};
 use crate::workspace_root;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The module the tests load, which `cargo test` does not build.
@@ -114,7 +114,7 @@ impl Redis {
         let host = ns.map_or("127.0.0.1".to_string(), |ns| ns.ns_addr.clone());
         let dir = temp_dir("redis");
         let port = match options.iter().find(|(n, _)| n == "port") {
-            Some((_, p)) => p.parse().expect("port"),
+            Some((_, p)) => p.parse().unwrap_or_else(|e| panic!("port {p}: {e}")),
             None => free_port(),
         };
         let mut server_options = server_defaults(port, &host, ns.is_some(), &dir);
@@ -160,7 +160,8 @@ impl Redis {
     }
 
     pub fn conn(&self) -> redis::Connection {
-        self.try_conn().expect("connect to redis")
+        self.try_conn()
+            .unwrap_or_else(|e| panic!("connect to the server on port {}: {e}", self.port))
     }
 
     fn try_conn(&self) -> redis::RedisResult<redis::Connection> {
@@ -198,12 +199,16 @@ impl Redis {
 
     /// The redis-server process, while running.
     pub fn pid(&self) -> Option<u32> {
-        self.process.lock().unwrap().as_ref().map(|p| p.pid())
+        self.process
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|p| p.pid())
     }
 
     /// SIGKILL; returns once the process is gone.
     pub fn kill(&self) {
-        if let Some(mut p) = self.process.lock().unwrap().take() {
+        if let Some(mut p) = self.process.lock().unwrap_or_else(PoisonError::into_inner).take() {
             p.kill();
         }
     }
@@ -217,7 +222,11 @@ impl Redis {
     /// Waits until redis-server has exited (after a SHUTDOWN).
     pub fn wait_exit(&self) {
         wait_until(Duration::from_secs(10), "redis-server to exit", || {
-            self.process.lock().unwrap().as_mut().is_none_or(|p| p.exited())
+            self.process
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_mut()
+                .is_none_or(|p| p.exited())
         });
         self.kill();
     }
@@ -230,10 +239,15 @@ impl Redis {
         let first = command.next().cloned().unwrap_or_default();
         let args: Vec<String> = command.cloned().collect();
         let process = Guarded::spawn(&first, &args, &self.dir.join("stdout.log"), Some(&self.dir));
-        *self.process.lock().unwrap() = Some(process);
+        *self.process.lock().unwrap_or_else(PoisonError::into_inner) = Some(process);
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.try_cmd(&["PING"]).is_err() {
-            let exited = self.process.lock().unwrap().as_mut().is_some_and(|p| p.exited());
+            let exited = self
+                .process
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_mut()
+                .is_some_and(|p| p.exited());
             if exited || Instant::now() > deadline {
                 panic!(
                     "{:?} server on {} did not come up:\n{}",

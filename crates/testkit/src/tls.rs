@@ -18,12 +18,16 @@ pub struct Certs {
     pub client_key: String,
 }
 
+fn write(path: &Path, contents: &str) {
+    std::fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)
         .output()
-        .expect("run openssl");
+        .unwrap_or_else(|e| panic!("run openssl: {e}"));
     assert!(
         out.status.success(),
         "openssl {args:?}: {}",
@@ -33,7 +37,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// A key and a certificate for `cn`, signed by `ca` with `extensions`.
 fn issue(dir: &Path, name: &str, cn: &str, extensions: &str) {
-    std::fs::write(dir.join(format!("{name}.ext")), extensions).unwrap();
+    write(&dir.join(format!("{name}.ext")), extensions);
     let (key, csr, crt) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"));
     let subject = format!("/CN={cn}");
     openssl(
@@ -93,7 +97,7 @@ impl Certs {
     /// Into `dir`, which the caller removes.
     pub fn make(dir: &Path) -> Certs {
         let dir = dir.to_path_buf();
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
         self_signed(&dir, "ca", "zksync test CA");
         self_signed(&dir, "other-ca", "another CA");
         issue(
@@ -103,9 +107,8 @@ impl Certs {
             "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
         );
         issue(&dir, "client", "zksync", "extendedKeyUsage=clientAuth\n");
-        let key = std::fs::read_to_string(dir.join("server.key")).unwrap();
-        let crt = std::fs::read_to_string(dir.join("server.crt")).unwrap();
-        std::fs::write(dir.join("server.pem"), key + &crt).unwrap();
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"));
+        write(&dir.join("server.pem"), &(read("server.key") + &read("server.crt")));
         let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
         Certs {
             ca: path("ca.pem"),
@@ -148,7 +151,10 @@ impl TlsZk {
             certs = Some(made);
             config
         });
-        let certs = certs.expect("the certificates");
+        // `start_with` runs the closure before it returns.
+        let Some(certs) = certs else {
+            unreachable!("Zk::start_with calls its closure")
+        };
         TlsZk { zk, secure_port, certs }
     }
 

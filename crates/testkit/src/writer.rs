@@ -2,7 +2,7 @@
 //! built on it (also used by `bench/failover`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 static STOPPED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
 
 pub fn set_stopped(port: u16, stopped: bool) {
-    let mut ports = STOPPED.lock().unwrap();
+    let mut ports = STOPPED.lock().unwrap_or_else(PoisonError::into_inner);
     ports.retain(|p| *p != port);
     if stopped {
         ports.push(port);
@@ -19,7 +19,7 @@ pub fn set_stopped(port: u16, stopped: bool) {
 
 /// A connection with short timeouts, or `None` (refused, stopped, timed out).
 pub fn connect(port: u16) -> Option<redis::Connection> {
-    if STOPPED.lock().unwrap().contains(&port) {
+    if STOPPED.lock().unwrap_or_else(PoisonError::into_inner).contains(&port) {
         return None;
     }
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
@@ -54,7 +54,7 @@ impl<T: Default + Send + 'static> Background<T> {
     }
 
     pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
-        f(&self.out.lock().unwrap())
+        f(&self.out.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     pub fn stop(mut self) -> T {
@@ -62,7 +62,7 @@ impl<T: Default + Send + 'static> Background<T> {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        std::mem::take(&mut *self.out.lock().unwrap())
+        std::mem::take(&mut *self.out.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -91,7 +91,10 @@ pub fn counter_writer(discover: impl Fn(usize) -> Option<u16> + Send + 'static, 
             return;
         };
         match redis::cmd("INCR").arg(&key).query::<i64>(c) {
-            Ok(v) => acked.lock().unwrap().push((Instant::now(), v)),
+            Ok(v) => acked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((Instant::now(), v)),
             Err(_) => conn = None,
         }
     })

@@ -72,7 +72,11 @@ impl ZkClient {
     }
 
     pub fn client(&self) -> &zk::Client {
-        self.client.as_ref().expect("open")
+        // Some from `connect` until `drop`, which alone takes it.
+        let Some(client) = self.client.as_ref() else {
+            unreachable!("a ZkClient's client is taken only when it is dropped")
+        };
+        client
     }
 
     /// Closes the session now; its ephemeral znodes are deleted.
@@ -97,12 +101,18 @@ impl ZkClient {
         let options = zk::CreateMode::Persistent.with_acls(acls);
         self.block_on(async {
             if let Some(i) = path.rfind('/').filter(|i| *i > 0) {
-                self.client().mkdir(&path[..i], &options).await.expect("mkdir");
+                self.client()
+                    .mkdir(&path[..i], &options)
+                    .await
+                    .unwrap_or_else(|e| panic!("mkdir {}: {e}", &path[..i]));
             }
             match self.client().create(path, data, &options).await {
                 Ok(_) => {}
                 Err(zk::Error::NodeExists) => {
-                    self.client().set_data(path, data, None).await.expect("set");
+                    self.client()
+                        .set_data(path, data, None)
+                        .await
+                        .unwrap_or_else(|e| panic!("set {path}: {e}"));
                 }
                 Err(e) => panic!("create {path}: {e}"),
             }
@@ -197,5 +207,5 @@ fn runtime() -> tokio::runtime::Runtime {
         .worker_threads(1)
         .enable_all()
         .build()
-        .expect("tokio runtime")
+        .unwrap_or_else(|e| panic!("the test client's tokio runtime: {e}"))
 }

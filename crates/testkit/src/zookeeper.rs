@@ -6,7 +6,7 @@ use crate::zk_client::ZkClient;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Sends a four-letter word and returns the answer.
@@ -61,7 +61,8 @@ impl Zk {
     /// server's dir, removed with it (the files the lines name may go there).
     pub fn start_with(port: u16, extra: impl FnOnce(&Path) -> String) -> Zk {
         let dir = temp_dir("zk");
-        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).unwrap_or_else(|e| panic!("create {}: {e}", data.display()));
         let extra = extra(&dir);
         std::fs::write(
             dir.join("zoo.cfg"),
@@ -71,7 +72,7 @@ impl Zk {
                 dir.join("data").display()
             ),
         )
-        .unwrap();
+        .unwrap_or_else(|e| panic!("write ZooKeeper's zoo.cfg: {e}"));
         let zk = Zk {
             port,
             dir,
@@ -95,12 +96,16 @@ impl Zk {
 
     /// The java process, while running.
     pub fn pid(&self) -> Option<u32> {
-        self.process.lock().unwrap().as_ref().map(|p| p.pid())
+        self.process
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|p| p.pid())
     }
 
     /// SIGKILL; `restart` brings it back with the same data.
     pub fn kill(&self) {
-        if let Some(mut p) = self.process.lock().unwrap().take() {
+        if let Some(mut p) = self.process.lock().unwrap_or_else(PoisonError::into_inner).take() {
             p.kill();
         }
     }
@@ -114,7 +119,7 @@ impl Zk {
             &self.dir.join("zk.log"),
             &self.dir,
         );
-        *self.process.lock().unwrap() = Some(process);
+        *self.process.lock().unwrap_or_else(PoisonError::into_inner) = Some(process);
         let addr = self.connect_string();
         let deadline = Instant::now() + Duration::from_secs(20);
         while !serving(&addr) {
@@ -180,8 +185,9 @@ impl Ensemble {
             .collect();
         let dirs: Vec<PathBuf> = (0..3).map(|i| temp_dir(&format!("ensemble{i}"))).collect();
         for (i, dir) in dirs.iter().enumerate() {
-            std::fs::create_dir_all(dir.join("data")).unwrap();
-            std::fs::write(dir.join("data/myid"), format!("{}\n", i + 1)).unwrap();
+            std::fs::create_dir_all(dir.join("data"))
+                .and_then(|()| std::fs::write(dir.join("data/myid"), format!("{}\n", i + 1)))
+                .unwrap_or_else(|e| panic!("write the ensemble's myid {i}: {e}"));
             std::fs::write(
                 dir.join("zoo.cfg"),
                 format!(
@@ -195,7 +201,7 @@ impl Ensemble {
                     extra(i)
                 ),
             )
-            .unwrap();
+            .unwrap_or_else(|e| panic!("write the ensemble's zoo.cfg {i}: {e}"));
         }
         let ensemble = Ensemble {
             client_ports,
@@ -219,7 +225,7 @@ impl Ensemble {
             &self.dirs[i].join("zk.log"),
             &self.dirs[i],
         );
-        self.processes.lock().unwrap()[i] = Some(process);
+        self.processes.lock().unwrap_or_else(PoisonError::into_inner)[i] = Some(process);
     }
 
     fn member_ready(&self, i: usize, whitelist: &str) -> bool {
@@ -255,11 +261,13 @@ impl Ensemble {
 
     /// Member i's java process, while running.
     pub fn pid(&self, i: usize) -> Option<u32> {
-        self.processes.lock().unwrap()[i].as_ref().map(|p| p.pid())
+        self.processes.lock().unwrap_or_else(PoisonError::into_inner)[i]
+            .as_ref()
+            .map(|p| p.pid())
     }
 
     pub fn kill(&self, i: usize) {
-        if let Some(mut p) = self.processes.lock().unwrap()[i].take() {
+        if let Some(mut p) = self.processes.lock().unwrap_or_else(PoisonError::into_inner)[i].take() {
             p.kill();
         }
     }

@@ -190,9 +190,11 @@ fn a_key_never_goes_back_to_an_older_version() {
                     world.live(&ops.split(' ').collect::<Vec<_>>());
                 }
                 Some((resync @ ("resync" | "resync!"), read)) => {
-                    let (nodes, zxid) = read.split_once(' ').unwrap();
+                    let Some((nodes, Ok(zxid))) = read.split_once(' ').map(|(n, z)| (n, z.parse())) else {
+                        panic!("{what}: a resync step is `resync nodes zxid`");
+                    };
                     let nodes: Vec<&str> = nodes.split(',').collect();
-                    let resynced = world.resync(&nodes, zxid.parse().unwrap());
+                    let resynced = world.resync(&nodes, zxid);
                     // `resync!`: the mirror diverges.
                     assert_eq!(resynced.is_none(), resync == "resync!", "{what}");
                 }
@@ -289,7 +291,7 @@ fn a_sweep_deletes_only_unknown_keys_below_the_root_it_may_write() {
 #[test]
 fn a_sweep_of_a_pull_keeps_the_znodes_read() {
     let world = World::new(&[], &["zk:/p/x=old", "zk:/p/hand=x", "zk:/q=y"]);
-    world.pull("/p", 9, &["/p@2", "/p/x@9"], |_| true).unwrap();
+    assert_eq!(world.pull("/p", 9, &["/p@2", "/p/x@9"], |_| true), Ok(()));
     assert_eq!(world.keys(), ["zk:/p=/p@2", "zk:/p/x=/p/x@9", "zk:/q=y"]);
     // Not mirrored: the index does not move.
     assert_eq!(world.state().index.stat("/p"), None);
@@ -328,12 +330,12 @@ fn a_pull_of_the_root_resumes_a_diverged_mirror() {
     assert!(world.hold(|hold| hold.begin_resync("/a")).is_none());
     assert_eq!((world.keys(), world.entries().len()), (before.clone(), 0));
     // A pull below the root writes its subtree but does not resume the mirror.
-    world.pull("/a/c", 5, &["/a/c@5"], |_| true).unwrap();
+    assert_eq!(world.pull("/a/c", 5, &["/a/c@5"], |_| true), Ok(()));
     assert!(world.state().index.mirrors()[0].diverged.is_some());
     world.live(&["+/a/c@6"]);
     assert_eq!(world.get("zk:/a/c").as_deref(), Some("/a/c@5"));
     // The root's pull: the keyspace becomes this ZooKeeper's tree.
-    world.pull("/a", 5, &["/a@1", "/a/c@5"], |_| true).unwrap();
+    assert_eq!(world.pull("/a", 5, &["/a@1", "/a/c@5"], |_| true), Ok(()));
     assert_eq!(world.keys(), ["zk:/a=/a@1", "zk:/a/c=/a/c@5"]);
     assert_eq!(world.state().diverged, Some(0));
     assert_eq!(
